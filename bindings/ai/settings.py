@@ -1,0 +1,210 @@
+"""Settings of the local Workers AI service: where weights live, limits, threads, queue.
+
+Every limit is a named, documented setting so a user can raise it (long meetings) or lower it
+(a shared CI box), and so tests can exercise it. Values come from, lowest priority first:
+
+1. the defaults below;
+2. the ``[flarelet.ai]`` table of ``wrangler.toml`` (reaches the plugin as
+   ``options["flarelet"]["ai"]``), e.g.::
+
+       [flarelet.ai]
+       max_input_bytes = 10_000_000
+       threads = 2
+       models = { "@cf/openai/whisper-large-v3-turbo" = "/models/whisper-large-v3-turbo" }
+
+3. environment variables (``FLARELET_CACHE``, ``FLARELET_AI_*``, see :data:`ENV_VARS`), because
+   an environment variable is how one overrides a checked-in config for one run.
+
+Importing this module is cheap (no torch, no transformers): the dev server reads settings at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+#: Cloudflare does not publish a byte limit for Whisper inputs; 25 MiB is the OpenAI Whisper API
+#: limit and comfortably holds ~25 minutes of 128 kb/s MP3 or ~13 minutes of 16 kHz 16-bit WAV.
+DEFAULT_MAX_INPUT_BYTES = 25 * 1024 * 1024
+#: Decoded audio longer than this is refused (3006) before any model work; 30 minutes is a long
+#: meeting and takes a few minutes on a 2-core CPU with the base model.
+DEFAULT_MAX_AUDIO_SECONDS = 30 * 60.0
+#: torch intra-op threads. 1 is the robust default on small shared machines: with 2 threads on 2
+#: busy cores OpenMP barriers make inference 10-28x slower (research/whisper-weights.md §6.2).
+DEFAULT_THREADS = 1
+#: Requests allowed to wait behind the one running; one more is refused with 3040/429.
+DEFAULT_QUEUE_SIZE = 8
+#: Wall-clock limit of one request (queue wait + decoding + inference), then 3007/408.
+DEFAULT_TIMEOUT_S = 600.0
+
+#: Environment variables read by :meth:`AiSettings.from_options` (name -> field).
+ENV_VARS: dict[str, str] = {
+    "FLARELET_CACHE": "cache_dir",
+    "FLARELET_AI_MODELS": "model_paths",
+    "FLARELET_AI_MAX_INPUT_BYTES": "max_input_bytes",
+    "FLARELET_AI_MAX_AUDIO_SECONDS": "max_audio_seconds",
+    "FLARELET_AI_THREADS": "threads",
+    "FLARELET_AI_QUEUE_SIZE": "queue_size",
+    "FLARELET_AI_TIMEOUT": "timeout_s",
+    "FLARELET_AI_DEVICE": "device",
+}
+
+#: Per-model override: ``FLARELET_AI_MODEL__<id with non-alphanumerics as _>``; e.g.
+#: ``FLARELET_AI_MODEL__CF_OPENAI_WHISPER_LARGE_V3_TURBO=/models/turbo``.
+MODEL_ENV_PREFIX = "FLARELET_AI_MODEL__"
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/flarelet`` or ``~/.cache/flarelet`` (converted weights live below it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "flarelet"
+
+
+def model_env_name(model_id: str) -> str:
+    """The per-model environment variable for ``model_id`` (see :data:`MODEL_ENV_PREFIX`)."""
+    slug = "".join(ch.upper() if ch.isalnum() else "_" for ch in model_id).strip("_")
+    while "__" in slug:
+        slug = slug.replace("__", "_")
+    return MODEL_ENV_PREFIX + slug
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong kind; ``key`` names where it came from."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AiSettings:
+    """Everything the AI service needs to know; immutable so a service can be keyed by it."""
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    #: model id -> local Hugging Face Whisper folder, replacing the bundled weights for that id.
+    model_paths: Mapping[str, Path] = field(default_factory=dict)
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
+    threads: int = DEFAULT_THREADS
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: normalise through object.__setattr__ so callers may pass str paths.
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
+        object.__setattr__(
+            self, "model_paths", {str(k): Path(v).expanduser() for k, v in dict(self.model_paths).items()}
+        )
+        _check_positive("max_input_bytes", self.max_input_bytes, int)
+        _check_positive("max_audio_seconds", self.max_audio_seconds, (int, float))
+        _check_positive("threads", self.threads, int)
+        _check_positive("timeout_s", self.timeout_s, (int, float))
+        if not isinstance(self.queue_size, int) or isinstance(self.queue_size, bool) or self.queue_size < 0:
+            raise SettingsError("queue_size", f"must be an integer >= 0, got {self.queue_size!r}")
+        if self.device not in DEVICES:
+            raise SettingsError("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    def __hash__(self) -> int:  # model_paths is a dict; hash what identifies the settings
+        return hash((self.cache_dir, tuple(sorted(self.model_paths.items())), self.max_input_bytes,
+                     self.max_audio_seconds, self.threads, self.queue_size, self.timeout_s, self.device))
+
+    @property
+    def models_dir(self) -> Path:
+        """Where converted weights are cached."""
+        return self.cache_dir / "models"
+
+    def replace(self, **changes: Any) -> "AiSettings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> "AiSettings":
+        """Build settings from harness ``options`` (``options["flarelet"]["ai"]``) and the environment.
+
+        ``options`` may also be the ``[flarelet.ai]`` table itself. Raises :class:`SettingsError`
+        naming the offending key.
+        """
+        environ = os.environ if environ is None else environ
+        table = _ai_table(options or {})
+        known = {f.name for f in fields(cls)}
+        aliases = {"models": "model_paths", "cache": "cache_dir", "timeout": "timeout_s"}
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            name = aliases.get(key, key)
+            if name not in known:
+                raise SettingsError(f"flarelet.ai.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+            values[name] = _coerce(f"flarelet.ai.{key}", name, value)
+
+        for env_name, name in ENV_VARS.items():
+            raw = environ.get(env_name)
+            if raw is None or raw == "":
+                continue
+            if name == "model_paths":
+                merged = dict(values.get("model_paths", {}))
+                merged.update(_coerce(env_name, name, raw))
+                values[name] = merged
+            else:
+                values[name] = _coerce(env_name, name, raw)
+
+        per_model = {k: v for k, v in environ.items() if k.startswith(MODEL_ENV_PREFIX) and v}
+        if per_model:
+            from .catalog import MODELS  # cheap: a table of dataclasses
+
+            merged = dict(values.get("model_paths", {}))
+            by_env = {model_env_name(mid): mid for mid in MODELS}
+            for env_name, path in per_model.items():
+                if env_name not in by_env:
+                    raise SettingsError(env_name, f"no such model (known: {', '.join(sorted(by_env))})")
+                merged[by_env[env_name]] = Path(path)
+            values["model_paths"] = merged
+        return cls(**values)
+
+
+def _ai_table(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    flarelet = options.get("flarelet")
+    if isinstance(flarelet, Mapping):
+        ai = flarelet.get("ai", {})
+        if not isinstance(ai, Mapping):
+            raise SettingsError("flarelet.ai", "must be a table")
+        return ai
+    # the table itself (tests, the REST helper)
+    return {k: v for k, v in options.items() if k not in ("preload", "api_token", "flarelet")}
+
+
+def _check_positive(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise SettingsError(name, f"must be a positive number, got {value!r}")
+
+
+def _coerce(key: str, name: str, value: Any) -> Any:
+    """Turn a config/env value into the field's type, or raise :class:`SettingsError`."""
+    try:
+        if name == "model_paths":
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, Mapping) or not all(isinstance(v, (str, Path)) for v in value.values()):
+                raise ValueError("expected a mapping of model id to folder path")
+            return {str(k): Path(v) for k, v in value.items()}
+        if name == "cache_dir":
+            return Path(str(value))
+        if name in ("max_input_bytes", "threads", "queue_size"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if name in ("max_audio_seconds", "timeout_s"):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if name == "device":
+            return str(value).lower()
+    except (TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise SettingsError(key, f"invalid value {value!r}: {exc}") from None
+    return value
