@@ -1,0 +1,438 @@
+"""The Workers AI REST API (``/client/v4/accounts/{id}/ai/...``), served from this machine.
+
+Any program that calls ``https://api.cloudflare.com/client/v4/accounts/{id}/ai/run/{model}``
+(curl as in Cloudflare's docs, the official ``cloudflare`` SDK, ``requests``/``httpx`` scripts)
+works unchanged against flarelet once its base URL points here. So this module answers with
+Cloudflare's v4 envelope ``{"result", "success", "errors", "messages"}`` and Cloudflare's error
+codes and HTTP statuses, for every request, including the ones it rejects: a client library
+only turns errors into its normal exceptions when they come in that shape.
+
+Routes, under ``/client/v4``:
+
+* ``POST /accounts/{account_id}/ai/run/{model}`` -- the body is the model's JSON inputs
+  (``application/json``) or, for any other content type, the raw audio file (curl
+  ``--data-binary @file.mp3`` sends ``application/x-www-form-urlencoded``);
+* ``GET /accounts/{account_id}/ai/models/search`` -- the catalog, paginated like Cloudflare's;
+* ``GET /accounts/{account_id}/ai/models/schema?model=`` -- a model's input/output JSON Schema;
+* ``GET /openapi.json`` -- an OpenAPI 3.1 document of the above (no token needed);
+* anything else -- ``7000 No route for that URI`` (405 with ``Allow`` for a known path, wrong method).
+
+The same routes run inside ``flarelet dev`` (:func:`routes`, called by the AI plugin) and on their
+own (:func:`create_app`, behind ``flarelet ai serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from . import catalog, errors
+from .errors import AiError
+from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
+
+if TYPE_CHECKING:
+    from bindings.registry import BindingContext
+
+    from .settings import AiSettings
+
+log = logging.getLogger("flarelet.ai.rest")
+
+API_PREFIX = "/client/v4"
+
+#: A JSON body carries the audio as base64 (4/3 of the bytes) or as an array of 0..255 integers
+#: (up to 4 characters per byte: ``"255,"``), so its byte limit is the audio limit times this,
+#: plus :data:`JSON_SLACK_BYTES` for the other fields. The service still enforces the audio limit.
+JSON_EXPANSION = 4
+JSON_SLACK_BYTES = 64 * 1024
+
+#: ``models/search`` page size when the caller gives none, and the largest one honoured.
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 1000
+
+#: Keys of ``[flarelet.ai]`` that belong to the REST API, not to :class:`AiSettings`.
+REST_CONFIG_KEYS = ("api_token", "api_tokens", "account_id")
+
+
+class AiBackend(Protocol):
+    """What the REST API needs from the AI service (``bindings.ai.service.AiService``)."""
+
+    async def run(self, model: str, inputs: dict[str, Any] | bytes) -> dict[str, Any]: ...
+
+    def models(self) -> list[dict[str, Any]]: ...
+
+
+def envelope(result: Any, **extra: Any) -> dict[str, Any]:
+    """Cloudflare's v4 success body."""
+    return {"result": result, "success": True, "errors": [], "messages": [], **extra}
+
+
+def v4_response(body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response; NaN/Infinity (never valid JSON) are refused at the source, not sent."""
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(content, status_code=status, headers=dict(headers or {}), media_type="application/json")
+
+
+def error_response(exc: AiError | RestError) -> Response:
+    return v4_response(exc.to_envelope(), exc.status, getattr(exc, "headers", None))
+
+
+def ai_settings_from_options(options: Mapping[str, Any]) -> "AiSettings":
+    """:class:`AiSettings` from harness options, leaving out the REST-only keys of ``[flarelet.ai]``."""
+    from .settings import AiSettings
+
+    flarelet = options.get("flarelet") if isinstance(options.get("flarelet"), Mapping) else {}
+    table = flarelet.get("ai") or {}
+    if not isinstance(table, Mapping):
+        raise ValueError("[flarelet.ai] must be a table")
+    ai_table = {k: v for k, v in table.items() if k not in REST_CONFIG_KEYS}
+    return AiSettings.from_options({"flarelet": {"ai": ai_table}})
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _v4(handler: Endpoint) -> Endpoint:
+    """Every failure becomes a v4 error body; nothing escapes as a traceback or a bare 500."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (AiError, RestError) as exc:
+            return error_response(exc)
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody is listening; uvicorn drops it
+        except Exception as exc:  # a bug: log it with its traceback, answer in Cloudflare's shape
+            log.exception("Workers AI REST request %s %s failed", request.method, request.url.path)
+            return error_response(errors.internal(type(exc).__name__))
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+class RestApi:
+    """The endpoints, sharing one service, one set of credentials and the limits from settings."""
+
+    def __init__(
+        self,
+        settings: "AiSettings",
+        credentials: RestCredentials,
+        service: AiBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self._service = service
+
+    @property
+    def service(self) -> AiBackend:
+        """The process-wide AI service, made on first use (importing it loads no model)."""
+        if self._service is None:
+            from .service import get_service
+
+            self._service = get_service(self.settings)
+        return self._service
+
+    # -- checks shared by the endpoints ---------------------------------------------------------
+
+    def _admit(self, request: Request) -> None:
+        """Token first (so the account id cannot be probed without one), then the account."""
+        self.credentials.authenticate(request.headers)
+        self.credentials.check_account(request.path_params["account_id"], request.url.path)
+
+    def body_limit(self, content_type: str) -> int:
+        raw = self.settings.max_input_bytes
+        return raw * JSON_EXPANSION + JSON_SLACK_BYTES if _is_json(content_type) else raw
+
+    async def _read_body(self, request: Request, limit: int) -> bytes:
+        """The body, refused with 3006 as soon as it is known to exceed ``limit``."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise errors.too_large(f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    async def run(self, request: Request) -> Response:
+        """Run a model on the request body (raw audio, or the model's JSON inputs)."""
+        self._admit(request)
+        model = request.path_params["model"]
+        if not model:
+            raise no_route(request.url.path)
+        catalog.resolve(model)  # 5007 before reading a possibly large body
+        content_type = request.headers.get("content-type", "")
+        try:
+            body = await asyncio.wait_for(
+                self._read_body(request, self.body_limit(content_type)), self.settings.timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise errors.timeout("the request body did not arrive in time") from None
+        inputs = parse_inputs(body, content_type)
+        result = await self.service.run(model, inputs)
+        return v4_response(envelope(result))
+
+    async def models_search(self, request: Request) -> Response:
+        """The catalog in Cloudflare's ``models/search`` shape, filtered and paginated."""
+        self._admit(request)
+        query = request.query_params
+        page = _positive_int(query, "page", 1)
+        per_page = min(_positive_int(query, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+        found = filter_models(
+            self.service.models(),
+            search=query.get("search"),
+            task=query.get("task"),
+            author=query.get("author"),
+            source=query.get("source"),
+            hide_experimental=_flag(query, "hide_experimental"),
+        )
+        start = (page - 1) * per_page
+        items = found[start : start + per_page]
+        info = {"page": page, "per_page": per_page, "count": len(items), "total_count": len(found)}
+        return v4_response(envelope(items, result_info=info))
+
+    async def model_schema(self, request: Request) -> Response:
+        """A model's input and output JSON Schema (``client.ai.models.schema.get``)."""
+        self._admit(request)
+        model = request.query_params.get("model")
+        if not model:
+            raise errors.bad_input("Error: required query parameter 'model' is missing")
+        spec = catalog.resolve(model)
+        return v4_response(envelope({"input": spec.input_schema, "output": spec.output_schema}))
+
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document of this API; public, like Cloudflare's published schemas."""
+        from .openapi import build_openapi
+
+        return v4_response(build_openapi(server_url=_api_base(request), account_id=self.credentials.account_id))
+
+    # -- assembly ---------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes, relative to ``/client/v4``."""
+        return [
+            Route("/accounts/{account_id}/ai/run/{model:path}", _v4(self.run), methods=["POST"]),
+            Route("/accounts/{account_id}/ai/models/search", _v4(self.models_search), methods=["GET"]),
+            Route("/accounts/{account_id}/ai/models/schema", _v4(self.model_schema), methods=["GET"]),
+            Route("/openapi.json", _v4(self.openapi), methods=["GET"]),
+        ]
+
+    def asgi(self) -> Starlette:
+        """The ``/client/v4`` sub-application, with v4-shaped 404 and 405 answers."""
+        app = Starlette(routes=self.routes(), exception_handlers={HTTPException: _http_error})
+        app.router.redirect_slashes = False  # Cloudflare answers 7000, it does not redirect
+        return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing misses (404, 405) in Cloudflare's words."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "").replace(" ", "").split(",")
+        return error_response(method_not_allowed(request.method, [a for a in allowed if a]))
+    if exc.status_code == 404:
+        path = request.url.path
+        return error_response(no_route(path) if "/accounts/" in path else unknown_path())
+    return error_response(RestError(exc.status_code, [{"code": 7000, "message": exc.detail}]))
+
+
+def _api_base(request: Request) -> str:
+    """``http://host:port/client/v4`` as the caller reached it (for the OpenAPI ``servers``)."""
+    base = str(request.base_url).rstrip("/")
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+# -- request parsing ------------------------------------------------------------------------------
+
+
+def _is_json(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or mime.endswith("+json")
+
+
+def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
+    """The model inputs carried by a body: a JSON object, or the raw bytes (``format: binary``).
+
+    A non-JSON content type with a body that is a JSON object (``curl -d '{...}'`` sends
+    ``application/x-www-form-urlencoded``) is read as JSON too: no audio container starts with ``{``.
+    """
+    if not body:
+        raise errors.incomplete_request("body")
+    if _is_json(content_type):
+        try:
+            value = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise errors.bad_input(f"Error: request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise errors.bad_input("Error: request body JSON is nested too deeply") from None
+        if not isinstance(value, dict):
+            raise errors.bad_input(f"Error: Type mismatch of '/', '{_json_type(value)}' not in 'object'")
+        return value
+    if body.lstrip()[:1] == b"{":
+        try:
+            value = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return body
+        if isinstance(value, dict):
+            return value
+    return body
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _positive_int(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise errors.bad_input(f"Error: query parameter '{name}' must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    raw = (query.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise errors.bad_input(f"Error: query parameter '{name}' must be true or false, got {raw!r}")
+
+
+def filter_models(
+    models: Iterable[dict[str, Any]],
+    *,
+    search: str | None = None,
+    task: str | None = None,
+    author: str | None = None,
+    source: str | None = None,
+    hide_experimental: bool = False,
+) -> list[dict[str, Any]]:
+    """Cloudflare's search semantics as far as they are observable: case-insensitive substring
+    of name or description; task by name or id; author is the ``@cf/<author>/`` segment; an
+    experimental model is one whose ``beta`` property is ``"true"``."""
+    out = []
+    needle = (search or "").strip().lower()
+    for model in models:
+        name = str(model.get("name", ""))
+        if needle and needle not in name.lower() and needle not in str(model.get("description", "")).lower():
+            continue
+        if task:
+            t = model.get("task") or {}
+            if task.lower() not in (str(t.get("name", "")).lower(), str(t.get("id", "")).lower()):
+                continue
+        if author:
+            parts = name.split("/")
+            if len(parts) < 3 or parts[1].lower() != author.lower():
+                continue
+        if source and str(model.get("source")) != source.strip():
+            try:
+                if float(source) != float(model.get("source", "nan")):
+                    continue
+            except ValueError:
+                continue
+        if hide_experimental and any(
+            p.get("property_id") == "beta" and str(p.get("value")).lower() == "true"
+            for p in model.get("properties") or []
+        ):
+            continue
+        out.append(model)
+    return out
+
+
+# -- entry points -----------------------------------------------------------------------------------
+
+
+def routes(ctx: "BindingContext") -> list[BaseRoute]:
+    """The REST API for ``flarelet dev``: mounted at ``/client/v4`` beside the worker.
+
+    Prints the token (when one was generated) and a ready-to-paste curl line.
+    """
+    credentials = RestCredentials.from_options(ctx.options)
+    api = RestApi(ai_settings_from_options(ctx.options), credentials)
+    host = ctx.options.get("ip") or "127.0.0.1"
+    port = ctx.options.get("port") or 8787
+    print("\n".join(banner(credentials, f"http://{_url_host(str(host))}:{port}")), file=sys.stderr, flush=True)
+    return [Mount(API_PREFIX, app=api.asgi())]
+
+
+def create_app(
+    settings: "AiSettings",
+    *,
+    credentials: RestCredentials | None = None,
+    service: AiBackend | None = None,
+    preload: Sequence[str] = (),
+) -> Starlette:
+    """A stand-alone Workers AI endpoint (``flarelet ai serve``): the API at ``/client/v4``.
+
+    ``service`` replaces the process-wide one (tests); ``preload`` loads models at start so the
+    first request does not pay for it. Credentials default to the environment (see rest_auth).
+    """
+    api = RestApi(settings, credentials or RestCredentials.from_options({}), service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if preload:
+            await api.service.preload(list(preload))  # type: ignore[attr-defined]
+        yield
+        if service is None and api._service is not None and hasattr(api._service, "aclose"):
+            await api._service.aclose()  # type: ignore[attr-defined]
+
+    app = Starlette(
+        routes=[Mount(API_PREFIX, app=api.asgi())],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.api = api
+    return app
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def banner(credentials: RestCredentials, origin: str, audio_file: str = "audio.mp3") -> list[str]:
+    """What to print at start: where the API is, the token, and a curl line to paste."""
+    account = credentials.example_account_id
+    if credentials.token_source == "generated":
+        token = credentials.tokens[0]
+        token_line = f"API token (generated for this run; set FLARELET_API_TOKEN or --api-token to fix one): {token}"
+    else:
+        token = "$FLARELET_API_TOKEN" if credentials.token_source == "environment" else "<your api token>"
+        token_line = f"API token: from the {credentials.token_source}"
+    accounts = (
+        f"account id: {credentials.account_id}"
+        if credentials.account_id
+        else f"account id: any 32-hex id, e.g. {account}"
+    )
+    return [
+        f"Workers AI REST API on {origin}{API_PREFIX} ({accounts})",
+        token_line,
+        f'curl {origin}{API_PREFIX}/accounts/{account}/ai/run/@cf/openai/whisper-tiny-en -X POST '
+        f'-H "Authorization: Bearer {token}" --data-binary "@{audio_file}"',
+    ]

@@ -1,0 +1,104 @@
+"""Helpers for the Workers AI REST tests: a real uvicorn server on a free loopback port, real audio.
+
+The servers run in a background thread (their own event loop), so the synchronous clients the
+tests use -- the official ``cloudflare`` SDK, httpx, curl -- talk to them over real TCP exactly as
+a user's program would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import uvicorn
+
+TOKEN = "flarelet-test-token-0123456789abcdefghij"
+OTHER_TOKEN = "second-token-for-the-same-server"
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+TINY = "@cf/openai/whisper-tiny-en"
+TURBO = "@cf/openai/whisper-large-v3-turbo"
+
+
+def shared_audio_dir() -> Path:
+    """``/work/shared/audio`` next to the checkout, or ``$FLARELET_SHARED_AUDIO``."""
+    env = os.environ.get("FLARELET_SHARED_AUDIO")
+    if env:
+        return Path(env)
+    return (Path(__file__).resolve().parents[2] / "../shared/audio").resolve()
+
+
+@pytest.fixture(scope="session")
+def audio_dir() -> Path:
+    path = shared_audio_dir()
+    if not (path / "manifest.json").is_file():
+        pytest.skip(f"shared audio not found at {path} (set FLARELET_SHARED_AUDIO)")
+    return path
+
+
+@contextlib.contextmanager
+def serve_app(app: Any, timeout: float = 20.0) -> Iterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 and a free port; yields ``http://127.0.0.1:PORT``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+class ScriptedAiBackend:
+    """TEST AID, not a model: answers ``run`` by raising the error it was told to (or echoing the
+    inputs' kind), so the REST layer's error mapping can be checked for failures the real model
+    cannot be made to produce on demand (an unexpected crash). ``models()`` is the real catalog."""
+
+    def __init__(self) -> None:
+        self.next_error: BaseException | None = None
+        self.calls: list[tuple[str, Any]] = []
+
+    async def run(self, model: str, inputs: Any) -> dict:
+        self.calls.append((model, inputs))
+        if self.next_error is not None:
+            raise self.next_error
+        kind = "bytes" if isinstance(inputs, bytes) else "json"
+        return {"text": f"scripted:{kind}:{len(inputs)}"}
+
+    def models(self) -> list[dict]:
+        from bindings.ai.catalog import MODELS
+
+        return [spec.search_entry() for spec in MODELS.values()]
+
+
+@pytest.fixture(scope="session")
+def rest() -> Any:
+    """The helpers above, for test modules (which cannot import this conftest by name)."""
+
+    class Helpers:
+        TOKEN = TOKEN
+        OTHER_TOKEN = OTHER_TOKEN
+        ACCOUNT = ACCOUNT
+        TINY = TINY
+        TURBO = TURBO
+        serve_app = staticmethod(serve_app)
+        ScriptedAiBackend = ScriptedAiBackend
+        shared_audio_dir = staticmethod(shared_audio_dir)
+
+    return Helpers
