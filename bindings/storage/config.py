@@ -1,0 +1,43 @@
+"""Validating wrangler config sections that are arrays of tables (``[[kv_namespaces]]``...)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from bindings import registry
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_model(key: str, item: Any, model: type[M]) -> M:
+    """``model`` from one table, or :class:`registry.ConfigSectionError` naming the bad key."""
+    if not isinstance(item, Mapping):
+        raise registry.ConfigSectionError(key, f"expected an object, got {item!r}")
+    try:
+        return model.model_validate(dict(item))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise registry.ConfigSectionError(f"{key}.{where}" if where else key, err["msg"]) from None
+
+
+def validate_entries(key: str, section: Any, model: type[M], *, binding_field: str = "binding") -> list[M]:
+    """Validate a list-of-tables section; bindings must be identifiers and unique."""
+    if not isinstance(section, list):
+        raise registry.ConfigSectionError(key, f'Expected "{key}" to be an array of objects, but got {section!r}.')
+    entries: list[M] = []
+    seen: set[str] = set()
+    for index, item in enumerate(section):
+        entry = validate_model(f"{key}[{index}]", item, model)
+        binding = getattr(entry, binding_field)
+        if not isinstance(binding, str) or not binding.isidentifier():
+            raise registry.ConfigSectionError(
+                f"{key}[{index}].{binding_field}", f"{binding!r} is not a valid binding name"
+            )
+        if binding in seen:
+            raise registry.ConfigSectionError(f"{key}[{index}].{binding_field}", f"binding {binding!r} is defined twice")
+        seen.add(binding)
+        entries.append(entry)
+    return entries
