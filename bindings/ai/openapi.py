@@ -102,12 +102,21 @@ def operation_id(model: str) -> str:
 
 
 def _strip_keywords(schema: Any) -> Any:
-    """Drop Cloudflare's non-standard ``contentType`` keyword (not JSON Schema)."""
-    if isinstance(schema, dict):
-        return {k: _strip_keywords(v) for k, v in schema.items() if k != "contentType"}
+    """Drop Cloudflare's non-standard ``contentType`` keyword (not JSON Schema); a *property*
+    named ``contentType`` (turbo's ``{body, contentType}``) stays."""
     if isinstance(schema, list):
         return [_strip_keywords(v) for v in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "contentType":
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: _strip_keywords(sub) for name, sub in value.items()}
+        else:
+            out[key] = _strip_keywords(value)
+    return out
 
 
 def json_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) -> dict[str, Any]:
@@ -123,22 +132,37 @@ def json_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) -> di
 
 
 def _pydantic_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) -> dict[str, Any] | None:
-    """The schema of the pydantic model that validates ``spec``'s JSON inputs, if there is one."""
+    """The schema of the pydantic model the service validates ``spec``'s JSON inputs with.
+
+    The pydantic models type ``audio`` loosely (``Any``: they also take Python bytes from the
+    binding), so ``audio`` is described with Cloudflare's published schema instead, tightened to
+    what is accepted (integers 0..255 for the classic array form).
+    """
     try:
         from . import schemas
     except ImportError:
         return None
-    model_for = getattr(schemas, "input_model", None)
-    if model_for is None:
-        return None
-    model = model_for(spec)
+    model = {"classic": getattr(schemas, "ClassicInput", None), "turbo": getattr(schemas, "TurboInput", None)}.get(
+        spec.flavor
+    )
     if model is None:
         return None
     from pydantic.json_schema import models_json_schema
 
-    (_, top), defs = models_json_schema([(model, "validation")], ref_template="#/components/schemas/{model}")
-    components.update(defs.get("$defs", {}))
-    return top
+    mapping, defs = models_json_schema([(model, "validation")], ref_template="#/components/schemas/{model}")
+    nested = dict(defs.get("$defs", {}))
+    schema = copy.deepcopy(nested.pop(model.__name__, mapping[(model, "validation")]))
+    components.update(nested)
+    published = _strip_keywords(spec.input_schema)
+    if "oneOf" in published:
+        published = next((b for b in published["oneOf"] if b.get("type") == "object"), published)
+    audio = copy.deepcopy(published.get("properties", {}).get("audio", {}))
+    if audio.get("type") == "array":
+        audio["items"] = {"type": "integer", "minimum": 0, "maximum": 255, "description": "A value between 0 and 255"}
+    schema.setdefault("properties", {})["audio"] = audio
+    schema["required"] = sorted(set(schema.get("required", [])) | {"audio"})
+    schema["type"] = "object"
+    return schema
 
 
 def accepts_binary(spec: catalog.ModelSpec) -> bool:

@@ -198,7 +198,7 @@ class RestApi:
             search=query.get("search"),
             task=query.get("task"),
             author=query.get("author"),
-            source=query.get("source"),
+            source=_number(query, "source"),
             hide_experimental=_flag(query, "hide_experimental"),
         )
         start = (page - 1) * per_page
@@ -314,6 +314,19 @@ def _positive_int(query: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _number(query: Mapping[str, str], name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise errors.bad_input(f"Error: query parameter '{name}' must be a number, got {raw!r}")
+    return value
+
+
 def _flag(query: Mapping[str, str], name: str) -> bool:
     raw = (query.get(name) or "").strip().lower()
     if raw in ("", "false", "0", "no"):
@@ -329,7 +342,7 @@ def filter_models(
     search: str | None = None,
     task: str | None = None,
     author: str | None = None,
-    source: str | None = None,
+    source: float | None = None,
     hide_experimental: bool = False,
 ) -> list[dict[str, Any]]:
     """Cloudflare's search semantics as far as they are observable: case-insensitive substring
@@ -349,12 +362,8 @@ def filter_models(
             parts = name.split("/")
             if len(parts) < 3 or parts[1].lower() != author.lower():
                 continue
-        if source and str(model.get("source")) != source.strip():
-            try:
-                if float(source) != float(model.get("source", "nan")):
-                    continue
-            except ValueError:
-                continue
+        if source is not None and model.get("source") != source:
+            continue
         if hide_experimental and any(
             p.get("property_id") == "beta" and str(p.get("value")).lower() == "true"
             for p in model.get("properties") or []

@@ -308,7 +308,9 @@ def test_models_search_filters_and_pages(server: str, rest: Any) -> None:
     page2 = _search(server, rest, per_page=2, page=2).json()
     assert page2["result_info"] == {"page": 2, "per_page": 2, "count": 1, "total_count": 3}
     assert _search(server, rest, page=9).json()["result"] == []
-    for bad in ({"page": "0"}, {"per_page": "x"}, {"hide_experimental": "maybe"}):
+    assert len(_search(server, rest, source="1").json()["result"]) == 3
+    assert _search(server, rest, source="2").json()["result"] == []
+    for bad in ({"page": "0"}, {"per_page": "x"}, {"hide_experimental": "maybe"}, {"source": "one"}, {"source": "nan"}):
         _error(_search(server, rest, **bad), 400, 5006)
 
 
