@@ -46,10 +46,18 @@ def synchronous_mode(option: str | None = None) -> str:
     return mode
 
 
-def connect(path: Path | None, synchronous: str = DEFAULT_SYNCHRONOUS) -> sqlite3.Connection:
+def connect(
+    path: Path | None, synchronous: str = DEFAULT_SYNCHRONOUS, *, cached_statements: int = 128
+) -> sqlite3.Connection:
     """Open a connection in autocommit mode (transactions are explicit), WAL on disk."""
     target = ":memory:" if path is None else str(path)
-    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(
+        target,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        cached_statements=cached_statements,
+    )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if path is not None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -83,8 +91,10 @@ class SqliteStore:
         *,
         synchronous: str = DEFAULT_SYNCHRONOUS,
         name: str = "store",
+        cached_statements: int = 128,
     ) -> None:
         self.path = path
+        self._cached_statements = cached_statements
         self._setup = setup
         self._synchronous = synchronous
         self._name = name
@@ -107,7 +117,7 @@ class SqliteStore:
         if self._conn is None:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path, self._synchronous)
+            conn = connect(self.path, self._synchronous, cached_statements=self._cached_statements)
             try:
                 self._setup(conn)
             except BaseException:
@@ -152,14 +162,15 @@ def shared_store(
     *,
     synchronous: str = DEFAULT_SYNCHRONOUS,
     name: str = "store",
+    cached_statements: int = 128,
 ) -> SqliteStore:
     """The process-wide store for ``path`` (a fresh private one when ``path`` is ``None``)."""
     if path is None:
-        return SqliteStore(None, setup, synchronous=synchronous, name=name)
+        return SqliteStore(None, setup, synchronous=synchronous, name=name, cached_statements=cached_statements)
     key = Path(path).resolve()
     with _shared_lock:
         store = _shared.get(key)
         if store is None:
-            store = SqliteStore(key, setup, synchronous=synchronous, name=name)
+            store = SqliteStore(key, setup, synchronous=synchronous, name=name, cached_statements=cached_statements)
             _shared[key] = store
         return store
