@@ -385,7 +385,7 @@ def routes(ctx: "BindingContext") -> list[BaseRoute]:
     api = RestApi(ai_settings_from_options(ctx.options), credentials)
     host = ctx.options.get("ip") or "127.0.0.1"
     port = ctx.options.get("port") or 8787
-    print("\n".join(banner(credentials, f"http://{_url_host(str(host))}:{port}")), file=sys.stderr, flush=True)
+    print("\n".join(banner(credentials, f"http://{url_host(str(host))}:{port}")), file=sys.stderr, flush=True)
     return [Mount(API_PREFIX, app=api.asgi())]
 
 
@@ -421,7 +421,7 @@ def create_app(
     return app
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
