@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any, Iterator
 import pytest
 import uvicorn
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "flarelet-test-token-0123456789abcdefghij"
 OTHER_TOKEN = "second-token-for-the-same-server"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -87,6 +92,60 @@ class ScriptedAiBackend:
         return [spec.search_entry() for spec in MODELS.values()]
 
 
+def serve_command() -> list[str]:
+    """``flarelet ai serve`` through the console script when the CLI wires it, else the module."""
+    flarelet = Path(sys.executable).with_name("flarelet")
+    try:
+        from wrangler_compat import cli  # noqa: F401
+
+        wired = flarelet.is_file()
+    except ImportError:
+        wired = False
+    return [str(flarelet), "ai", "serve"] if wired else [sys.executable, "-m", "wrangler_compat.ai_command", "serve"]
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen, lines: list[str]) -> None:
+        self.proc = proc
+        self.lines = lines
+
+    @property
+    def curl(self) -> str:
+        return next(line for line in self.lines if line.startswith("curl "))
+
+    @property
+    def base(self) -> str:
+        return re.search(r"(http://[^ ]+/client/v4)", self.lines[0]).group(1)  # type: ignore[union-attr]
+
+
+def start_serve(*extra: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> Served:
+    """Start the command on a free port; return once its banner (ending in the curl line) is out."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    for name in ("FLARELET_API_TOKEN", "FLARELET_ACCOUNT_ID"):
+        if env is None or name not in env:
+            full_env.pop(name, None)
+    proc = subprocess.Popen(
+        [*serve_command(), "--port", "0", *extra],
+        cwd=cwd or REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if "Application startup complete" in line:
+                return Served(proc, lines)
+        elif proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("flarelet ai serve did not start:\n" + "\n".join(lines))
+
+
 @pytest.fixture(scope="session")
 def rest() -> Any:
     """The helpers above, for test modules (which cannot import this conftest by name)."""
@@ -100,5 +159,7 @@ def rest() -> Any:
         serve_app = staticmethod(serve_app)
         ScriptedAiBackend = ScriptedAiBackend
         shared_audio_dir = staticmethod(shared_audio_dir)
+        serve_command = staticmethod(serve_command)
+        start_serve = staticmethod(start_serve)
 
     return Helpers

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,9 +19,6 @@ from starlette.routing import Mount, Route
 from bindings.ai.rest import ai_settings_from_options, banner, routes
 from bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
 from bindings.registry import BindingContext
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 # -- credentials ------------------------------------------------------------------------------------
 
@@ -106,63 +100,9 @@ def test_routes_mount_the_api_beside_a_worker(rest: Any, tmp_path: Path, capsys:
 # -- flarelet ai serve ------------------------------------------------------------------------------
 
 
-def serve_command() -> list[str]:
-    """``flarelet ai serve`` through the console script when the CLI wires it, else the module."""
-    flarelet = Path(sys.executable).with_name("flarelet")
-    try:
-        from wrangler_compat import cli  # noqa: F401
-
-        wired = flarelet.is_file()
-    except ImportError:
-        wired = False
-    return [str(flarelet), "ai", "serve"] if wired else [sys.executable, "-m", "wrangler_compat.ai_command", "serve"]
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen, lines: list[str]) -> None:
-        self.proc = proc
-        self.lines = lines
-
-    @property
-    def curl(self) -> str:
-        return next(line for line in self.lines if line.startswith("curl "))
-
-    @property
-    def base(self) -> str:
-        return re.search(r"(http://[^ ]+/client/v4)", self.lines[0]).group(1)  # type: ignore[union-attr]
-
-
-def start_serve(*extra: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 60) -> Served:
-    """Start the command on a free port; return once its banner (ending in the curl line) is out."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    for name in ("FLARELET_API_TOKEN", "FLARELET_ACCOUNT_ID"):
-        if env is None or name not in env:
-            full_env.pop(name, None)
-    proc = subprocess.Popen(
-        [*serve_command(), "--port", "0", *extra],
-        cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if "Application startup complete" in line:
-                return Served(proc, lines)
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("flarelet ai serve did not start:\n" + "\n".join(lines))
-
-
 @pytest.fixture
-def served() -> Iterator[list[Served]]:
-    started: list[Served] = []
+def served() -> Iterator[list[Any]]:
+    started: list[Any] = []
     yield started
     for s in started:
         s.proc.terminate()
@@ -172,8 +112,8 @@ def served() -> Iterator[list[Served]]:
             s.proc.kill()
 
 
-def test_serve_prints_a_token_that_works_and_refuses_others(served: list[Served], rest: Any) -> None:
-    s = start_serve()
+def test_serve_prints_a_token_that_works_and_refuses_others(served: list[Any], rest: Any) -> None:
+    s = rest.start_serve()
     served.append(s)
     token = re.search(r'Bearer ([^"]+)"', s.curl).group(1)  # type: ignore[union-attr]
     account = re.search(r"/accounts/([0-9a-f]{32})/", s.curl).group(1)  # type: ignore[union-attr]
@@ -184,13 +124,13 @@ def test_serve_prints_a_token_that_works_and_refuses_others(served: list[Served]
 
 
 def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
-    served: list[Served], rest: Any, tmp_path: Path
+    served: list[Any], rest: Any, tmp_path: Path
 ) -> None:
     (tmp_path / "wrangler.toml").write_text(
         'name = "x"\n[flarelet.ai]\napi_tokens = ["toml-token"]\n'
         f'account_id = "{rest.ACCOUNT}"\nmax_input_bytes = 1000\n'
     )
-    s = start_serve(cwd=tmp_path)
+    s = rest.start_serve(cwd=tmp_path)
     served.append(s)
     run = f"{s.base}/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY}"
     auth = {"Authorization": "Bearer toml-token"}
@@ -198,7 +138,7 @@ def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
     other = f"{s.base}/accounts/{'f' * 32}/ai/models/search"
     assert [e["code"] for e in httpx.get(other, headers=auth).json()["errors"]] == [7003, 7000]
 
-    s2 = start_serve("--api-token", "cli-token", "--account-id", "f" * 32, cwd=tmp_path)
+    s2 = rest.start_serve("--api-token", "cli-token", "--account-id", "f" * 32, cwd=tmp_path)
     served.append(s2)
     ok = httpx.get(f"{s2.base}/accounts/{'f' * 32}/ai/models/search", headers={"Authorization": "Bearer cli-token"})
     assert ok.status_code == 200
@@ -207,13 +147,13 @@ def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
 
 def test_serve_rejects_bad_arguments_clearly(rest: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLARELET_")}
-    bad = subprocess.run([*serve_command(), "--preload", "@cf/no/such"], capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run([*rest.serve_command(), "--preload", "@cf/no/such"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "no such model @cf/no/such" in bad.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        taken = subprocess.run([*serve_command(), "--port", str(port)], capture_output=True, text=True, env=env, timeout=60)
+        taken = subprocess.run([*rest.serve_command(), "--port", str(port)], capture_output=True, text=True, env=env, timeout=60)
     assert taken.returncode == 1 and "cannot listen on 127.0.0.1" in taken.stderr
     assert "Traceback" not in bad.stderr + taken.stderr
 
