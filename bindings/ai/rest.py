@@ -77,9 +77,24 @@ def envelope(result: Any, **extra: Any) -> dict[str, Any]:
 
 
 def v4_response(body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON response; NaN/Infinity (never valid JSON) are refused at the source, not sent."""
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """A JSON response. NaN/Infinity are not JSON (clients' parsers reject them): they go out as
+    ``null`` rather than breaking the reply."""
+    try:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        log.warning("a Workers AI result held NaN or Infinity; sent as null")
+        content = json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return Response(content, status_code=status, headers=dict(headers or {}), media_type="application/json")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def error_response(exc: AiError | RestError) -> Response:
@@ -275,7 +290,7 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
         raise errors.incomplete_request("body")
     if _is_json(content_type):
         try:
-            value = json.loads(body)
+            value = json.loads(body, parse_constant=_reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise errors.bad_input(f"Error: request body is not valid JSON: {exc}") from None
         except RecursionError:
@@ -285,12 +300,17 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
         return value
     if body.lstrip()[:1] == b"{":
         try:
-            value = json.loads(body)
+            value = json.loads(body, parse_constant=_reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return body
         if isinstance(value, dict):
             return value
     return body
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are Python's extension, not JSON (JavaScript's ``JSON.parse`` refuses them)."""
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 def _json_type(value: Any) -> str:

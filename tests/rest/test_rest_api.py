@@ -194,7 +194,7 @@ def test_unknown_model_is_5007_and_sdk_raises_bad_request(server: str, rest: Any
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b'{"audio": [1, 2,', b"\xff\xfe\x00garbage", b'"a string"', b"[1, 2, 3]", b"null", b"[" * 100_000],
+    [b"{not json", b'{"audio": [1, 2,', b"\xff\xfe\x00garbage", b'"a string"', b"[1, 2, 3]", b"null", b"[" * 100_000, b'{"audio": NaN}'],
 )
 def test_malformed_json_body_is_5006_never_500(server: str, rest: Any, body: bytes) -> None:
     headers = {**_auth(rest.TOKEN), "Content-Type": "application/json"}
@@ -267,6 +267,16 @@ def test_body_kinds_reach_the_service_as_documented(scripted: tuple[str, Any], r
         (rest.TINY, {"audio": [1, 2]}),
         (rest.TINY, {"audio": [1, 2]}),
     ]
+
+
+def test_non_finite_numbers_in_a_result_go_out_as_null() -> None:
+    from bindings.ai.rest import envelope, v4_response
+
+    resp = v4_response(envelope({"text": "x", "segments": [{"avg_logprob": float("-inf"), "t": float("nan")}]}))
+    assert json.loads(resp.body) == {
+        "result": {"text": "x", "segments": [{"avg_logprob": None, "t": None}]},
+        "success": True, "errors": [], "messages": [],
+    }
 
 
 def test_success_envelope(scripted: tuple[str, Any], rest: Any) -> None:
