@@ -23,10 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from . import errors
 from .catalog import ModelSpec
@@ -122,11 +122,43 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+#: ``audio`` is validated by :func:`_byte_list_to_bytes` (numpy, one pass); these annotations give
+#: the OpenAPI document (``bindings.ai.openapi``) the JSON Schema a client sees.
+ByteArrayAudio = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": "array",
+            "description": "An array of integers that represent the audio data constrained to 8-bit unsigned integer values",
+            "items": {"type": "integer", "minimum": 0, "maximum": 255},
+        }
+    ),
+]
+TurboAudio = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "Base64 encoded value of the audio data."},
+                {
+                    "type": "object",
+                    "properties": {
+                        "body": {"description": "The audio bytes (a ReadableStream in JS; bytes or an array of 0..255 here)"},
+                        "contentType": {"type": "string", "minLength": 1},
+                    },
+                    "required": ["body", "contentType"],
+                },
+            ]
+        }
+    ),
+]
+
+
 class ClassicInput(BaseModel):
     """``@cf/openai/whisper`` and ``-tiny-en``: ``{"audio": number[]}``."""
 
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
-    audio: Any
+    audio: ByteArrayAudio
 
 
 class StreamAudio(BaseModel):
@@ -142,7 +174,7 @@ class TurboInput(BaseModel):
 
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
 
-    audio: Any
+    audio: TurboAudio
     task: Literal["transcribe", "translate"] = "transcribe"
     language: str | None = None
     vad_filter: bool = False

@@ -58,6 +58,9 @@ MODEL_ENV_PREFIX = "FLARELET_AI_MODEL__"
 
 DEVICES = ("auto", "cpu", "cuda")
 
+#: Keys of ``[flarelet.ai]`` that belong to the REST API (``bindings.ai.rest``), not to these settings.
+REST_KEYS = ("api_token", "api_tokens", "account_id")
+
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/flarelet`` or ``~/.cache/flarelet`` (converted weights live below it)."""
@@ -138,6 +141,8 @@ class AiSettings:
         aliases = {"models": "model_paths", "cache": "cache_dir", "timeout": "timeout_s"}
         values: dict[str, Any] = {}
         for key, value in table.items():
+            if key in REST_KEYS:
+                continue
             name = aliases.get(key, key)
             if name not in known:
                 raise SettingsError(f"flarelet.ai.{key}", f"unknown setting (known: {', '.join(sorted(known))})")

@@ -1,0 +1,91 @@
+"""``env.AI``: the Workers AI binding as a Python Worker sees it, backed by the local service.
+
+On Cloudflare, ``await env.AI.run(model, inputs, options)`` returns the bare model output (no
+``{result, success}`` envelope) converted by ``python_from_rpc`` into a ``JsDict`` -- a dict whose
+keys are also attributes (``resp.text``) -- and failures throw workerd's
+``InferenceUpstreamError`` with message ``"<code>: <description>"`` and the backend's ``name``
+(``ai-api.ts::_parseError``; cloudflare-spec.md §2.4). This class gives the same surface, plus
+``models()``, ``lastRequestId`` and the ``lastRequest*StatusCode`` attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Mapping
+
+from bindings.jsobject import JsException, to_js_dict
+
+from . import errors
+from .service import AiService
+
+log = logging.getLogger("flarelet.ai")
+
+#: AiOptions keys (workers-types) that only make sense against Cloudflare's servers; accepted and
+#: ignored locally, as the gateway/queue machinery does not exist here.
+REMOTE_ONLY_OPTIONS = ("gateway", "queueRequest", "tags", "extraHeaders", "prefix", "signal", "sessionOptions")
+
+
+class InferenceUpstreamError(JsException):
+    """A failed ``env.AI.run``: ``.message`` is ``"<code>: <description>"``, ``.code`` the
+    Workers AI internal code, ``.name`` the backend error name, ``.httpCode`` the HTTP status."""
+
+    def __init__(self, message: str, name: str = "InferenceUpstreamError", code: int | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(name, message, code=code, httpCode=status)
+
+    @classmethod
+    def from_ai_error(cls, exc: errors.AiError) -> "InferenceUpstreamError":
+        return cls(f"{exc.code}: {exc.description}", exc.name, exc.code, exc.status)
+
+
+class Ai:
+    """The ``AI`` binding object put on ``env``."""
+
+    def __init__(self, service: AiService) -> None:
+        self._service = service
+        self.lastRequestId: str | None = None
+        self.lastRequestHttpStatusCode: int | None = None
+        self.lastRequestInternalStatusCode: int | None = None
+
+    async def run(self, model: str, inputs: Any = None, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Run ``model`` on ``inputs``; returns a dict with attribute access, or raises
+        :class:`InferenceUpstreamError`."""
+        self.lastRequestId = str(uuid.uuid4())
+        opts = dict(options or {}) if isinstance(options, Mapping) or options is None else None
+        if opts is None:
+            raise self._fail(errors.bad_input("Error: options must be an object"))
+        opts.update(kwargs)
+        for key in ("returnRawResponse", "websocket"):
+            if opts.get(key):
+                raise self._fail(errors.AiError(5019, 405, f"the {key} option is not supported by the local Workers AI binding", "InvalidInput"))
+        if isinstance(inputs, Mapping) and inputs.get("stream"):
+            raise self._fail(errors.bad_input("Error: streaming is not supported by speech-recognition models at '/stream'"))
+        try:
+            result = await self._service.run(model, dict(inputs) if isinstance(inputs, Mapping) else inputs)
+        except errors.AiError as exc:
+            raise self._fail(exc) from None
+        self.lastRequestHttpStatusCode = 200
+        self.lastRequestInternalStatusCode = None
+        return to_js_dict(result)
+
+    async def models(self, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """The catalog (Cloudflare's ``ai/models/search`` result); ``params`` may filter by
+        ``search`` (name/description substring) and ``task`` (task name)."""
+        entries = self._service.models()
+        params = dict(params or {})
+        search = str(params.get("search") or "").lower()
+        task = str(params.get("task") or "").lower()
+        if search:
+            entries = [m for m in entries if search in m["name"].lower() or search in m["description"].lower()]
+        if task:
+            entries = [m for m in entries if task in m["task"]["name"].lower()]
+        return [to_js_dict(m) for m in entries]
+
+    def _fail(self, exc: errors.AiError) -> InferenceUpstreamError:
+        self.lastRequestHttpStatusCode = exc.status
+        self.lastRequestInternalStatusCode = exc.code
+        return InferenceUpstreamError.from_ai_error(exc)
+
+    def __repr__(self) -> str:
+        return "<Ai binding (local Whisper)>"

@@ -1,0 +1,72 @@
+"""One validated request through the engine: VAD (optional), transcription, Cloudflare's shape.
+
+Runs on the service's worker thread. Kept apart from :mod:`bindings.ai.service` (queueing,
+timeouts) and :mod:`bindings.ai.engine` (the model) so each can change alone.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import errors, output
+from .catalog import ModelSpec
+from .engine import Cancelled, Transcription, TranscribeOptions, WhisperEngine
+from .schemas import AsrRequest
+
+SAMPLE_RATE = 16_000
+
+
+def options_for(request: AsrRequest, cancel: threading.Event | None) -> TranscribeOptions:
+    return TranscribeOptions(
+        task=request.task,
+        language=request.language,
+        initial_prompt=request.initial_prompt,
+        prefix=request.prefix,
+        beam_size=request.beam_size,
+        condition_on_previous_text=request.condition_on_previous_text,
+        compression_ratio_threshold=request.compression_ratio_threshold,
+        log_prob_threshold=request.log_prob_threshold,
+        no_speech_threshold=request.no_speech_threshold,
+        hallucination_silence_threshold=request.hallucination_silence_threshold,
+        word_timestamps=True,
+        cancel=cancel,
+    )
+
+
+def transcribe_request(
+    spec: ModelSpec, engine: WhisperEngine, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
+) -> dict:
+    options = options_for(request, cancel)
+    duration = samples.shape[0] / SAMPLE_RATE
+    duration_after_vad = duration
+    try:
+        if request.vad_filter:
+            from . import vad
+
+            spans = vad.get_vad().speech_spans(samples)
+            speech = vad.collect(samples, spans)
+            duration_after_vad = speech.shape[0] / SAMPLE_RATE
+            if speech.shape[0] == 0:
+                result = Transcription([], request.language or "en", 1.0 if request.language else 0.0, duration)
+            else:
+                result = engine.transcribe(speech, options)
+                _restore_times(result, vad.TimestampMap(spans))
+                result.duration = duration
+        else:
+            result = engine.transcribe(samples, options)
+    except Cancelled:
+        raise errors.aborted() from None
+    if spec.flavor == "turbo":
+        return output.turbo(result, duration_after_vad)
+    return output.classic(result)
+
+
+def _restore_times(result: Transcription, mapping) -> None:
+    for seg in result.segments:
+        seg.start = mapping.original(seg.start)
+        seg.end = mapping.original(seg.end, is_end=True)
+        for w in seg.words:
+            w.start = mapping.original(w.start)
+            w.end = mapping.original(w.end, is_end=True)

@@ -1,0 +1,141 @@
+"""Voice activity detection for ``vad_filter``: Silero VAD's ONNX model, offline.
+
+The ``silero-vad`` wheel ships its models; we run ``silero_vad.onnx`` with onnxruntime on numpy
+arrays (no torch JIT load, which costs seconds) and reuse silero's own
+``get_speech_timestamps_from_probs`` for turning per-32 ms probabilities into speech spans. The
+parameters are faster-whisper's ``VadOptions`` defaults -- Cloudflare's turbo ``vad_filter`` is
+faster-whisper's -- so silences of 2 s or more are cut and 400 ms of padding kept around speech.
+
+Speech is concatenated for transcription and :class:`TimestampMap` maps timestamps back onto
+the original audio, so the caller's words line up with the file they sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+WINDOW = 512  # samples per VAD step at 16 kHz
+CONTEXT = 64  # samples of the previous window the v5 model expects in front
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5
+    min_speech_duration_ms: int = 0
+    max_speech_duration_s: float = float("inf")
+    min_silence_duration_ms: int = 2000
+    speech_pad_ms: int = 400
+
+
+class SileroVad:
+    """Silero VAD v5 through onnxruntime; one instance per process (see :func:`get_vad`)."""
+
+    def __init__(self) -> None:
+        import onnxruntime
+
+        spec = importlib.util.find_spec("silero_vad")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("vad_filter needs the silero-vad package (pip install silero-vad)")
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    def probabilities(self, audio: np.ndarray) -> list[float]:
+        """Speech probability of every 512-sample window (the last one zero-padded)."""
+        n = audio.shape[0]
+        padded = np.zeros(((n + WINDOW - 1) // WINDOW) * WINDOW, dtype=np.float32)
+        padded[:n] = audio
+        state = np.zeros((2, 1, 128), dtype=np.float32)
+        context = np.zeros((1, CONTEXT), dtype=np.float32)
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        probs: list[float] = []
+        with self._lock:  # the recurrent state is per call, but keep the session single-user
+            for start in range(0, padded.shape[0], WINDOW):
+                chunk = padded[start : start + WINDOW][None]
+                x = np.concatenate([context, chunk], axis=1)
+                out, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
+                context = x[:, -CONTEXT:]
+                probs.append(float(out.reshape(-1)[0]))
+        return probs
+
+    def speech_spans(self, audio: np.ndarray, options: VadOptions = VadOptions()) -> list[dict[str, int]]:
+        """``[{"start": sample, "end": sample}, ...]`` of speech in ``audio``."""
+        if audio.shape[0] == 0:
+            return []
+        probs = self.probabilities(audio)
+        from_probs = _from_probs()
+        return from_probs(
+            probs,
+            sampling_rate=SAMPLE_RATE,
+            threshold=options.threshold,
+            min_speech_duration_ms=options.min_speech_duration_ms,
+            max_speech_duration_s=options.max_speech_duration_s,
+            min_silence_duration_ms=options.min_silence_duration_ms,
+            speech_pad_ms=options.speech_pad_ms,
+            audio_length_samples=audio.shape[0],
+        )
+
+
+def _from_probs():
+    """silero's span logic; its package import sets torch to 1 thread, so restore ours."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad.utils_vad import get_speech_timestamps_from_probs
+    finally:
+        torch.set_num_threads(threads)
+    return get_speech_timestamps_from_probs
+
+
+_vad: SileroVad | None = None
+_vad_lock = threading.Lock()
+
+
+def get_vad() -> SileroVad:
+    global _vad
+    with _vad_lock:
+        if _vad is None:
+            _vad = SileroVad()
+        return _vad
+
+
+def collect(audio: np.ndarray, spans: list[dict[str, int]]) -> np.ndarray:
+    if not spans:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate([audio[s["start"] : s["end"]] for s in spans])
+
+
+class TimestampMap:
+    """Maps times in the concatenated speech back to times in the original audio."""
+
+    def __init__(self, spans: list[dict[str, int]]) -> None:
+        self.chunk_ends: list[float] = []  # cumulative end of each chunk in speech-only time
+        self.offsets: list[float] = []  # silence removed before each chunk
+        removed = 0.0
+        kept = 0.0
+        previous_end = 0
+        for s in spans:
+            removed += (s["start"] - previous_end) / SAMPLE_RATE
+            kept += (s["end"] - s["start"]) / SAMPLE_RATE
+            self.offsets.append(removed)
+            self.chunk_ends.append(kept)
+            previous_end = s["end"]
+
+    def original(self, t: float, is_end: bool = False) -> float:
+        if not self.offsets:
+            return t
+        i = bisect.bisect_left(self.chunk_ends, t) if is_end else bisect.bisect_right(self.chunk_ends, t)
+        i = min(i, len(self.offsets) - 1)
+        return round(t + self.offsets[i], 3)
