@@ -1,0 +1,254 @@
+"""The dev server's ASGI app: ASGI <-> ``Request``/``Response``, nothing more.
+
+Plain ASGI rather than a framework on the worker path, because this code runs for every request
+and the emulator should be at least as fast as Miniflare: no routing table, no middleware stack,
+headers parsed only if the worker reads them. Plugin routes (the Workers AI REST API) are
+served by a Starlette app that is only built, and only entered, when a plugin declares routes.
+
+Per request: enforce the body-size limit (413, Cloudflare's 100 MB by default), build the
+``Request``, let :meth:`WorkerHost.serve` answer it, send the ``Response`` (streamed if its body is
+an iterator), start the request's ``waitUntil`` work, and write one log line
+``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from http import HTTPStatus
+from typing import Any, Awaitable, Callable
+
+from .body import chunk_bytes
+from .host import WorkerHost
+from .request import Request
+from .response import Response
+
+log = logging.getLogger("flarelet")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: ``request.cf`` placeholder, as Miniflare's fallback when it cannot fetch the real one offline
+DEFAULT_CF: dict[str, Any] = {
+    "asn": 395747, "asOrganization": "Local Development", "colo": "DFW", "country": "US", "city": "Austin",
+    "continent": "NA", "region": "Texas", "regionCode": "TX", "timezone": "America/Chicago",
+    "latitude": "30.27130", "longitude": "-97.74260", "postalCode": "78701", "metroCode": "635",
+    "clientTcpRtt": 0, "httpProtocol": "HTTP/1.1", "tlsVersion": "", "tlsCipher": "", "requestPriority": "",
+    "edgeRequestKeepAliveStatus": 1, "clientAcceptEncoding": "gzip, deflate, br",
+}
+
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class RequestLog:
+    """Writes one line per request; batched to one flush per loop turn to keep the hot path cheap."""
+
+    def __init__(self, stream: Any = None, enabled: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.enabled = enabled
+        self._pending: list[str] = []
+
+    def write(self, method: str, path: str, status: int, millis: float) -> None:
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        pending.append(f"[flarelet:info] {method} {path} {status} {_PHRASES.get(status, '')} ({millis:.0f}ms)\n")
+
+    def _flush(self) -> None:
+        lines, self._pending = self._pending, []
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except (OSError, ValueError):  # closed stdout: logging must never break serving
+            pass
+
+
+class DevApp:
+    """ASGI application serving one :class:`WorkerHost`."""
+
+    def __init__(self, host: WorkerHost, *, request_log: RequestLog | None = None,
+                 on_startup: Callable[[], Awaitable[None]] | None = None,
+                 on_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.host = host
+        self.request_log = request_log
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self._routes_generation = -1
+        self._route_list: list[Any] = []
+        self._route_app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003, "reason": "WebSockets are not supported by flarelet"})
+
+    # -- plugin routes --------------------------------------------------------------------------
+    def _plugin_routes(self) -> list[Any]:
+        host = self.host
+        if host.generation != self._routes_generation:
+            self._routes_generation = host.generation
+            self._route_list = host.routes()
+            self._route_app = None
+            if self._route_list:
+                from starlette.applications import Starlette
+
+                self._route_app = Starlette(routes=self._route_list)
+        return self._route_list
+
+    def _match_route(self, scope: Scope) -> Any:
+        routes = self._plugin_routes()
+        if not routes:
+            return None
+        from starlette.routing import Match
+
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return self._route_app
+        return None
+
+    # -- requests -------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        host = self.host
+        path: str = scope["path"]
+        method: str = scope["method"]
+        route_app = self._match_route(scope) if host.plugins else None
+        if route_app is not None:
+            status_box = [0]
+
+            async def send_tracking(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status_box[0] = message["status"]
+                await send(message)
+
+            await route_app(scope, receive, send_tracking)
+            self._log(method, path, status_box[0], started)
+            return
+
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        host_header = ""
+        content_length = -1
+        for name, value in raw_headers:
+            if name == b"host":
+                host_header = value.decode("latin-1")
+            elif name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    content_length = -1
+        limit = host.max_body_bytes
+        if content_length > limit:
+            await self._too_large(send, content_length, limit)
+            self._log(method, path, 413, started)
+            return
+        body = await self._read_body(receive, limit)
+        if body is None:
+            await self._too_large(send, -1, limit)
+            self._log(method, path, 413, started)
+            return
+
+        if not host_header:
+            server = scope.get("server") or ("127.0.0.1", 8787)
+            host_header = f"{server[0]}:{server[1]}"
+        raw_path = scope.get("raw_path")
+        target = raw_path.decode("latin-1") if raw_path else path
+        query = scope["query_string"].decode("latin-1")
+        url = f"{scope.get('scheme', 'http')}://{host_header}{target}" + (f"?{query}" if query else "")
+        cf = dict(DEFAULT_CF)
+        cf["httpProtocol"] = f"HTTP/{scope.get('http_version', '1.1')}"
+        request = Request._incoming(url, method, raw_headers, body or None, cf)
+        ctx = host.dispatcher.new_context()
+        response = await host.serve(request, ctx, path=path, query=query)
+        status = await self._send(send, response, method)
+        ctx.flush()
+        self._log(method, path, status, started)
+
+    def _log(self, method: str, path: str, status: int, started: float) -> None:
+        request_log = self.request_log
+        if request_log is not None and request_log.enabled:
+            request_log.write(method, path, status, (time.perf_counter() - started) * 1000.0)
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes | None:
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _too_large(send: Send, size: int, limit: int) -> None:
+        shown = f"{size} bytes" if size >= 0 else "larger"
+        body = (f"413 Payload Too Large: the request body ({shown}) is above the limit of {limit} bytes "
+                "(set --max-body-size or [flarelet] max_body_bytes to change it)\n").encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"text/plain;charset=UTF-8"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send(self, send: Send, response: Response, method: str) -> int:
+        status = response._status
+        headers = response._headers._items
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        body = response._body
+        if body is None or isinstance(body, bytes):
+            if status not in _NO_BODY_STATUSES and not any(k == "content-length" for k, _ in headers):
+                raw.append((b"content-length", str(len(body) if body else 0).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body or b""})
+            return status
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        try:
+            async for chunk in body:
+                data = chunk_bytes(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        except Exception:  # noqa: BLE001 - headers are sent: log, then end the response
+            log.exception("Uncaught exception while streaming the response body (%s)", method)
+        await send({"type": "http.response.body", "body": b""})
+        return status
+
+    # -- lifespan -------------------------------------------------------------------------------
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.host.start()
+                    if self.on_startup is not None:
+                        await self.on_startup()
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.on_shutdown is not None:
+                        await self.on_shutdown()
+                    await self.host.aclose()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,379 @@
+"""``WorkerHost``: a worker with its config, bindings and dispatcher, built from a config path.
+
+This is the object everything else drives — the dev server, the cron scheduler, the file
+watcher, and the in-process test harness::
+
+    host = WorkerHost.from_config("examples/hello", vars={"GREETING": "hi"})
+    await host.start()
+    response = await host.serve(Request("http://localhost/"))
+    await host.aclose()
+
+Building it (synchronous, once per process) reads the config and ``.dev.vars``/``.env``, hands
+each binding section to its plugin (``bindings.registry.load_plugin``), puts the results on
+``env``, sets up static assets, and imports the worker module. A binding kind without a plugin
+is listed with mode ``not supported`` and its ``env`` entry raises a clear error when used.
+
+Reloading is split the way wrangler dev behaves: :meth:`reload_code` re-imports only the
+worker's own modules (bindings, their storage and the AI binding's loaded models stay);
+:meth:`reload_config` rebuilds the bindings when the config or the secrets files change.
+It implements :class:`bindings.registry.WorkerHost` (``dispatch_queue``) for plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import parse_qs, unquote
+
+from bindings.registry import BindingContext, BindingInfo, ConfigSectionError, load_plugin
+from wrangler_compat.config import ConfigError, WorkerConfig, load_config
+from wrangler_compat.devvars import DevVars, load_dev_vars
+
+from . import outbound, workers_sdk
+from .assets import AssetsBinding, AssetServer
+from .context import ExecutionContext
+from .dispatch import WorkerDispatcher
+from .env import Env
+from .errors import error_response
+from .headers import Headers
+from .loader import WorkerLoadError, load_worker
+from .request import Request
+from .response import Response, dumps_json
+
+log = logging.getLogger("flarelet")
+
+#: Cloudflare's request body limit on the Free and Pro plans; configurable with
+#: ``--max-body-size`` or ``[flarelet] max_body_bytes``.
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+
+SCHEDULED_PATHS = ("/cdn-cgi/handler/scheduled", "/__scheduled", "/cdn-cgi/mf/scheduled")
+
+#: config key -> wrangler's label for the bindings table (used for kinds without a plugin)
+FRIENDLY_NAMES: dict[str, str] = {
+    "ai": "AI", "kv_namespaces": "KV Namespace", "d1_databases": "D1 Database", "r2_buckets": "R2 Bucket",
+    "queues": "Queue", "durable_objects": "Durable Object", "services": "Worker", "vectorize": "Vectorize Index",
+    "hyperdrive": "Hyperdrive Config", "analytics_engine_datasets": "Analytics Engine Dataset",
+    "browser": "Browser", "images": "Images", "dispatch_namespaces": "Dispatch Namespace",
+    "mtls_certificates": "mTLS Certificate", "send_email": "Send Email", "version_metadata": "Worker Version Metadata",
+    "workflows": "Workflow", "pipelines": "Pipeline", "secrets_store_secrets": "Secrets Store Secret",
+    "ratelimits": "Rate Limit", "unsafe": "Unsafe Binding", "worker_loaders": "Worker Loader",
+    "vpc_services": "VPC Service", "media": "Media",
+}
+_RESOURCE_KEYS = ("id", "database_name", "bucket_name", "queue", "class_name", "service", "index_name", "dataset",
+                  "namespace", "certificate_id", "pipeline", "name", "secret_name")
+
+
+class UnsupportedBinding:
+    """What ``env.X`` holds for a binding kind flarelet cannot run: every use explains why."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self._name = name
+        self._kind = kind
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise RuntimeError(f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)")
+
+    def __repr__(self) -> str:
+        return f"<unsupported {self._kind} binding {self._name}>"
+
+
+def unsupported_rows(key: str, section: Any) -> list[BindingInfo]:
+    """Table rows (and ``env`` placeholders) for a binding kind that has no plugin here."""
+    kind = FRIENDLY_NAMES.get(key, key)
+    items: list[Any]
+    if key == "queues" and isinstance(section, Mapping):
+        items = list(section.get("producers") or [])
+    elif key == "durable_objects" and isinstance(section, Mapping):
+        items = list(section.get("bindings") or [])
+    elif isinstance(section, list):
+        items = section
+    else:
+        items = [section]
+    rows = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        name = item.get("binding") or item.get("name")
+        if not isinstance(name, str):
+            continue
+        resource = next((str(item[k]) for k in _RESOURCE_KEYS if k in item and item[k] != name), "")
+        rows.append(BindingInfo(name, kind, resource, UnsupportedBinding(name, kind), mode="not supported"))
+    return rows
+
+
+@dataclass
+class _Plugin:
+    key: str
+    plugin: Any
+
+
+class WorkerHost:
+    """One worker, ready to serve (see module docstring)."""
+
+    def __init__(self, config: WorkerConfig, *, env_name: str | None = None, cli_vars: Mapping[str, str] | None = None,
+                 persist_to: Path | None = None, options: Mapping[str, Any] | None = None,
+                 max_body_bytes: int | None = None) -> None:
+        self.config = config
+        self.env_name = env_name
+        self.cli_vars = dict(cli_vars or {})
+        self.persist_to = persist_to
+        self.user_options = dict(options or {})
+        configured = config.flarelet.get("max_body_bytes")
+        self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
+        self.bindings: list[BindingInfo] = []
+        self.plugins: list[_Plugin] = []
+        self.assets: AssetServer | None = None
+        self.dev_vars = DevVars()
+        self.env = Env()
+        self.ctx = self._binding_context()
+        self.dispatcher = WorkerDispatcher(None, self.env, log=log)
+        self.started = False
+        #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
+        self.generation = 0
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls,
+        path: Path | str | None = None,
+        env_name: str | None = None,
+        vars: Mapping[str, str] | None = None,  # noqa: A002 - wrangler's name (--var)
+        persist_to: Path | str | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        max_body_bytes: int | None = None,
+        load_code: bool = True,
+        raise_on_load_error: bool = False,
+    ) -> "WorkerHost":
+        """Build the host for the config at ``path`` (a file or folder); raises :class:`ConfigError`.
+
+        ``persist_to=None`` keeps binding storage in memory (tests); the CLI passes
+        ``.wrangler/state``. A worker module that fails to import is reported by the 500 page
+        (and fixed by editing), unless ``raise_on_load_error``.
+        """
+        config = load_config(path, env_name)
+        host = cls(config, env_name=env_name, cli_vars=vars, persist_to=Path(persist_to) if persist_to else None,
+                   options=options, max_body_bytes=max_body_bytes)
+        host._check_main()
+        host._build_bindings()
+        if load_code:
+            host.reload_code(raise_errors=raise_on_load_error)
+        return host
+
+    def _binding_context(self) -> BindingContext:
+        options = dict(self.user_options)
+        options["flarelet"] = dict(self.config.flarelet)
+        options["dev_vars"] = dict(self.dev_vars.values)
+        options["cli_vars"] = dict(self.cli_vars)
+        options.setdefault("env_name", self.env_name)
+        return BindingContext(config_dir=self.config.dir, persist_to=self.persist_to, options=options, log=log)
+
+    def _check_main(self) -> None:
+        config = self.config
+        if config.main is None:
+            if config.assets is None or not config.assets.directory:
+                raise ConfigError(config.path, None, "main", "missing: set `main` to the worker's Python module (e.g. main = \"src/entry.py\")")
+            return
+        if not config.main.is_file():
+            raise config.error(config.origin_of("main"), f"the main module {config.raw_value('main')} does not exist ({config.main})")
+        if config.main.suffix != ".py":
+            raise config.error(config.origin_of("main"), f"{config.main.name} is not a Python module (flarelet runs Python Workers)")
+
+    def _build_bindings(self) -> None:
+        config = self.config
+        self.dev_vars = load_dev_vars(config.dir, self.env_name, config.secrets_required)
+        for missing in self.dev_vars.missing:
+            log.warning("secrets.required lists %s but no .dev.vars/.env file defines it", missing)
+        self.ctx = self._binding_context()
+        sections = dict(config.bindings)
+        if "vars" not in sections:
+            sections = {"vars": None, **sections}
+        rows: list[BindingInfo] = []
+        plugins: list[_Plugin] = []
+        for key, section in sections.items():
+            plugin = load_plugin(key)
+            if plugin is None:
+                rows.extend(unsupported_rows(key, section))
+                continue
+            try:
+                created = plugin.create(section, self.ctx)
+            except ConfigSectionError as exc:
+                raise config.section_error(key, exc) from None
+            except (TypeError, ValueError) as exc:
+                raise config.section_error(key, exc) from None
+            plugins.append(_Plugin(key, plugin))
+            rows.extend(created)
+        assets = config.assets
+        self.assets = None
+        if assets is not None and assets.directory:
+            directory = (config.dir / assets.directory).resolve()
+            if not directory.is_dir():
+                raise config.error(config.origin_of("assets") + ("directory",),
+                                   f"the assets directory {assets.directory} does not exist ({directory})")
+            self.assets = AssetServer(directory, not_found_handling=assets.not_found_handling,
+                                      html_handling=assets.html_handling, run_worker_first=assets.run_worker_first)
+            if assets.binding:
+                rows.append(BindingInfo(assets.binding, "Assets", "", AssetsBinding(self.assets)))
+        values: dict[str, Any] = {}
+        for row in rows:
+            if row.name in values:
+                log.warning("binding name %s is defined twice; the %s one is used", row.name, row.type_label)
+            values[row.name] = row.value
+        self.bindings = rows
+        self.plugins = plugins
+        self.env = Env(values)
+        self.dispatcher.env = self.env
+        workers_sdk.set_default_env(self.env)
+        self.generation += 1
+
+    # -- code ---------------------------------------------------------------------------------
+    def reload_code(self, raise_errors: bool = False) -> bool:
+        """(Re-)import the worker module. On failure requests get the import error as a 500 page until
+        the code is fixed (wrangler dev likewise reports a broken build rather than running stale code)."""
+        main = self.config.main
+        if main is None:
+            self.dispatcher.worker = None
+            self.dispatcher.load_error = None
+            return True
+        workers_sdk.set_default_env(self.env)
+        try:
+            worker = load_worker(main)
+        except WorkerLoadError as exc:
+            if raise_errors:
+                raise
+            self.dispatcher.worker = None
+            self.dispatcher.load_error = exc
+            log.error("%s%s", exc.message, "\n" + exc.details if exc.details else "")
+            return False
+        self.dispatcher.worker = worker
+        self.dispatcher.load_error = None
+        return True
+
+    async def reload_config(self) -> bool:
+        """Re-read the config and secrets, rebuild the bindings and re-import the code.
+
+        On a config error the old config stays in use and the error is logged.
+        """
+        try:
+            config = load_config(self.config.path, self.env_name)
+        except ConfigError as exc:
+            log.error("%s (keeping the previous configuration)", exc)
+            return False
+        old_plugins, old_config = self.plugins, self.config
+        self.config = config
+        try:
+            self._check_main()
+            await self._close_plugins(old_plugins)
+            self._build_bindings()
+        except ConfigError as exc:
+            log.error("%s", exc)
+            self.config = old_config
+            return False
+        if self.started:
+            await self._start_plugins()
+        self.reload_code()
+        return True
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Run plugins' ``start`` hooks (after the worker is loaded; ``ctx.host`` is this host)."""
+        self.started = True
+        await self._start_plugins()
+
+    async def _start_plugins(self) -> None:
+        self.ctx.host = self
+        for item in self.plugins:
+            start = getattr(item.plugin, "start", None)
+            if start is not None:
+                await start(self.ctx)
+
+    async def _close_plugins(self, plugins: Sequence[_Plugin]) -> None:
+        for item in plugins:
+            close = getattr(item.plugin, "aclose", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - one plugin failing to close must not stop the others
+                log.exception("closing the %s binding failed", item.key)
+
+    async def aclose(self) -> None:
+        """Finish ``waitUntil`` work, close plugins and the outbound HTTP client."""
+        await self.dispatcher.aclose()
+        await self._close_plugins(self.plugins)
+        await outbound.aclose_client()
+        self.started = False
+
+    def routes(self) -> list[Any]:
+        """Extra dev-server routes from the plugins (e.g. the Workers AI REST API)."""
+        found: list[Any] = []
+        for item in self.plugins:
+            hook = getattr(item.plugin, "routes", None)
+            if hook is not None:
+                found.extend(hook(self.ctx) or [])
+        return found
+
+    # -- events -------------------------------------------------------------------------------
+    async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
+        """``bindings.registry.WorkerHost``: run the worker's ``queue`` handler on a batch."""
+        return await self.dispatcher.queue(queue, messages)
+
+    async def scheduled(self, cron: str = "", scheduled_time: float | None = None) -> dict[str, Any]:
+        return await self.dispatcher.scheduled(cron, scheduled_time)
+
+    async def serve(self, request: Request, ctx: ExecutionContext | None = None, *, path: str | None = None,
+                    query: str | None = None) -> Response:
+        """Answer a request the way ``wrangler dev`` does: test-scheduled paths, assets, then the worker."""
+        if path is None or query is None:
+            rest = request.url.split("://", 1)[-1]
+            slash = rest.find("/")
+            target = rest[slash:] if slash >= 0 else "/"
+            raw_path, _, query = target.partition("?")
+            path = unquote(raw_path)
+        if path in SCHEDULED_PATHS:
+            return await self._scheduled_endpoint(path, query, request)
+        assets = self.assets
+        if assets is not None:
+            worker_first = self.dispatcher.worker is not None and assets.worker_first(path)
+            if not worker_first:
+                found = assets.serve(path, request.method, request.headers.get("if-none-match"), query)
+                if found is not None:
+                    return found
+            if self.config.main is None:
+                if request.method not in ("GET", "HEAD"):
+                    return Response._from_parts(405, Headers({"allow": "GET, HEAD"}), b"Method Not Allowed")
+                return assets.not_found(path, request.method)
+        return await self.dispatcher.fetch(request, ctx)
+
+    async def _scheduled_endpoint(self, path: str, query: str, request: Request) -> Response:
+        params = parse_qs(query)
+        cron = params.get("cron", [""])[0]
+        raw_time = params.get("time", [None])[0]
+        try:
+            when = float(raw_time) if raw_time else None
+        except ValueError:
+            return Response(f"invalid time parameter {raw_time!r} (expected milliseconds since the epoch)", status=400)
+        started = time.perf_counter()
+        result = await self.dispatcher.scheduled(cron, when)
+        log.info('scheduled "%s" %s (%dms)', cron, result["outcome"], (time.perf_counter() - started) * 1000)
+        ok = result["outcome"] == "ok"
+        if path == "/__scheduled":
+            if ok:
+                return Response("Ran scheduled event")
+            return error_response(RuntimeError("the scheduled handler failed (see the log)"), request.headers.get("accept"), "")
+        if params.get("format", [""])[0] == "json":
+            return Response._from_parts(200 if ok else 500, Headers({"content-type": "application/json"}), dumps_json(result))
+        return Response(result["outcome"], status=200 if ok else 500)
+
+    # -- description --------------------------------------------------------------------------
+    @property
+    def watch_paths(self) -> list[Path]:
+        """Files whose change should rebuild bindings (the config and secrets files)."""
+        from wrangler_compat.devvars import candidate_files
+
+        return [self.config.path, *candidate_files(self.config.dir, self.env_name)]

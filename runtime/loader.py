@@ -1,0 +1,198 @@
+"""Loading (and re-loading) the user's worker module and finding its handlers.
+
+The worker's ``main`` file is imported as a top-level module named after the file, and its folder
+(``src/`` in Cloudflare's layout) is importable, so ``from utils import x`` finds ``src/utils.py``.
+That is done with a meta-path finder (:class:`_WorkerFinder`) rather than ``sys.path`` so that:
+
+* modules of the worker are compiled from source on every load, never from a ``.pyc`` whose
+  mtime happens to match (an edit within the same second would otherwise be missed on reload);
+* a reload can drop exactly the worker's modules from ``sys.modules`` and import them again,
+  leaving every library — and the AI binding's loaded models — in place.
+
+Handlers follow workerd's rules (cloudflare-spec.md §3.1): a ``Default`` class (normally a
+``WorkerEntrypoint``) is the default export and gets one instance per event; otherwise module
+functions ``on_fetch``/``on_scheduled``/``on_queue`` are used; defining both is an error.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import sys
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+from . import workers_sdk
+
+HANDLER_NAMES = ("fetch", "scheduled", "queue")
+
+
+class WorkerLoadError(Exception):
+    """The worker module could not be imported or defines no usable handler."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        #: a formatted traceback when the module itself raised
+        self.details = details
+
+
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compile from source every time (see module docstring); writes no ``__pycache__``."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _WorkerFinder(importlib.abc.MetaPathFinder):
+    """Finds the worker's modules in its root folder before anything else on ``sys.path``."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        root = self.root
+        if root is None:
+            return None
+        if path is None:
+            search = [root]
+        else:
+            search = [Path(p) for p in path if _is_within(Path(p), root)]
+            if not search:
+                return None
+        name = fullname.rpartition(".")[2]
+        for folder in search:
+            package_init = folder / name / "__init__.py"
+            if package_init.is_file():
+                loader = _FreshSourceLoader(fullname, str(package_init))
+                return importlib.util.spec_from_file_location(
+                    fullname, package_init, loader=loader, submodule_search_locations=[str(folder / name)]
+                )
+            module_file = folder / f"{name}.py"
+            if module_file.is_file():
+                return importlib.util.spec_from_file_location(
+                    fullname, module_file, loader=_FreshSourceLoader(fullname, str(module_file))
+                )
+        return None
+
+
+_finder = _WorkerFinder()
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _purge_worker_modules() -> None:
+    """Forget every module previously loaded from a worker folder (any worker)."""
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and isinstance(spec.loader, _FreshSourceLoader):
+            del sys.modules[name]
+
+
+@dataclass
+class WorkerModule:
+    """A loaded worker: its module and the handlers it defines."""
+
+    module: ModuleType
+    main_path: Path
+    #: the ``Default`` class (one instance per event), or ``None`` for module-level handlers
+    entrypoint: type | None
+    #: legacy ``on_<event>`` functions by event name
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+    def handler(self, event: str, ctx: Any, env: Any) -> Callable[..., Any] | None:
+        """The callable for ``event`` (bound to a fresh entrypoint instance), or ``None``."""
+        if self.entrypoint is not None:
+            instance = self.entrypoint(ctx, env)
+            return getattr(instance, event, None)
+        return self.functions.get(event)
+
+    @property
+    def handlers(self) -> list[str]:
+        if self.entrypoint is not None:
+            return [h for h in HANDLER_NAMES if callable(getattr(self.entrypoint, h, None))]
+        return [h for h in HANDLER_NAMES if h in self.functions]
+
+
+def load_worker(main_path: Path) -> WorkerModule:
+    """Import ``main_path`` fresh (dropping earlier worker modules) and find its handlers."""
+    main_path = main_path.resolve()
+    if not main_path.is_file():
+        raise WorkerLoadError(f"main module {main_path} does not exist")
+    if main_path.suffix != ".py":
+        raise WorkerLoadError(f"main module {main_path.name} is not a Python file (flarelet runs Python Workers)")
+    workers_sdk.install()
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+    _purge_worker_modules()
+    importlib.invalidate_caches()
+    _finder.root = main_path.parent
+    name = main_path.stem
+    spec = importlib.util.spec_from_file_location(name, main_path, loader=_FreshSourceLoader(name, str(main_path)))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # any failure of user code is reported, not fatal
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        raise WorkerLoadError(f"importing {main_path.name} failed: {type(exc).__name__}: {exc}", details) from exc
+    return inspect_handlers(module, main_path)
+
+
+def inspect_handlers(module: ModuleType, main_path: Path) -> WorkerModule:
+    default = getattr(module, "Default", None)
+    entrypoint = default if inspect.isclass(default) else None
+    functions = {
+        h: fn for h in HANDLER_NAMES if callable(fn := getattr(module, f"on_{h}", None))
+    }
+    if entrypoint is not None and functions:
+        raise WorkerLoadError(
+            f"{main_path.name}: Cannot define multiple default entrypoints (class Default and "
+            f"{', '.join('on_' + h for h in functions)})"
+        )
+    if entrypoint is None and not functions:
+        raise WorkerLoadError(
+            f"{main_path.name} defines no handler: expected `class Default(WorkerEntrypoint)` with "
+            "`async def fetch(self, request)`, or a module-level `async def on_fetch(request, env)`"
+        )
+    return WorkerModule(module=module, main_path=main_path, entrypoint=entrypoint, functions=functions)
+
+
+_arity_cache: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+
+
+def relaxed_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Call ``fn`` with as many of ``args`` as it accepts (workerd's ``relaxed_call``)."""
+    key = getattr(fn, "__func__", fn)
+    count = _arity_cache.get(key)
+    if count is None:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            count = len(args)
+        else:
+            if any(p.kind is p.VAR_POSITIONAL for p in params):
+                count = len(args)
+            else:
+                count = sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        _arity_cache[key] = count
+    return fn(*args[:count])

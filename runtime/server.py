@@ -1,0 +1,167 @@
+"""The dev server: uvicorn (uvloop + httptools) serving a :class:`DevApp`, plus cron and reload.
+
+Tuned for the request path: uvloop and the httptools parser when installed, uvicorn's access log
+off (the app writes its own cheaper line), no ``server`` header. The listening socket is bound
+here before uvicorn starts, so ``--port 0`` works and the printed ``Ready on`` URL is the real
+one; connections that arrive before the loop accepts simply wait in the backlog.
+
+:class:`DevServer` runs in the main thread (``flarelet dev``) or in a background thread with
+its own loop (tests): :meth:`start_in_thread` returns once the server accepts requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib.util
+import logging
+import socket
+import sys
+import threading
+from typing import Any, Callable, TextIO
+
+from .app import DevApp, RequestLog
+from .cron import CronScheduler
+from .host import WorkerHost
+from .reload import Reloader
+
+log = logging.getLogger("flarelet")
+
+
+class PortInUseError(OSError):
+    pass
+
+
+def bind_socket(ip: str, port: int) -> socket.socket:
+    """Bind and listen on ``ip:port`` (``port`` 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((ip, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(exc.errno, f"{ip}:{port} is already in use") from exc
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class DevServer:
+    def __init__(
+        self,
+        host: WorkerHost,
+        sock: socket.socket,
+        *,
+        log_requests: bool = True,
+        log_stream: TextIO | None = None,
+        watch: bool = True,
+        run_crons: bool = True,
+        cron_clock: Callable[[], float] | None = None,
+        on_ready: Callable[[str], None] | None = None,
+        on_config_reloaded: Callable[[], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.sock = sock
+        addr = sock.getsockname()
+        shown_ip = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        self.url = f"http://{shown_ip}:{addr[1]}"
+        self.port: int = addr[1]
+        self.watch = watch
+        self.run_crons = run_crons
+        self.on_ready = on_ready
+        self.on_config_reloaded = on_config_reloaded
+        self.cron: CronScheduler | None = None
+        if host.config.crons and run_crons:
+            kwargs = {"clock": cron_clock} if cron_clock else {}
+            self.cron = CronScheduler(host.config.crons, host.scheduled, **kwargs)
+        self.reloader: Reloader | None = None
+        self.app = DevApp(host, request_log=RequestLog(log_stream, enabled=log_requests),
+                          on_startup=self._startup, on_shutdown=self._shutdown)
+        self.ready = threading.Event()
+        self._uvicorn: Any = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle hooks (called from the app's lifespan) -----------------------------------------
+    async def _startup(self) -> None:
+        self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready(self.url)
+        if self.cron is not None:
+            self.cron.start()
+        if self.watch:
+            self.reloader = Reloader(self.host, self._config_reloaded)
+            self.reloader.start()
+
+    def _config_reloaded(self) -> None:
+        if self.cron is not None and self.cron.crons != self.host.config.crons:
+            asyncio.get_running_loop().create_task(self._restart_cron())
+        if self.on_config_reloaded is not None:
+            self.on_config_reloaded()
+
+    async def _restart_cron(self) -> None:
+        if self.cron is not None:
+            await self.cron.stop()
+        self.cron = CronScheduler(self.host.config.crons, self.host.scheduled) if self.host.config.crons else None
+        if self.cron is not None:
+            self.cron.start()
+
+    async def _shutdown(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self.cron is not None:
+            await self.cron.stop()
+
+    # -- running ----------------------------------------------------------------------------------
+    def _config(self) -> Any:
+        import uvicorn
+
+        has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
+        has_httptools = importlib.util.find_spec("httptools") is not None
+        return uvicorn.Config(
+            self.app, loop="uvloop" if has_uvloop else "asyncio", http="httptools" if has_httptools else "h11",
+            lifespan="on", access_log=False, log_config=None, log_level="warning", server_header=False,
+            timeout_keep_alive=30, backlog=2048, ws="none",
+        )
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl+C / SIGTERM), in the calling (main) thread."""
+        import uvicorn
+
+        self._uvicorn = uvicorn.Server(self._config())
+        self._uvicorn.run(sockets=[self.sock])
+
+    def start_in_thread(self, timeout: float = 30.0) -> "DevServer":
+        """Serve from a daemon thread with its own event loop; returns once ready."""
+        import uvicorn
+
+        config = self._config()
+        self._uvicorn = uvicorn.Server(config)
+
+        def target() -> None:
+            if config.loop == "uvloop":
+                import uvloop
+
+                runner: Any = uvloop.run
+            else:
+                runner = asyncio.run
+            runner(self._uvicorn.serve(sockets=[self.sock]))
+
+        self._thread = threading.Thread(target=target, name="flarelet-dev-server", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            raise TimeoutError("the dev server did not start")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass

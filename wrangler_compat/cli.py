@@ -1,0 +1,173 @@
+"""The ``flarelet`` command (argparse with subcommands), starting with ``flarelet dev``.
+
+``flarelet dev [DIR_OR_CONFIG]`` mirrors ``wrangler dev``: it reads the wrangler config, prints the
+bindings table, serves the worker on ``--ip``/``--port`` (default 127.0.0.1:8787, or ``[dev]`` of
+the config), logs each request, reloads on file changes and runs cron triggers. Everything runs
+locally; ``--remote`` is refused.
+
+Other modules add subcommands: if ``wrangler_compat.ai_command`` or ``wrangler_compat.d1_command``
+exist, their ``register(subparsers)`` is called (each sets ``func`` on its parser; ``func(args)``
+returns the exit code). A bad config prints one line (file:line: key: message) and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXTENSION_MODULES = ("wrangler_compat.ai_command", "wrangler_compat.d1_command")
+LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
+DEFAULT_PORT = 8787
+DEFAULT_IP = "127.0.0.1"
+
+
+def parse_size(text: str) -> int:
+    """``100MB``, ``512k``, ``1048576`` -> bytes (binary multiples, as Cloudflare's ``100 MB`` is)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 1048576, 512KB, 100MB)")
+    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+    value = int(float(m.group(1)) * factor)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the size must be positive")
+    return value
+
+
+def parse_var(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--var expects KEY:VALUE, got {text!r}")
+    return name, value
+
+
+def _add_dev(subparsers: Any) -> None:
+    dev = subparsers.add_parser(
+        "dev", help="Start a local server for developing your Worker (like `wrangler dev`)",
+        description="Serve a Cloudflare Python Worker locally, offline, with its bindings.",
+    )
+    dev.add_argument("target", nargs="?", metavar="DIR_OR_CONFIG",
+                     help="project folder (searched upwards for wrangler.json/.jsonc/.toml) or config file; default: .")
+    dev.add_argument("-c", "--config", help="config file (same as DIR_OR_CONFIG)")
+    dev.add_argument("--port", type=int, help=f"port to listen on (default: [dev] port or {DEFAULT_PORT}; 0 = any free port)")
+    dev.add_argument("--ip", help=f"IP address to listen on (default: [dev] ip or {DEFAULT_IP})")
+    dev.add_argument("-e", "--env", dest="env_name", metavar="NAME", help="use the [env.NAME] section of the config")
+    dev.add_argument("--var", dest="vars", action="extend", nargs="+", type=parse_var, default=[], metavar="KEY:VALUE",
+                     help="inject a variable (a string), overriding [vars] and .dev.vars")
+    dev.add_argument("--persist-to", type=Path, help="folder for local binding storage (default: .wrangler/state)")
+    dev.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
+    dev.add_argument("--max-body-size", type=parse_size, metavar="SIZE",
+                     help="largest request body accepted before 413 (default: 100MB, Cloudflare's limit)")
+    dev.add_argument("--api-token", help="API token accepted by the local Workers AI REST API")
+    dev.add_argument("--account-id", help="account id of the local Workers AI REST API")
+    dev.add_argument("--preload", action="store_true", help="load the AI binding's models at start, not on first use")
+    dev.add_argument("--no-watch", dest="watch", action="store_false", help="do not reload when files change")
+    dev.add_argument("--no-crons", dest="crons", action="store_false", help="do not run cron triggers on schedule")
+    dev.add_argument("--test-scheduled", action="store_true", help="accepted for wrangler compatibility (always on)")
+    dev.add_argument("--local", action="store_true", help="accepted for wrangler compatibility (always local)")
+    dev.add_argument("--remote", action="store_true", help=argparse.SUPPRESS)
+    dev.set_defaults(func=cmd_dev)
+
+
+def _error(message: str) -> int:
+    print(f"flarelet: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """``flarelet dev``."""
+    if args.remote:
+        return _error("--remote is not supported: flarelet runs every binding locally")
+    from runtime.logs import setup_logging
+    from wrangler_compat.config import ConfigError, find_config
+
+    setup_logging(args.log_level)
+    import logging
+
+    log = logging.getLogger("flarelet")
+    target = args.config or args.target
+    try:
+        config_path = find_config(target)
+    except ConfigError as exc:
+        return _error(str(exc))
+    persist_to = args.persist_to or (config_path.parent / ".wrangler" / "state")
+    options: dict[str, Any] = {"preload": bool(args.preload)}
+    if args.api_token is not None:
+        options["api_token"] = args.api_token
+    if args.account_id is not None:
+        options["account_id"] = args.account_id
+
+    from runtime.host import WorkerHost
+
+    try:
+        host = WorkerHost.from_config(config_path, args.env_name, vars=dict(args.vars), persist_to=persist_to,
+                                      options=options, max_body_bytes=args.max_body_size)
+    except ConfigError as exc:
+        return _error(str(exc))
+    for warning in host.config.warnings:
+        log.warning("%s", warning)
+
+    from runtime.server import DevServer, PortInUseError, bind_socket
+    from wrangler_compat.table import print_bindings
+
+    quiet = args.log_level in ("error", "none")
+    if not quiet:
+        print_bindings(host.bindings)
+    ip = args.ip or host.config.dev.ip or DEFAULT_IP
+    explicit_port = args.port is not None or host.config.dev.port is not None
+    port = args.port if args.port is not None else (host.config.dev.port if host.config.dev.port is not None else DEFAULT_PORT)
+    try:
+        sock = bind_socket(ip, port)
+    except PortInUseError:
+        if explicit_port:
+            return _error(f"port {port} on {ip} is already in use (choose another with --port)")
+        sock = bind_socket(ip, 0)
+        log.warning("port %d is in use; using port %d instead", port, sock.getsockname()[1])
+    except OSError as exc:
+        return _error(f"cannot listen on {ip}:{port}: {exc.strerror or exc}")
+
+    def ready(url: str) -> None:
+        log.info("Ready on %s", url)
+
+    def reprint() -> None:
+        if not quiet:
+            print_bindings(host.bindings)
+
+    server = DevServer(host, sock, log_requests=args.log_level in ("debug", "info", "log"), watch=args.watch,
+                       run_crons=args.crons, on_ready=ready, on_config_reloaded=reprint)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flarelet", description="Local, offline emulator of Cloudflare Python Workers.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    _add_dev(subparsers)
+    for name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
