@@ -59,7 +59,7 @@ class AiPlugin:
             self._preload = self._preload_list(ctx.options.get("preload"))
         except Exception as exc:  # errors.AiError for an unknown model id
             raise ConfigSectionError("preload", str(getattr(exc, "description", exc))) from None
-        return [BindingInfo(name=name, type_label="AI", resource="Whisper (local)", value=Ai(service), mode="local")]
+        return [BindingInfo(name=name, type_label="AI", resource="", value=Ai(service), mode="local")]
 
     async def start(self, ctx: BindingContext) -> None:
         """After the worker loads: load the ``--preload`` models (converting weights once)."""
