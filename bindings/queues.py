@@ -178,6 +178,15 @@ class QueueProducerConfig(BaseModel):
     remote: bool | None = None
 
 
+def _as_delay(value: Any) -> float | None:
+    """A retry delay in seconds from a handler's outcome (``5``, ``{"delaySeconds": 5}``), else ``None``."""
+    if isinstance(value, Mapping):
+        value = value.get("delaySeconds", value.get("delay_seconds"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        return None
+    return float(value)
+
+
 class QueueBroker:
     """One queue: holds messages, batches them for its consumer, applies retries and DLQ."""
 
@@ -294,8 +303,8 @@ class QueueBroker:
         retry_all = bool(retry_batch.get("retry")) or failed
         ack_all = bool(result.get("ackAll"))
         explicit_acks = set(result.get("explicitAcks") or [])
-        retry_messages = {r.get("msgId"): r.get("delaySeconds") for r in result.get("retryMessages") or []}
-        default_delay = retry_batch.get("delaySeconds")
+        retry_messages = {r.get("msgId"): _as_delay(r.get("delaySeconds")) for r in result.get("retryMessages") or []}
+        default_delay = _as_delay(retry_batch.get("delaySeconds"))
         if default_delay is None and self.consumer is not None:
             default_delay = self.consumer.retry_delay
         to_dlq: list[_Queued] = []

@@ -307,3 +307,23 @@ def test_plugin_rejects_bad_config(section, key) -> None:
     with pytest.raises(registry.ConfigSectionError) as info:
         QueuesPlugin().create(section, ctx)
     assert info.value.key == key
+
+
+async def test_odd_retry_delays_do_not_lose_messages(until) -> None:
+    # e.g. retry({"delaySeconds": 0}) passed positionally, or garbage: treated as the default delay
+    seen: list[int] = []
+
+    async def handler(batch: FakeBatch) -> None:
+        for message in batch.messages:
+            seen.append(message.attempts)
+            if message.attempts == 1:
+                batch.retries.append({"msgId": message.id, "delaySeconds": {"delaySeconds": 0}})
+            elif message.attempts == 2:
+                batch.retries.append({"msgId": message.id, "delaySeconds": "soon"})
+
+    host = FakeHost(handler)
+    hub = make_hub(QueueConsumerConfig(queue="q", max_batch_timeout=0.01, max_retries=5), host=host)
+    await WorkerQueue(hub, "q").send("x")
+    await until(lambda: seen == [1, 2, 3])
+    await until(lambda: hub.broker("q").acked == 1)
+    await hub.aclose()
