@@ -498,6 +498,9 @@ class D1Database:
         """Run raw SQL, one statement list per line (as D1 does); ``{count, duration}``."""
         lines = query.strip().split("\n")
         queries = [line for line in lines if _has_code(line)]
+        if not queries:
+            detail = f"Error in line 1: {lines[0]}: No SQL statements detected."
+            raise D1Error(f"D1_EXEC_ERROR: {detail}", detail)
         engine = self._engine
 
         def work(conn: sqlite3.Connection) -> list[dict] | BaseException:

@@ -141,6 +141,8 @@ async def test_exec(d1: D1Database) -> None:
     )
     # exec is atomic too: line 1 was rolled back
     assert await d1.prepare("SELECT count(*) AS n FROM t").first("n") == 2
+    with pytest.raises(JsException, match="D1_EXEC_ERROR: Error in line 1: -- nothing: No SQL statements detected."):
+        await d1.exec("-- nothing")
 
 
 async def test_durable_object_sql_rules(d1: D1Database, tmp_path: Path) -> None:
