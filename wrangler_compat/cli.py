@@ -132,6 +132,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         log.info("Ready on %s", url)
+        if "ai" in host.config.bindings and not quiet:  # the Workers AI REST API: token + curl line
+            from bindings.ai.rest import announce
+
+            announce(host.ctx, url)
 
     def reprint() -> None:
         if not quiet:

@@ -399,14 +399,20 @@ def filter_models(
 def routes(ctx: "BindingContext") -> list[BaseRoute]:
     """The REST API for ``flarelet dev``: mounted at ``/client/v4`` beside the worker.
 
-    Prints the token (when one was generated) and a ready-to-paste curl line.
+    The dev server builds plugin routes lazily, so the start-up banner is :func:`announce`'s job.
     """
-    credentials = RestCredentials.from_options(ctx.options)
-    api = RestApi(ai_settings_from_options(ctx.options), credentials)
-    host = ctx.options.get("ip") or "127.0.0.1"
-    port = ctx.options.get("port") or 8787
-    print("\n".join(banner(credentials, f"http://{url_host(str(host))}:{port}")), file=sys.stderr, flush=True)
+    api = RestApi(ai_settings_from_options(ctx.options), RestCredentials.from_options(ctx.options))
     return [Mount(API_PREFIX, app=api.asgi())]
+
+
+def announce(ctx: "BindingContext", url: str) -> None:
+    """Print where the API is, the token (when generated) and a curl line, once the server is up."""
+    try:
+        credentials = RestCredentials.from_options(ctx.options)
+    except ValueError as exc:  # a bad token also fails the first request; say why now
+        print(f"Workers AI REST API: {exc}", file=sys.stderr, flush=True)
+        return
+    print("\n".join(banner(credentials, url.rstrip("/"))), file=sys.stderr, flush=True)
 
 
 def create_app(

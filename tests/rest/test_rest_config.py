@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from bindings.ai.rest import ai_settings_from_options, banner, routes
+from bindings.ai.rest import ai_settings_from_options, announce, banner, routes
 from bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
 from bindings.registry import BindingContext
 
@@ -76,11 +76,13 @@ def test_routes_mount_the_api_beside_a_worker(rest: Any, tmp_path: Path, capsys:
     ctx = BindingContext(
         config_dir=tmp_path,
         persist_to=None,
-        options={"flarelet": {"ai": {"api_tokens": [rest.TOKEN]}}, "port": 9999},
+        options={"flarelet": {"ai": {"api_tokens": [rest.TOKEN]}}},
     )
     api_routes = routes(ctx)
     assert [type(r) for r in api_routes] == [Mount] and api_routes[0].path == "/client/v4"
-    assert "http://127.0.0.1:9999/client/v4" in capsys.readouterr().err
+    announce(ctx, "http://127.0.0.1:9999")
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:9999/client/v4" in err and rest.TOKEN not in err
 
     async def worker(request: Any) -> PlainTextResponse:
         return PlainTextResponse(f"worker saw {request.url.path}")
