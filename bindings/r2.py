@@ -708,7 +708,10 @@ class R2Bucket:
                 span = _resolve_range(range_request, row.size)
             except ValueError:
                 return ("range", row)
-            reader = blobs.open(row.blob_id) if row.blob_id else None
+            try:
+                reader = blobs.open(row.blob_id) if row.blob_id else None
+            except FileNotFoundError:
+                return None  # body file removed behind our back: Miniflare answers NoSuchKey -> null
             return ("ok", row, span, reader)
 
         outcome = await self._store.run(read)
