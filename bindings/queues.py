@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from bindings import registry
-from bindings.jsobject import JsDict, JsException, JsTypeError, check_rpc_value, merge_options, to_js_dict
+from bindings.jsobject import JsException, JsTypeError, check_rpc_value, merge_options, to_js_dict
 from bindings.storage.config import validate_entries, validate_model
 
 __all__ = ["QueueLimits", "WorkerQueue", "QueueBroker", "QueuesHub", "QueuesPlugin", "plugin"]

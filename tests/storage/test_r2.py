@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bindings.jsobject import ByteStream, JsException
+from bindings.jsobject import ByteStream
 from bindings.r2 import R2Bucket, R2Error, R2Limits, R2Object, R2ObjectBody
 
 
