@@ -117,12 +117,15 @@ class WorkerHost:
 
     def __init__(self, config: WorkerConfig, *, env_name: str | None = None, cli_vars: Mapping[str, str] | None = None,
                  persist_to: Path | None = None, options: Mapping[str, Any] | None = None,
-                 max_body_bytes: int | None = None) -> None:
+                 max_body_bytes: int | None = None, bindings: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.env_name = env_name
         self.cli_vars = dict(cli_vars or {})
         self.persist_to = persist_to
         self.user_options = dict(options or {})
+        #: ``env`` entries that replace (or add to) what the config builds, re-applied on every
+        #: rebuild: the test harness's ``bindings={"AI": FakeAi()}``
+        self.binding_overrides: dict[str, Any] = dict(bindings or {})
         configured = config.flarelet.get("max_body_bytes")
         self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
         self.bindings: list[BindingInfo] = []
@@ -147,6 +150,7 @@ class WorkerHost:
         options: Mapping[str, Any] | None = None,
         *,
         max_body_bytes: int | None = None,
+        bindings: Mapping[str, Any] | None = None,
         load_code: bool = True,
         raise_on_load_error: bool = False,
     ) -> "WorkerHost":
@@ -158,7 +162,7 @@ class WorkerHost:
         """
         config = load_config(path, env_name)
         host = cls(config, env_name=env_name, cli_vars=vars, persist_to=Path(persist_to) if persist_to else None,
-                   options=options, max_body_bytes=max_body_bytes)
+                   options=options, max_body_bytes=max_body_bytes, bindings=bindings)
         host._check_main()
         host._build_bindings()
         if load_code:
@@ -224,6 +228,7 @@ class WorkerHost:
             if row.name in values:
                 log.warning("binding name %s is defined twice; the %s one is used", row.name, row.type_label)
             values[row.name] = row.value
+        values.update(self.binding_overrides)
         self.bindings = rows
         self.plugins = plugins
         self.env = Env(values)

@@ -14,7 +14,8 @@ rejected JS ``fetch`` becomes in Python Workers.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextvars
+from typing import Any, Awaitable, Callable
 
 from .headers import Headers
 from .request import Request
@@ -27,6 +28,13 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 
 _client: Any = None
 _client_loop: asyncio.AbstractEventLoop | None = None
+
+#: Consulted before the network when set: ``await service(request)`` answers the subrequest in
+#: process (a ``Response``) or lets it go out (``None``). The in-process test harness
+#: (:mod:`runtime.testing`) sets it per call, so a worker's fetch of its own origin reaches itself
+#: as it does under ``flarelet dev``, and a test can answer other hosts (Miniflare's ``outboundService``).
+outbound_service: contextvars.ContextVar[Callable[[Request], Awaitable["Response | None"]] | None] = \
+    contextvars.ContextVar("flarelet_outbound_service", default=None)
 
 
 def _get_client() -> Any:
@@ -53,6 +61,11 @@ async def aclose_client() -> None:
 async def fetch(resource: "str | Request", **options: Any) -> Response:
     """``workers.fetch(url_or_request, method=, headers=, body=, redirect=)`` -> :class:`Response`."""
     request = Request(resource, **options) if options or not isinstance(resource, Request) else resource
+    service = outbound_service.get()
+    if service is not None:
+        answered = await service(request)
+        if answered is not None:
+            return answered
     body = await request.bytes() if request._body is not None else None
     client = _get_client()
     import httpx
