@@ -223,9 +223,11 @@ class Worker:
                 outbound_service.reset(token)
         return self
 
-    async def aclose(self) -> None:
-        """Finish pending ``waitUntil`` work (5 s, then cancelled) and close the bindings."""
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Give pending ``waitUntil`` work ``timeout`` seconds (then cancel it) and close the bindings."""
         if self._started and not self._closed:
+            self._closed = True
+            await self.host.dispatcher.aclose(timeout)
             await self.host.aclose()
         self._closed = True
 
@@ -346,6 +348,40 @@ class Worker:
         finally:
             outbound_service.reset(token)
         return QueueResult.from_dict(raw)
+
+    # -- storage ----------------------------------------------------------------------------------
+    async def apply_d1_migrations(self, binding: str) -> list[str]:
+        """Apply the D1 migrations of ``binding`` (``applyD1Migrations`` of ``cloudflare:test``).
+
+        Reads ``migrations_dir`` (default ``migrations``) of its ``[[d1_databases]]`` entry, runs
+        each ``.sql`` file not yet listed in ``migrations_table`` (default ``d1_migrations``) in
+        one transaction with its bookkeeping row -- the table ``flarelet d1 migrations apply``
+        and wrangler keep. Returns the names applied.
+        """
+        from bindings.d1 import split_statements
+
+        entry = next((e for e in self.host.config.bindings.get("d1_databases") or []
+                      if isinstance(e, Mapping) and e.get("binding") == binding), None)
+        if entry is None:
+            raise ValueError(f"{self.host.config.path.name} has no [[d1_databases]] entry with binding = {binding!r}")
+        table = str(entry.get("migrations_table") or "d1_migrations")
+        if not table.replace("_", "a").isalnum() or table[0].isdigit():
+            raise ValueError(f"migrations_table {table!r} is not a valid table name")
+        folder = self.host.config.dir / str(entry.get("migrations_dir") or "migrations")
+        db = self.host.env[binding]
+        await db.prepare(f'CREATE TABLE IF NOT EXISTS "{table}"(id INTEGER PRIMARY KEY AUTOINCREMENT, '
+                         "name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)").run()
+        applied = {row["name"] for row in (await db.prepare(f'SELECT name FROM "{table}"').all()).results}
+        files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
+        done: list[str] = []
+        for migration in files:
+            if migration.name in applied:
+                continue
+            statements = [db.prepare(s) for s in split_statements(migration.read_text(encoding="utf-8"))]
+            statements.append(db.prepare(f'INSERT INTO "{table}" (name) VALUES (?)').bind(migration.name))
+            await db.batch(statements)
+            done.append(migration.name)
+        return done
 
     # -- waitUntil --------------------------------------------------------------------------------
     async def wait_until_done(self, timeout: float | None = _MISSING) -> None:
