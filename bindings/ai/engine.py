@@ -81,6 +81,9 @@ class TranscribeOptions:
     max_initial_timestamp: float = 1.0
     #: seed of the sampler used by temperature fallback, so results are reproducible
     seed: int = 0
+    #: where speech is, in seconds (from a VAD); 30 s windows with none are skipped unseen, since
+    #: Whisper invents words ("you", "Thanks for watching") for silence and noise. None = no gate.
+    speech_spans: Sequence[tuple[float, float]] | None = None
     cancel: threading.Event | None = None
 
 
@@ -697,6 +700,11 @@ class WhisperEngine:
             window_end = (seek + N_FRAMES) / FRAMES_PER_SECOND
             segment_size = min(N_FRAMES, content_frames - seek)
             segment_duration = segment_size / FRAMES_PER_SECOND
+            if options.speech_spans is not None and not any(
+                start < time_offset + segment_duration and end > time_offset for start, end in options.speech_spans
+            ):
+                seek += segment_size  # no speech in this window: nothing to transcribe
+                continue
             enc = self.encode(mel[:, seek : seek + N_FRAMES])
             if language is None:
                 language, language_probability = self.detect_language(enc)
