@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import re
 import sys
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
 
@@ -325,33 +327,35 @@ def _json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
+_JSON_INTEGER = re.compile(r"^(0|[1-9][0-9]*)$")
+_JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+
+
 def _positive_int(query: Mapping[str, str], name: str, default: int) -> int:
+    """A query integer written as JSON writes one (so ``"01"``, ``"1.0"``, ``"²"`` are refused)."""
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not _JSON_INTEGER.match(raw) or int(raw) < 1:
         raise errors.bad_input(f"Error: query parameter '{name}' must be a positive integer, got {raw!r}")
     return int(raw)
 
 
 def _number(query: Mapping[str, str], name: str) -> float | None:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if value != value or value in (float("inf"), float("-inf")):
+    if not _JSON_NUMBER.match(raw) or not math.isfinite(float(raw)):
         raise errors.bad_input(f"Error: query parameter '{name}' must be a number, got {raw!r}")
-    return value
+    return float(raw)
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
-    raw = (query.get(name) or "").strip().lower()
-    if raw in ("", "false", "0", "no"):
+    """``true`` or ``false``, as the SDKs serialise booleans."""
+    raw = query.get(name)
+    if raw is None or raw == "false":
         return False
-    if raw in ("true", "1", "yes"):
+    if raw == "true":
         return True
     raise errors.bad_input(f"Error: query parameter '{name}' must be true or false, got {raw!r}")
 

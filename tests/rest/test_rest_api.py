@@ -320,7 +320,9 @@ def test_models_search_filters_and_pages(server: str, rest: Any) -> None:
     assert _search(server, rest, page=9).json()["result"] == []
     assert len(_search(server, rest, source="1").json()["result"]) == 3
     assert _search(server, rest, source="2").json()["result"] == []
-    for bad in ({"page": "0"}, {"per_page": "x"}, {"hide_experimental": "maybe"}, {"source": "one"}, {"source": "nan"}):
+    for bad in ({"page": "0"}, {"per_page": "x"}, {"hide_experimental": "maybe"}, {"source": "one"}, {"source": "nan"},
+                {"page": ""}, {"hide_experimental": ""}, {"source": ""}, {"page": "\u00b2"}, {"per_page": "01"},
+                {"page": "1.0"}, {"hide_experimental": "1"}, {"source": "1_000"}, {"source": "1e999"}):
         _error(_search(server, rest, **bad), 400, 5006)
 
 
