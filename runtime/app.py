@@ -181,10 +181,12 @@ class DevApp:
     async def _read_body(receive: Receive, limit: int) -> bytes | None:
         message = await receive()
         body = message.get("body", b"")
+        size = len(body)
+        if size > limit:
+            return None
         if not message.get("more_body", False):
             return body
         chunks = [body]
-        size = len(body)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

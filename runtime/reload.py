@@ -55,7 +55,10 @@ class Reloader:
         try:
             async for changes in watchfiles.awatch(folder, recursive=recursive, stop_event=self._stop,
                                                    debounce=400, step=50, rust_timeout=500):
-                await handler({Path(p) for _, p in changes})
+                try:
+                    await handler({Path(p) for _, p in changes})
+                except Exception:  # noqa: BLE001 - a failed reload must not stop the watching
+                    log.exception("reloading after a change in %s failed", folder)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a broken watcher must not take the server down

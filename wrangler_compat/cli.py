@@ -114,8 +114,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from runtime.server import DevServer, PortInUseError, bind_socket
     from wrangler_compat.table import print_bindings
 
-    quiet = args.log_level in ("error", "none")
-    if not quiet:
+    verbose = args.log_level in ("debug", "info", "log")
+    if verbose:
         print_bindings(host.bindings)
     ip = args.ip or host.config.dev.ip or DEFAULT_IP
     explicit_port = args.port is not None or host.config.dev.port is not None
@@ -131,17 +131,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return _error(f"cannot listen on {ip}:{port}: {exc.strerror or exc}")
 
     def ready(url: str) -> None:
-        log.info("Ready on %s", url)
-        if "ai" in host.config.bindings and not quiet:  # the Workers AI REST API: token + curl line
+        # printed at every level but "none": scripts and tests read the URL from this line
+        if args.log_level != "none":
+            print(f"[flarelet:info] Ready on {url}", flush=True)
+        if "ai" in host.config.bindings and verbose:  # the Workers AI REST API: token + curl line
             from bindings.ai.rest import announce
 
             announce(host.ctx, url)
 
     def reprint() -> None:
-        if not quiet:
+        if verbose:
             print_bindings(host.bindings)
 
-    server = DevServer(host, sock, log_requests=args.log_level in ("debug", "info", "log"), watch=args.watch,
+    server = DevServer(host, sock, log_requests=verbose, watch=args.watch,
                        run_crons=args.crons, on_ready=ready, on_config_reloaded=reprint)
     try:
         server.run()

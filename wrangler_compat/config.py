@@ -67,9 +67,25 @@ class ConfigError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = "" if self.path is None else f"{self.path}" + (f":{self.line}" if self.line else "")
+        where = "" if self.path is None else f"{_shown_path(self.path)}" + (f":{self.line}" if self.line else "")
         what = f"{self.key}: {self.message}" if self.key else self.message
         return f"{where}: {what}" if where else what
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the working directory when inside it (as compilers print paths)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+#: friendlier wording for pydantic's most common complaints about config values
+_MESSAGES = {
+    "dict_type": "must be a table (an object)", "list_type": "must be an array", "string_type": "must be a string",
+    "int_type": "must be an integer", "int_parsing": "must be an integer", "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
 
 
 def format_key(path: Sequence[Any]) -> str:
@@ -232,8 +248,9 @@ def read_config(path: Path) -> RawConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-            message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) if m else str(exc)
-            raise ConfigError(path, int(m.group(1)) if m else None, None, f"invalid TOML: {message}") from exc
+            message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+            line = int(m.group(1)) if m else (text.count("\n") + (0 if text.endswith("\n") else 1))
+            raise ConfigError(path, line, None, f"invalid TOML: {message}") from exc
         lines = toml_key_lines(text)
     else:
         try:
@@ -324,10 +341,13 @@ def _validation_error(raw: RawConfig, exc: ValidationError, prefix: tuple[Any, .
             name, _, message = message.partition(": ")
             loc = loc + (name,)
     else:
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
+        kind = err["type"]
+        message = _MESSAGES.get(kind, err["msg"])
+        if kind == "extra_forbidden":
             message = "unexpected field"
-        if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "compatibility_date":
+            message = "must be a date written yyyy-mm-dd"
+        if "input" in err and kind not in ("missing", "extra_forbidden"):
             message += f" (got {err['input']!r})"
     return raw.error(loc, message)
 

@@ -111,13 +111,14 @@ class _Parser:
             self.pos += 1
             self.lines[path + (key,)] = key_line
             result[key] = self.value(path + (key,))
+            end = self.pos
             self.skip()
             if self.pos < len(self.text) and self.text[self.pos] == ",":
                 self.pos += 1
                 continue
             if self.pos < len(self.text) and self.text[self.pos] == "}":
                 continue
-            raise self.fail("expected ',' or '}' after a property value")
+            raise self.fail("expected ',' or '}' after a property value", end)
 
     def arr(self, path: Path) -> list[Any]:
         self.pos += 1
@@ -130,13 +131,14 @@ class _Parser:
                 self.pos += 1
                 return result
             result.append(self.value(path + (len(result),)))
+            end = self.pos
             self.skip()
             if self.pos < len(self.text) and self.text[self.pos] == ",":
                 self.pos += 1
                 continue
             if self.pos < len(self.text) and self.text[self.pos] == "]":
                 continue
-            raise self.fail("expected ',' or ']' after an array item")
+            raise self.fail("expected ',' or ']' after an array item", end)
 
 
 def parse_jsonc(text: str) -> tuple[Any, dict[Path, int]]:
