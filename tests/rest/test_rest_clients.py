@@ -62,7 +62,7 @@ def test_official_sdk_runs_tiny_en(server: str, rest: Any, audio_dir: Path) -> N
 def test_curl_data_binary_exactly_as_the_docs(server: str, rest: Any, audio_dir: Path) -> None:
     name = "whatstheweatherlike.mp3"
     argv = [
-        "curl", "-sS", f"{server}/client/v4/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY}",
+        "curl", f"{server}/client/v4/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY}",
         "-X", "POST",
         "-H", f"Authorization: Bearer {rest.TOKEN}",
         "--data-binary", f"@{name}",
@@ -140,7 +140,7 @@ def test_the_curl_line_printed_by_flarelet_ai_serve_works(rest: Any, audio_dir: 
         line = served.curl
         assert '--data-binary "@audio.mp3"' in line
         argv = [f"@{audio_dir / 'whatstheweatherlike.mp3'}" if a == "@audio.mp3" else a for a in shlex.split(line)]
-        out = subprocess.run([*argv, "-sS"], capture_output=True, text=True, timeout=300, check=True)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
         body = json.loads(out.stdout)
         assert body["success"] is True
         assert wer("What's the weather like?", body["result"]["text"]) < 0.25, body

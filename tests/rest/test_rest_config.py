@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from bindings.ai.rest import ai_settings_from_options, announce, banner, routes
 from bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
+from bindings.ai.settings import AiSettings
 from bindings.registry import BindingContext
 
 # -- credentials ------------------------------------------------------------------------------------
@@ -54,6 +55,8 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_at_start() -> None:
 def test_rest_keys_do_not_reach_the_ai_settings() -> None:
     options = {"flarelet": {"ai": {"api_tokens": ["t"], "account_id": "x", "max_input_bytes": 1234}}}
     assert ai_settings_from_options(options).max_input_bytes == 1234
+    # the same settings as the AI plugin's, so env.AI and the REST API share one service (one queue)
+    assert ai_settings_from_options(options) == AiSettings.from_options(options)
 
 
 def test_banner_has_a_ready_to_paste_curl_line() -> None:
