@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""Whisper speed on this CPU: flarelet's engine vs a plain transformers pipeline vs faster-whisper.
+
+Same weights for all three (the CTranslate2 package flarelet converts from), same decoded audio
+(16 kHz mono float32, decoded once by the parent), greedy decoding, English:
+
+* ``flarelet``     -- ``bindings.ai.inference.transcribe_request`` on the engine the service uses
+  (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say; ``--threads`` overrides), with
+  word timestamps, because Cloudflare's output always carries them;
+* ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
+  ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
+  would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
+* ``fw``           -- faster-whisper, ``compute_type="int8"``, ``beam_size=1``, its defaults
+  otherwise (segments only);
+* ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet).
+
+Why one script, one subprocess per engine: each engine runs in its own process so its peak RSS
+(``ru_maxrss``) is honest, and the parent drives them *round-robin* -- one transcription at a time,
+the other engines idle, the order rotated every round -- so on a busy shared machine every engine
+sees the same contention and the ratios hold even when the absolute numbers move. The load
+average before and after is printed; trust ratios over absolutes.
+
+Columns: ``load s`` = model construction (after imports), ``latency s`` = median of ``--runs``
+timed transcriptions after one warm-up [min-max], ``RTF`` = latency / clip length, ``RSS MB`` = peak
+resident memory of that engine's process, ``WER`` = word error rate against the known text
+(lowercase, no punctuation, numbers as words), ``x fw`` / ``x pipe`` = flarelet latency divided by
+that engine's (< 1 means flarelet is faster).
+
+Usage::
+
+    .venv/bin/python bench/whisper.py                       # tiny.en, 1 thread, 5 runs
+    .venv/bin/python bench/whisper.py --model base --threads 2 --runs 3
+    .venv/bin/python bench/whisper.py --clips c60,sonnet --engines flarelet,fw
+"""
+
+from __future__ import annotations
+
+import sys
+
+# bench/http.py would shadow the standard library's http package (torch imports http.client).
+if sys.path and sys.path[0] == __import__("os").path.dirname(__import__("os").path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_AUDIO = Path(os.environ.get("FLARELET_SHARED_AUDIO") or (REPO / "../shared/audio")).resolve()
+
+#: espeak-ng texts (``-v en-us -s 150``): about 10 s and 60 s of English with known words.
+C10 = (
+    "Good morning everyone. Today we will discuss the release plan for version two. "
+    "Maria will present the test results, and then we will decide on the launch date."
+)
+C60 = (
+    "Thank you all for joining the weekly planning meeting. "
+    "First, the infrastructure team finished moving the database to the new cluster last Thursday. "
+    "The migration took four hours longer than expected, because the backup job was still running. "
+    "Second, the mobile application passed the security review with two minor findings. "
+    "Third, customer support reports that the number of open tickets dropped by twenty percent this month. "
+    "Most of the remaining tickets concern the billing page, which is slow on older phones. "
+    "Daniel will profile the billing page and report the main bottlenecks on Monday. "
+    "Sarah asked whether we should delay the marketing campaign until the billing fix is deployed. "
+    "We agreed to keep the campaign date, but to prepare a short notice for affected users. "
+    "The budget for the next quarter is unchanged, and hiring for two engineering positions continues. "
+    "Please update your calendars, because next week the meeting moves to Wednesday afternoon."
+)
+#: name -> (source, reference); source "espeak:<text>" or a file in the shared audio folder.
+CLIPS: dict[str, tuple[str, str | None]] = {
+    "c10": ("espeak", C10),
+    "c60": ("espeak", C60),
+    "jfk": ("jfk.flac", None),  # 11 s, real speech; reference from the audio manifest
+    "sonnet": ("librivox_sonnet001.mp3", None),  # 53 s, real read speech
+}
+ENGINES = ("flarelet", "pipeline", "fw", "fw-words")
+
+
+# -- word error rate ---------------------------------------------------------------------------------
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _number_words(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + _number_words(rest))
+    return " ".join(_ONES[int(d)] for d in str(n))
+
+
+def normalize(text: str) -> str:
+    """Lowercase, numbers as words, no punctuation, single spaces (what WER is computed on)."""
+    t = text.lower().replace("’", "'").replace("%", " percent ")
+    t = re.sub(r"\d+", lambda m: " " + _number_words(int(m.group())) + " ", t)
+    t = re.sub(r"[-–—]", " ", t)
+    t = re.sub(r"[^\w\s']", " ", t)
+    t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
+    return " ".join(t.split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis) or "<empty>"))
+
+
+# -- the engine processes ------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _FlareletEngine:
+    def __init__(self, model: str, threads: int | None) -> None:
+        from bindings.ai import catalog, engine
+        from bindings.ai.settings import AiSettings
+
+        settings = AiSettings.from_options({})
+        if threads is not None:
+            settings = settings.replace(threads=threads)
+        self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
+        self.engine = engine.get_engine(self.spec, settings)
+        self.settings = settings
+
+    def transcribe(self, samples: Any) -> str:
+        from bindings.ai import inference
+        from bindings.ai.schemas import AsrRequest
+
+        request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
+        return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
+
+
+class _PipelineEngine:
+    def __init__(self, model: str, threads: int | None) -> None:
+        import torch
+        import transformers
+        from transformers import pipeline
+
+        from bindings.ai.settings import AiSettings
+        from bindings.ai.weights import ensure_weights
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        torch.set_num_threads(threads or 1)
+        folder = ensure_weights(model, AiSettings.from_options({}).models_dir)
+        self.multilingual = model != "tiny.en"
+        self.pipe = pipeline("automatic-speech-recognition", model=str(folder), dtype=torch.float32, device="cpu")
+
+    def transcribe(self, samples: Any) -> str:
+        kwargs: dict[str, Any] = {"num_beams": 1}
+        if self.multilingual:
+            kwargs["language"] = "en"
+        out = self.pipe({"raw": samples, "sampling_rate": 16000}, return_timestamps=True, generate_kwargs=kwargs)
+        return out["text"]
+
+
+class _FasterWhisperEngine:
+    def __init__(self, model: str, threads: int | None, words: bool) -> None:
+        from faster_whisper import WhisperModel
+
+        self.words = words
+        self.language = None if model == "tiny.en" else "en"
+        self.model = WhisperModel(str(ct2_folder(model)), device="cpu", compute_type="int8", cpu_threads=threads or 1)
+
+    def transcribe(self, samples: Any) -> str:
+        segments, _info = self.model.transcribe(samples, beam_size=1, word_timestamps=self.words, language=self.language)
+        return "".join(s.text for s in segments)
+
+
+def ct2_folder(model: str) -> Path:
+    """The CTranslate2 folder faster-whisper reads: the package's own, or base's parts joined once."""
+    from bindings.ai.settings import AiSettings
+    from bindings.ai.weights import BUNDLED, read_bundled_bytes
+
+    bundled = BUNDLED[model]
+    if len(bundled.parts) == 1:
+        return bundled.part_paths[0].parent
+    folder = AiSettings.from_options({}).cache_dir / "bench" / f"ct2-{model}-{bundled.version_tag}"
+    if not (folder / "model.bin").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ct2-", dir=folder.parent))
+        (tmp / "model.bin").write_bytes(read_bundled_bytes(bundled))  # size and sha256 checked
+        for item in bundled.meta_dir.iterdir():
+            if item.is_file() and item.name != "model.bin" and not item.name.startswith("model.bin."):
+                shutil.copy(item, tmp / item.name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.move(str(tmp), folder)
+    return folder
+
+
+def worker_main(engine_name: str, model: str, threads: int | None) -> None:
+    """Child process: load one engine, then answer ``{"clip": path.npy}`` lines with timings."""
+    import numpy as np
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    if engine_name == "flarelet":
+        import bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    elif engine_name == "pipeline":
+        import transformers  # noqa: F401
+        from transformers import pipeline  # noqa: F401
+    else:
+        import faster_whisper  # noqa: F401
+    imported = time.perf_counter()
+    if engine_name == "flarelet":
+        eng: Any = _FlareletEngine(model, threads)
+    elif engine_name == "pipeline":
+        eng = _PipelineEngine(model, threads)
+    else:
+        eng = _FasterWhisperEngine(model, threads, words=engine_name == "fw-words")
+    loaded = time.perf_counter()
+    reply = {"import_s": imported - started, "load_s": loaded - imported, "rss_mb": _rss_mb()}
+    print(json.dumps(reply), flush=True)
+    cache: dict[str, Any] = {}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd.get("quit"):
+            break
+        samples = cache.get(cmd["clip"])
+        if samples is None:
+            samples = cache[cmd["clip"]] = np.load(cmd["clip"])
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        text = eng.transcribe(samples)
+        seconds = time.perf_counter() - t0
+        print(json.dumps({"text": text, "seconds": seconds, "cpu_s": time.process_time() - cpu0, "rss_mb": _rss_mb()}), flush=True)
+
+
+class Worker:
+    def __init__(self, engine_name: str, model: str, threads: int | None) -> None:
+        self.name = engine_name
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine_name, "--model", model]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"engine {self.name} exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def run(self, clip: Path) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"clip": str(clip)}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.wait(timeout=30)
+
+
+# -- clips -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    name: str
+    npy: Path
+    seconds: float
+    reference: str
+
+
+def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from bindings.ai.audio import decode_audio
+
+    manifest: dict[str, dict] = {}
+    if (SHARED_AUDIO / "manifest.json").is_file():
+        manifest = {e["file"]: e for e in json.loads((SHARED_AUDIO / "manifest.json").read_text())["files"]}
+    clips = []
+    for name in names:
+        source, text = CLIPS[name]
+        if source == "espeak":
+            if shutil.which("espeak-ng") is None:
+                raise SystemExit("espeak-ng is needed for the synthetic clips (scripts/setup installs it)")
+            wav = folder / f"{name}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            data = wav.read_bytes()
+            reference = text or ""
+        else:
+            path = SHARED_AUDIO / source
+            if not path.is_file():
+                print(f"skipping {name}: {path} not found (set FLARELET_SHARED_AUDIO)", file=sys.stderr)
+                continue
+            data = path.read_bytes()
+            reference = manifest.get(source, {}).get("reference") or ""
+            if name == "sonnet":  # the manifest text starts with the sonnet's number, which is not read
+                reference = re.sub(r"^\s*1\s*\n", "", reference)
+        samples = decode_audio(data)
+        npy = folder / f"{name}.npy"
+        np.save(npy, samples)
+        clips.append(Clip(name, npy, samples.shape[0] / 16000, reference))
+    return clips
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    times: list[float] = field(default_factory=list)
+    text: str = ""
+    consistent: bool = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("tiny.en", "base"), default="tiny.en")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per engine (default: flarelet's setting for flarelet, 1 for the others)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per engine and clip (after one warm-up)")
+    parser.add_argument("--clips", default="c10,c60,jfk,sonnet", help=f"comma-separated, from {', '.join(CLIPS)}")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, from {', '.join(ENGINES)}")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        sys.path.insert(0, str(REPO))
+        worker_main(args.worker, args.model, args.threads)
+        return 0
+
+    engines = [e for e in args.engines.split(",") if e]
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="flarelet-bench-") as tmp:
+        clips = prepare_clips([c for c in args.clips.split(",") if c], Path(tmp))
+        workers: dict[str, Worker] = {}
+        try:
+            for name in engines:  # one at a time, so load times are not inflated by each other
+                workers[name] = Worker(name, args.model, args.threads)
+            cells: dict[tuple[str, str], Cell] = {(c.name, e): Cell() for c in clips for e in engines}
+            for round_no in range(args.runs + 1):
+                for clip in clips:
+                    shift = round_no % len(engines)
+                    for name in engines[shift:] + engines[:shift]:
+                        result = workers[name].run(clip.npy)
+                        cell = cells[(clip.name, name)]
+                        if cell.text and result["text"] != cell.text:
+                            cell.consistent = False
+                        cell.text = result["text"]
+                        if round_no > 0:  # round 0 is the warm-up
+                            cell.times.append(result["seconds"])
+                print(f"round {round_no}/{args.runs} done", file=sys.stderr, flush=True)
+            rss = {name: w.run(clips[0].npy)["rss_mb"] for name, w in workers.items()} if clips else {}
+        finally:
+            for w in workers.values():
+                w.close()
+    load_after = os.getloadavg()
+
+    rows = []
+    results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
+                               "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
+    print()
+    print(f"Whisper {args.model}, greedy, threads={args.threads or 'default'}, {args.runs} runs (+1 warm-up), "
+          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
+    print()
+    header = ["clip", "engine", "load s", "latency s (min-max)", "RTF", "RSS MB", "WER", "x fw", "x fw-words", "x pipe"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for clip in clips:
+        medians = {e: statistics.median(cells[(clip.name, e)].times) for e in engines if cells[(clip.name, e)].times}
+        for name in engines:
+            cell = cells[(clip.name, name)]
+            med = medians.get(name)
+            if med is None:
+                continue
+            w = word_error_rate(clip.reference, cell.text) if clip.reference else float("nan")
+
+            def ratio(other: str) -> str:
+                if name != "flarelet" or "flarelet" not in medians or other not in medians:
+                    return ""
+                return f"{medians['flarelet'] / medians[other]:.2f}"
+
+            row = [
+                f"{clip.name} ({clip.seconds:.1f} s)", name, f"{workers[name].info['load_s']:.2f}",
+                f"{med:.2f} ({min(cell.times):.2f}-{max(cell.times):.2f})", f"{med / clip.seconds:.3f}",
+                f"{rss.get(name, float('nan')):.0f}", f"{w:.3f}" + ("" if cell.consistent else "*"),
+                ratio("fw"), ratio("fw-words"), ratio("pipeline"),
+            ]
+            rows.append(row)
+            print("| " + " | ".join(row) + " |")
+            results["cells"].append({"clip": clip.name, "clip_s": clip.seconds, "engine": name, "times": cell.times,
+                                     "load_s": workers[name].info["load_s"], "import_s": workers[name].info["import_s"],
+                                     "rss_mb": rss.get(name), "wer": w, "text": cell.text})
+    print()
+    print("x fw / x fw-words / x pipe: flarelet's latency divided by that engine's (< 1 = flarelet faster). "
+          "* = transcript changed between runs.")
+    for clip in clips:
+        print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}" if "flarelet" in engines else "", end="")
+    print()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
