@@ -216,8 +216,12 @@ class DevApp:
         raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         body = response._body
         if body is None or isinstance(body, bytes):
-            if status not in _NO_BODY_STATUSES and not any(k == "content-length" for k, _ in headers):
-                raw.append((b"content-length", str(len(body) if body else 0).encode()))
+            if status not in _NO_BODY_STATUSES:
+                for k, _ in headers:
+                    if k == "content-length":
+                        break
+                else:
+                    raw.append((b"content-length", str(len(body)).encode() if body else b"0"))
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": body or b""})
             return status

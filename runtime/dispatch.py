@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
 from .env import Env
 from .errors import HandlerResultError, MissingHandlerError, describe_result, error_response
-from .loader import WorkerLoadError, WorkerModule, relaxed_call
+from .loader import WorkerLoadError, WorkerModule
 from .queue_batch import MessageBatch
 from .request import Request
 from .response import FetchResponse, Response
@@ -50,20 +50,20 @@ class WorkerDispatcher:
         """Wait for every pending ``waitUntil`` task (``waitOnExecutionContext`` for all requests)."""
         await self.background.wait(timeout)
 
-    def _handler(self, event: str, ctx: ExecutionContext) -> Any:
+    async def _invoke(self, event: str, first: Any, ctx: ExecutionContext) -> Any:
         worker = self.worker
         if worker is None:
             raise self.load_error or WorkerLoadError("no worker is loaded")
-        fn = worker.handler(event, ctx, self.env)
-        if fn is None:
-            raise MissingHandlerError(f"Handler does not export a {event}() function.")
-        return fn
-
-    async def _invoke(self, event: str, first: Any, ctx: ExecutionContext) -> Any:
+        env = self.env
         token_ctx = current_context.set(ctx)
-        token_env = current_env.set(self.env)
+        token_env = current_env.set(env)
         try:
-            result = relaxed_call(self._handler(event, ctx), (first, self.env, ctx))
+            try:
+                result = worker.call(event, ctx, env, (first, env, ctx))
+            except LookupError as exc:
+                if exc.args == (event,) and type(exc) is LookupError:
+                    raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
+                raise
             if inspect.isawaitable(result):
                 result = await result
             return result

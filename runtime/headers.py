@@ -13,6 +13,7 @@ so a handler that never looks at headers pays nothing for them.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Iterator, Mapping, Union
 
 HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
@@ -30,7 +31,7 @@ class Headers:
         if isinstance(init, Headers):
             self._items = list(init._items)
             return
-        if isinstance(init, Mapping):
+        if type(init) is dict or isinstance(init, Mapping):
             pairs: Iterable[Any] = init.items()
         elif hasattr(init, "items") and callable(init.items):  # HTTPMessage, JsDict-likes
             pairs = init.items()
@@ -153,10 +154,21 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: validated name -> lower-case form; header names repeat, so each is checked once
+_NAMES: dict[str, str] = {}
+
+
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name or any(c in name for c in " \t\r\n:()<>@,;\\\"/[]?={}"):
+    lowered = _NAMES.get(name) if isinstance(name, str) else None
+    if lowered is not None:
+        return lowered
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
         raise TypeError(f"Invalid header name: {name!r}")
-    return name.lower()
+    lowered = name.lower()
+    if len(_NAMES) < 4096:
+        _NAMES[name] = lowered
+    return lowered
 
 
 def _check_value(value: Any) -> str:

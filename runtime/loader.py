@@ -22,7 +22,6 @@ import importlib.util
 import inspect
 import sys
 import traceback
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -113,12 +112,28 @@ class WorkerModule:
     #: legacy ``on_<event>`` functions by event name
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
+    #: event -> number of positional arguments its handler takes (computed once per load)
+    _arity: dict[str, int] = field(default_factory=dict)
+
     def handler(self, event: str, ctx: Any, env: Any) -> Callable[..., Any] | None:
         """The callable for ``event`` (bound to a fresh entrypoint instance), or ``None``."""
         if self.entrypoint is not None:
             instance = self.entrypoint(ctx, env)
             return getattr(instance, event, None)
         return self.functions.get(event)
+
+    def call(self, event: str, ctx: Any, env: Any, args: tuple[Any, ...]) -> Any:
+        """Call the ``event`` handler with as many of ``args`` as it accepts (``relaxed_call``).
+
+        Raises ``LookupError`` when the worker has no such handler.
+        """
+        fn = self.handler(event, ctx, env)
+        if fn is None:
+            raise LookupError(event)
+        count = self._arity.get(event)
+        if count is None:
+            count = self._arity[event] = positional_arity(fn, len(args))
+        return fn(*args[:count])
 
     @property
     def handlers(self) -> list[str]:
@@ -177,22 +192,17 @@ def inspect_handlers(module: ModuleType, main_path: Path) -> WorkerModule:
     return WorkerModule(module=module, main_path=main_path, entrypoint=entrypoint, functions=functions)
 
 
-_arity_cache: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+def positional_arity(fn: Callable[..., Any], most: int) -> int:
+    """How many positional arguments ``fn`` takes, capped at ``most`` (all for ``*args``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return most
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return most
+    return min(most, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)))
 
 
 def relaxed_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """Call ``fn`` with as many of ``args`` as it accepts (workerd's ``relaxed_call``)."""
-    key = getattr(fn, "__func__", fn)
-    count = _arity_cache.get(key)
-    if count is None:
-        try:
-            params = inspect.signature(fn).parameters.values()
-        except (TypeError, ValueError):
-            count = len(args)
-        else:
-            if any(p.kind is p.VAR_POSITIONAL for p in params):
-                count = len(args)
-            else:
-                count = sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-        _arity_cache[key] = count
-    return fn(*args[:count])
+    return fn(*args[: positional_arity(fn, len(args))])

@@ -1,7 +1,9 @@
 """The dev server: uvicorn (uvloop + httptools) serving a :class:`DevApp`, plus cron and reload.
 
 Tuned for the request path: uvloop and the httptools parser when installed, uvicorn's access log
-off (the app writes its own cheaper line), no ``server`` header. The listening socket is bound
+off (the app writes its own cheaper line), no ``server`` header, no proxy-headers middleware
+(a local dev server has no trusted proxy in front of it), and each response written with one
+syscall (:mod:`runtime.http_protocol`). The listening socket is bound
 here before uvicorn starts, so ``--port 0`` works and the printed ``Ready on`` URL is the real
 one; connections that arrive before the loop accepts simply wait in the backlog.
 
@@ -119,11 +121,15 @@ class DevServer:
         import uvicorn
 
         has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
-        has_httptools = importlib.util.find_spec("httptools") is not None
+        http: Any = "h11"
+        if importlib.util.find_spec("httptools") is not None:
+            from .http_protocol import CoalescingHttpToolsProtocol
+
+            http = CoalescingHttpToolsProtocol
         return uvicorn.Config(
-            self.app, loop="uvloop" if has_uvloop else "asyncio", http="httptools" if has_httptools else "h11",
+            self.app, loop="uvloop" if has_uvloop else "asyncio", http=http,
             lifespan="on", access_log=False, log_config=None, log_level="warning", server_header=False,
-            timeout_keep_alive=30, backlog=2048, ws="none",
+            timeout_keep_alive=30, backlog=2048, ws="none", proxy_headers=False,
         )
 
     def run(self) -> None:
