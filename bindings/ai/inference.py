@@ -81,8 +81,9 @@ def transcribe_request(
 
 def _restore_times(result: Transcription, mapping) -> None:
     for seg in result.segments:
-        seg.start = mapping.original(seg.start)
-        seg.end = mapping.original(seg.end, is_end=True)
         for w in seg.words:
-            w.start = mapping.original(w.start)
-            w.end = mapping.original(w.end, is_end=True)
+            w.start, w.end = mapping.span(w.start, w.end)
+        if seg.words:
+            seg.start, seg.end = seg.words[0].start, seg.words[-1].end
+        else:
+            seg.start, seg.end = mapping.span(seg.start, seg.end)

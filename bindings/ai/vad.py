@@ -125,21 +125,36 @@ class TimestampMap:
     """Maps times in the concatenated speech back to times in the original audio."""
 
     def __init__(self, spans: list[dict[str, int]]) -> None:
-        self.chunk_ends: list[float] = []  # cumulative end of each chunk in speech-only time
+        self.chunk_starts: list[float] = []  # start of each chunk in speech-only time
+        self.chunk_ends: list[float] = []  # end of each chunk in speech-only time
         self.offsets: list[float] = []  # silence removed before each chunk
         removed = 0.0
         kept = 0.0
         previous_end = 0
         for s in spans:
             removed += (s["start"] - previous_end) / SAMPLE_RATE
+            self.chunk_starts.append(kept)
             kept += (s["end"] - s["start"]) / SAMPLE_RATE
             self.offsets.append(removed)
             self.chunk_ends.append(kept)
             previous_end = s["end"]
 
+    def _chunk(self, t: float, is_end: bool = False) -> int:
+        i = bisect.bisect_left(self.chunk_ends, t) if is_end else bisect.bisect_right(self.chunk_ends, t)
+        return min(i, len(self.offsets) - 1)
+
     def original(self, t: float, is_end: bool = False) -> float:
         if not self.offsets:
             return t
-        i = bisect.bisect_left(self.chunk_ends, t) if is_end else bisect.bisect_right(self.chunk_ends, t)
-        i = min(i, len(self.offsets) - 1)
-        return round(t + self.offsets[i], 3)
+        return round(t + self.offsets[self._chunk(t, is_end)], 3)
+
+    def span(self, start: float, end: float) -> tuple[float, float]:
+        """A word's (start, end): both mapped through the chunk holding the word's middle, so a
+        word aligned a few ms across a cut does not jump back over the removed silence."""
+        if not self.offsets:
+            return start, end
+        i = self._chunk((start + end) / 2)
+        lo, hi, off = self.chunk_starts[i], self.chunk_ends[i], self.offsets[i]
+        s = min(max(start, lo), hi)
+        e = min(max(end, s), hi)
+        return round(s + off, 3), round(e + off, 3)
