@@ -18,7 +18,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse
 import asyncio
 import os
-import select
 import statistics
 import subprocess
 import threading
@@ -77,7 +76,6 @@ def startup_ms() -> float:
     try:
         assert proc.stderr is not None
         while True:
-            select.select([proc.stderr], [], [], 30)
             line = proc.stderr.readline()
             if not line or "startup complete" in line:
                 return (time.perf_counter() - t) * 1000

@@ -57,6 +57,9 @@ API_PREFIX = "/client/v4"
 JSON_EXPANSION = 4
 JSON_SLACK_BYTES = 64 * 1024
 
+#: Bodies larger than this are parsed off the event loop, so other requests keep being answered.
+PARSE_IN_THREAD_BYTES = 256 * 1024
+
 #: ``models/search`` page size when the caller gives none, and the largest one honoured.
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 1000
@@ -152,12 +155,13 @@ class RestApi:
 
     @property
     def service(self) -> AiBackend:
-        """The process-wide AI service, made on first use (importing it loads no model)."""
-        if self._service is None:
-            from .service import get_service
+        """The injected backend, else the process-wide AI service for these settings (looked up
+        each time: a cheap dict lookup, and never a service another app has since closed)."""
+        if self._service is not None:
+            return self._service
+        from .service import get_service
 
-            self._service = get_service(self.settings)
-        return self._service
+        return get_service(self.settings)
 
     # -- checks shared by the endpoints ---------------------------------------------------------
 
@@ -200,7 +204,10 @@ class RestApi:
             )
         except asyncio.TimeoutError:
             raise errors.timeout("the request body did not arrive in time") from None
-        inputs = parse_inputs(body, content_type)
+        if len(body) > PARSE_IN_THREAD_BYTES:  # a big JSON array takes seconds to parse: not on the loop
+            inputs = await asyncio.to_thread(parse_inputs, body, content_type)
+        else:
+            inputs = parse_inputs(body, content_type)
         result = await self.service.run(model, inputs)
         return v4_response(envelope(result))
 
@@ -438,8 +445,8 @@ def create_app(
         if preload:
             await api.service.preload(list(preload))  # type: ignore[attr-defined]
         yield
-        if service is None and api._service is not None and hasattr(api._service, "aclose"):
-            await api._service.aclose()  # type: ignore[attr-defined]
+        if service is None:  # let a running transcription finish; loaded models stay cached
+            await api.service.aclose()  # type: ignore[attr-defined]
 
     app = Starlette(
         routes=[Mount(API_PREFIX, app=api.asgi())],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
@@ -129,19 +128,20 @@ def start_serve(*extra: str, cwd: Path | None = None, env: dict[str, str] | None
         cwd=cwd or REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                break
+    started = threading.Event()
+
+    def read() -> None:  # a thread: select() on a buffered pipe misses lines already buffered
+        assert proc.stderr is not None
+        for line in proc.stderr:
             lines.append(line.rstrip("\n"))
             if "Application startup complete" in line:
-                return Served(proc, lines)
-        elif proc.poll() is not None:
-            break
+                started.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if started.wait(0.1):
+            return Served(proc, lines)
     proc.kill()
     raise AssertionError("flarelet ai serve did not start:\n" + "\n".join(lines))
 
