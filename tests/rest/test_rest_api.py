@@ -356,3 +356,30 @@ def test_openapi_document_needs_no_token_and_describes_the_api(server: str) -> N
     ok = tiny["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["properties"]["result"]["required"] == ["text"]
     assert "/accounts/{account_id}/ai/models/search" in doc["paths"]
+
+
+def test_a_body_that_never_finishes_is_3007_not_a_hang(rest: Any) -> None:
+    import socket
+
+    creds = RestCredentials(tokens=(rest.TOKEN,), account_id=None, token_source="config")
+    settings = AiSettings(max_input_bytes=MAX_INPUT, timeout_s=0.5)
+    with rest.serve_app(create_app(settings, credentials=creds)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            head = (
+                f"POST /client/v4/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {rest.TOKEN}\r\nContent-Length: 1000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b"only ten b")  # 990 bytes never come
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        status_line, _, rest_of = reply.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), reply
+        body = json.loads(rest_of.split(b"\r\n\r\n", 1)[1])
+        assert body["errors"][0]["code"] == 3007
+        # and the server still answers
+        assert httpx.get(f"{base}/client/v4/openapi.json").status_code == 200
