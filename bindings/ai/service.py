@@ -53,6 +53,8 @@ class AiService:
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted requests: running + waiting
         self._closed = False
+        #: what happened to requests (``flarelet`` status / benches / tests): counts by outcome
+        self.stats = {"completed": 0, "failed": 0, "rejected": 0, "timed_out": 0, "aborted": 0}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class AiService:
             return await asyncio.wait_for(asyncio.wrap_future(future, loop=loop), remaining)
         except asyncio.TimeoutError:
             ticket.cancel.set()  # the engine stops at its next step; the slot frees when it does
+            self.stats["timed_out"] += 1
             raise errors.timeout(f"inference took longer than {self.settings.timeout_s:g} s") from None
         except asyncio.CancelledError:
             ticket.cancel.set()  # the caller went away (client disconnect): stop working for it
@@ -120,6 +123,7 @@ class AiService:
     def _admit(self) -> _Ticket:
         with self._lock:
             if self._in_flight >= 1 + self.settings.queue_size:
+                self.stats["rejected"] += 1
                 raise errors.out_of_capacity(
                     f"{self._in_flight} requests in flight, queue_size={self.settings.queue_size}"
                 )
@@ -144,10 +148,14 @@ class AiService:
             from . import inference
 
             engine = self._load_sync(spec)
-            return inference.transcribe_request(spec, engine, samples, request, ticket.cancel)
-        except errors.AiError:
+            result = inference.transcribe_request(spec, engine, samples, request, ticket.cancel)
+            self.stats["completed"] += 1
+            return result
+        except errors.AiError as exc:
+            self.stats["aborted" if exc.code == 3008 else "failed"] += 1
             raise
         except Exception as exc:  # never leak a traceback to the caller; keep it in the log
+            self.stats["failed"] += 1
             log.exception("Workers AI inference failed for %s", spec.id)
             raise errors.internal(f"{type(exc).__name__}: {exc}") from None
         finally:
