@@ -177,7 +177,7 @@ class RestApi:
     async def _read_body(self, request: Request, limit: int) -> bytes:
         """The body, refused with 3006 as soon as it is known to exceed ``limit``."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and _JSON_INTEGER.match(declared) and int(declared) > limit:
             raise errors.too_large(f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
         chunks: list[bytes] = []
         size = 0
