@@ -206,7 +206,9 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class WhisperEngine:
-    """One loaded Whisper model; not thread-safe (the service runs it on one thread)."""
+    """One loaded Whisper model. Shared process-wide (several services may hold it), so
+    :meth:`transcribe` is serialised by a lock: one CPU-bound inference at a time is also the
+    fastest way to use a small machine."""
 
     def __init__(self, folder: Path, device: str = "auto", threads: int = 1, label: str = "") -> None:
         import torch
@@ -284,6 +286,7 @@ class WhisperEngine:
 
         self._cache_config = copy.deepcopy(cfg)
         self._cache_config.num_hidden_layers = cfg.decoder_layers
+        self._lock = threading.Lock()
 
     # -- small helpers ------------------------------------------------------------------------
 
@@ -571,19 +574,15 @@ class WhisperEngine:
     def _find_alignment(self, enc, sot_seq: list[int], text_tokens: list[int], num_frames: int, language: str):
         torch = self.torch
         tokens = [*sot_seq, self.no_timestamps, *text_tokens, self.eot]
-        model_cfg = self.model.config
-        previous = model_cfg._attn_implementation
+        # Attention weights exist only in eager attention; switch for this one teacher-forced pass
+        # (the engine runs on one thread, so nothing else sees the switch).
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")
         try:
-            self.model.set_attn_implementation("eager") if hasattr(self.model, "set_attn_implementation") else None
-            if self.model.config._attn_implementation != "eager":
-                model_cfg._attn_implementation = "eager"
             with torch.inference_mode():
                 out = self._decoder(tokens, enc, attentions=True)
         finally:
-            if hasattr(self.model, "set_attn_implementation"):
-                self.model.set_attn_implementation(previous)
-            else:
-                model_cfg._attn_implementation = previous
+            self.model.set_attn_implementation(previous)
         with torch.inference_mode():
             logits = self._logits(out.last_hidden_state[0, len(sot_seq):])[:, : self.eot]
             probs = torch.softmax(logits, dim=-1)
@@ -669,7 +668,10 @@ class WhisperEngine:
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions | None = None) -> Transcription:
         """Transcribe (or translate) 16 kHz mono float32 ``audio`` of any length."""
-        options = options or TranscribeOptions()
+        with self._lock:
+            return self._transcribe(audio, options or TranscribeOptions())
+
+    def _transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
         torch = self.torch
         duration = audio.shape[0] / SAMPLE_RATE
         language = options.language
