@@ -904,6 +904,7 @@ def _skip_hallucinations(
 
 _engines: dict[tuple[str, str, int], WhisperEngine] = {}
 _engines_lock = threading.Lock()
+_stand_in_logged: set[str] = set()
 
 
 def load_engine(folder: Path, device: str = "auto", threads: int = 1, label: str = "") -> WhisperEngine:
@@ -938,7 +939,8 @@ def get_engine(spec, settings) -> WhisperEngine:
         folder = ensure_weights(spec.weights, settings.models_dir)
     except WeightsError as exc:
         raise errors.internal(str(exc)) from None
-    if spec.stand_in_for:
+    if spec.stand_in_for and spec.id not in _stand_in_logged:
+        _stand_in_logged.add(spec.id)
         log.warning(
             "%s is served by Whisper %s as a stand-in (no %s weights offline); map it to a local folder "
             "with [flarelet.ai] models or FLARELET_AI_MODELS for the real model", spec.id, spec.weights, spec.stand_in_for,

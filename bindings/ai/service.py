@@ -66,17 +66,17 @@ class AiService:
         if self._closed:
             raise errors.internal("the AI service is shut down")
         spec = catalog.resolve(model)
-        from . import schemas  # pydantic models; cheap, but keep start-up import-free
-
-        request = schemas.parse_inputs(spec, inputs, self.settings)
         loop = asyncio.get_running_loop()
-        from . import audio as audio_mod
-
-        # Decoding is quick and needs no model: do it before queueing, so garbage bytes and
-        # over-long audio are refused at once, even while the model is busy.
-        samples = await loop.run_in_executor(
-            None, audio_mod.decode_audio, request.audio, self.settings.max_audio_seconds
-        )
+        # Validation (a 5 MB file is a 5-million-item list) and decoding need no model: do them off
+        # the event loop and before queueing, so bad or over-long input is refused at once, even
+        # while the model is busy.
+        try:
+            request, samples = await loop.run_in_executor(None, self._prepare, spec, inputs)
+        except errors.AiError:
+            raise
+        except Exception as exc:  # a bug or an odd input we did not foresee: Cloudflare's shape, logged
+            log.exception("Workers AI input handling failed for %s", spec.id)
+            raise errors.internal(type(exc).__name__) from None
         ticket = self._admit()
         try:
             future = self._executor.submit(self._run_sync, spec, samples, request, ticket)
@@ -113,6 +113,12 @@ class AiService:
         """Stop accepting work and let the worker thread finish; loaded models stay cached."""
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+    def _prepare(self, spec: catalog.ModelSpec, inputs: Any) -> tuple[Any, Any]:
+        from . import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
+
+        request = schemas.parse_inputs(spec, inputs, self.settings)
+        return request, audio.decode_audio(request.audio, self.settings.max_audio_seconds)
 
     # -- capacity -----------------------------------------------------------------------------
 
