@@ -490,11 +490,9 @@ class WhisperEngine:
         seq = out.sequences[0].tolist()
         trans = self.model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)[0]
         new = seq[len(prompt):]
-        n_new = len(new)
+        n_new = len(new)  # the eot's score counts in avg_logprob, as in openai/whisper
         if new and new[-1] == self.eot:
             new = new[:-1]
-        else:  # stopped at the length limit: keep all, no eot score
-            pass
         sum_logprob = float(trans[:n_new][torch.isfinite(trans[:n_new])].sum())
         tokens = list(prompt[rules_begin:]) + new
         text = self.decode_text(tokens)
