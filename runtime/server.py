@@ -88,14 +88,17 @@ class DevServer:
 
     # -- lifecycle hooks (called from the app's lifespan) -----------------------------------------
     async def _startup(self) -> None:
-        self.ready.set()
-        if self.on_ready is not None:
-            self.on_ready(self.url)
-        if self.cron is not None:
-            self.cron.start()
         if self.watch:
             self.reloader = Reloader(self.host, self._config_reloaded)
             self.reloader.start()
+            # let the watch tasks register their watches before "Ready": an edit made right after
+            # start-up is then seen (importing watchfiles costs the same before or after)
+            await asyncio.sleep(0)
+        if self.cron is not None:
+            self.cron.start()
+        self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready(self.url)
 
     def _config_reloaded(self) -> None:
         if self.cron is not None and self.cron.crons != self.host.config.crons:

@@ -146,3 +146,13 @@ def test_cli_loads_extension_subcommands(monkeypatch):
     fake.register = register
     monkeypatch.setitem(sys.modules, "wrangler_compat.ai_command", fake)
     assert cli.main(["probe-cmd"]) == 7 and calls == ["ran"]
+
+
+def test_start_up_imports_no_heavy_modules(serve_worker, hello_copy):
+    """Cold start stays small: flarelet dev serves a worker without importing httpx, torch or transformers."""
+    with serve_worker(hello_copy, env={"PYTHONPROFILEIMPORTTIME": "1"}) as worker:
+        assert httpx.get(worker.url).status_code == 200
+        worker.wait_for_log("GET / 200 OK")
+        imported = {line.rsplit("|", 1)[1].strip() for line in worker.lines if line.startswith("import time:")}
+    assert "uvicorn" in imported  # the import log is really there
+    assert not imported & {"httpx", "torch", "transformers", "numpy", "av"}
