@@ -12,11 +12,15 @@ Method (research/peer-runtime.md §4, so the numbers compare with the recorded p
 
   req/s from h2load's summary, p50/p99 from its per-request log (raw, no coordinated-omission
   correction; quantile = sorted[min(n-1, int(n*q))] as the peer's pct.py), server CPU per request
-  from /proc (utime+stime of the server process during the run).
+  from /proc (utime+stime of the server process and its children during the run).
 
 The Miniflare and ``wrangler dev`` columns are the medians recorded in research/peer-runtime.md on
-this kind of 2-core VM — recorded, not re-run. ``--peer-dir DIR`` (a copy of research/peer-worker
-with ``npm ci`` done) runs Miniflare here too, in the same session, for a side-by-side check.
+this kind of 2-core VM — recorded, not re-run. ``--peer-dir DIR`` runs Miniflare here too (its
+``mf.mjs`` server), in the same session, for a side-by-side check; DIR is a writable copy of
+research/peer-worker with its packages installed — Miniflare alone is enough::
+
+    cp -r /work/shared/research/peer-worker /tmp/peer && chmod -R u+w /tmp/peer && cd /tmp/peer
+    npm install --no-save miniflare@4.20260426.0     # node 20: the last Miniflare that supports it
 
 Usage::
 
@@ -211,7 +215,7 @@ def flarelet_target(port: int) -> tuple[list[str], Path, dict[str, str]]:
 
 def miniflare_target(peer_dir: Path, port: int) -> tuple[list[str], Path, dict[str, str]]:
     if not (peer_dir / "node_modules" / "miniflare").is_dir():
-        raise SystemExit(f"--peer-dir {peer_dir}: run `npm ci` (or npm install) there first")
+        raise SystemExit(f"--peer-dir {peer_dir}: install Miniflare there first (npm install --no-save miniflare@4.20260426.0)")
     return ["node", "mf.mjs"], peer_dir, dict(os.environ, SERVE="1", PORT=str(port), WRANGLER_SEND_METRICS="false")
 
 
