@@ -29,9 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
-# bench/http.py would shadow the standard library's ``http`` for a script run from bench/
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(REPO)
+sys.path.insert(0, str(REPO))
 HELLO = REPO / "examples" / "hello"
 SAMPLE = REPO / "examples" / "whisper" / "public" / "enrollment_audio_katie.wav"
 

@@ -78,7 +78,9 @@ def test_preload_option_forms():
     assert AiPlugin._preload_list([TURBO]) == (TURBO,)
 
 
-def test_plugin_settings_come_from_the_flarelet_ai_table(tmp_path):
+def test_plugin_settings_come_from_the_flarelet_ai_table(tmp_path, monkeypatch):
+    # environment variables outrank the config table (CI sets FLARELET_CACHE), so clear it here
+    monkeypatch.delenv("FLARELET_CACHE", raising=False)
     plugin = AiPlugin()
     row = plugin.create({"binding": "AI"}, ctx(tmp_path, flarelet={"ai": {"max_input_bytes": 1234, "cache_dir": str(tmp_path), "api_token": "x"}}))[0]
     assert row.value._service.settings.max_input_bytes == 1234

@@ -24,8 +24,8 @@ research/peer-worker with its packages installed — Miniflare alone is enough::
 
 Usage::
 
-    .venv/bin/python bench/http.py                 # 10 s per cell, as the peer measurements
-    .venv/bin/python bench/http.py -D 5 --runs 3   # shorter cells, median of 3 runs
+    .venv/bin/python bench/http_bench.py                 # 10 s per cell, as the peer measurements
+    .venv/bin/python bench/http_bench.py -D 5 --runs 3   # shorter cells, median of 3 runs
 """
 
 from __future__ import annotations
