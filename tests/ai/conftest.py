@@ -17,7 +17,6 @@ import asyncio
 import base64
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -34,21 +33,6 @@ from bindings.ai.settings import AiSettings
 TINY = "@cf/openai/whisper-tiny-en"
 BASE = "@cf/openai/whisper"
 TURBO = "@cf/openai/whisper-large-v3-turbo"
-
-
-def shared_audio_dir() -> Path:
-    env = os.environ.get("FLARELET_SHARED_AUDIO")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[2] / "../shared/audio").resolve()
-
-
-@pytest.fixture(scope="session")
-def audio_dir() -> Path:
-    path = shared_audio_dir()
-    if not (path / "manifest.json").is_file():
-        pytest.skip(f"shared audio not found at {path} (set FLARELET_SHARED_AUDIO)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -29,20 +29,6 @@ TINY = "@cf/openai/whisper-tiny-en"
 TURBO = "@cf/openai/whisper-large-v3-turbo"
 
 
-def shared_audio_dir() -> Path:
-    """``/work/shared/audio`` next to the checkout, or ``$FLARELET_SHARED_AUDIO``."""
-    env = os.environ.get("FLARELET_SHARED_AUDIO")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[2] / "../shared/audio").resolve()
-
-
-@pytest.fixture(scope="session")
-def audio_dir() -> Path:
-    path = shared_audio_dir()
-    if not (path / "manifest.json").is_file():
-        pytest.skip(f"shared audio not found at {path} (set FLARELET_SHARED_AUDIO)")
-    return path
 
 
 @contextlib.contextmanager
@@ -158,7 +144,6 @@ def rest() -> Any:
         TURBO = TURBO
         serve_app = staticmethod(serve_app)
         ScriptedAiBackend = ScriptedAiBackend
-        shared_audio_dir = staticmethod(shared_audio_dir)
         serve_command = staticmethod(serve_command)
         start_serve = staticmethod(start_serve)
 
