@@ -21,7 +21,7 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from bindings import registry
 from bindings.jsobject import JsDict, JsException, check_rpc_value, merge_options
 from bindings.storage import paths
-from bindings.storage.config import validate_entries
+from bindings.storage.config import StoragePlugin
 from bindings.storage.sqlite import SqliteStore, connect, shared_store, synchronous_mode
 
 __all__ = [
@@ -584,31 +584,20 @@ def open_connection(persist_root: Path, database_id: str, limits: D1Limits = D1L
     return conn, engine
 
 
-@dataclass
-class D1Plugin:
+class D1Plugin(StoragePlugin):
     """Owns ``d1_databases``: builds one :class:`D1Database` per entry."""
 
-    key: str = "d1_databases"
-    _opened: list[D1Database] = field(default_factory=list)
+    key = "d1_databases"
+    type_label = TYPE_LABEL
+    entry_model = D1DatabaseConfig
 
-    def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
-        entries = validate_entries(self.key, section, D1DatabaseConfig)
-        infos = []
-        for entry in entries:
-            database_id = local_database_id(entry)
-            if ctx.persist_to is None:
-                db = D1Database.in_memory(database_id)
-            else:
-                db = D1Database.open(Path(ctx.persist_to), database_id, synchronous=ctx.options.get("sqlite_synchronous"))
-            self._opened.append(db)
-            resource = entry.database_name or database_id
-            infos.append(registry.BindingInfo(entry.binding, TYPE_LABEL, resource, db))
-        return infos
-
-    async def aclose(self) -> None:
-        opened, self._opened = self._opened, []
-        for db in opened:
-            await db.aclose()
+    def open_store(self, entry: D1DatabaseConfig, ctx: registry.BindingContext) -> tuple[D1Database, str]:
+        database_id = local_database_id(entry)
+        resource = entry.database_name or database_id
+        if ctx.persist_to is None:
+            return D1Database.in_memory(database_id), resource
+        synchronous = ctx.options.get("sqlite_synchronous")
+        return D1Database.open(Path(ctx.persist_to), database_id, synchronous=synchronous), resource
 
 
 plugin = D1Plugin()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -32,7 +32,7 @@ from bindings.jsobject import (
     to_js_dict,
 )
 from bindings.storage import paths
-from bindings.storage.config import validate_entries
+from bindings.storage.config import StoragePlugin
 from bindings.storage.keys import (
     decode_cursor,
     decode_key,
@@ -458,36 +458,20 @@ class KvNamespaceConfig(BaseModel):
     remote: bool | None = None
 
 
-@dataclass
-class KvPlugin:
+class KvPlugin(StoragePlugin):
     """Owns ``kv_namespaces``: builds one :class:`KVNamespace` per entry."""
 
-    key: str = "kv_namespaces"
-    _opened: list[KVNamespace] = field(default_factory=list)
+    key = "kv_namespaces"
+    type_label = TYPE_LABEL
+    entry_model = KvNamespaceConfig
 
-    def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
-        entries = validate_entries(self.key, section, KvNamespaceConfig)
-        limits = KvLimits()
-        overrides = ctx.options.get("kv_limits")
-        if overrides:
-            limits = replace(limits, **dict(overrides))
-        infos = []
-        for entry in entries:
-            namespace_id = entry.preview_id or entry.id or entry.binding
-            if ctx.persist_to is None:
-                ns = KVNamespace.in_memory(namespace_id, limits=limits)
-            else:
-                ns = KVNamespace.open(
-                    Path(ctx.persist_to), namespace_id, synchronous=ctx.options.get("sqlite_synchronous"), limits=limits
-                )
-            self._opened.append(ns)
-            infos.append(registry.BindingInfo(entry.binding, TYPE_LABEL, namespace_id, ns))
-        return infos
-
-    async def aclose(self) -> None:
-        opened, self._opened = self._opened, []
-        for ns in opened:
-            await ns.aclose()
+    def open_store(self, entry: KvNamespaceConfig, ctx: registry.BindingContext) -> tuple[KVNamespace, str]:
+        limits = replace(KvLimits(), **dict(ctx.options.get("kv_limits") or {}))
+        namespace_id = entry.preview_id or entry.id or entry.binding
+        if ctx.persist_to is None:
+            return KVNamespace.in_memory(namespace_id, limits=limits), namespace_id
+        synchronous = ctx.options.get("sqlite_synchronous")
+        return KVNamespace.open(Path(ctx.persist_to), namespace_id, synchronous=synchronous, limits=limits), namespace_id
 
 
 plugin = KvPlugin()

@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -48,7 +48,7 @@ from bindings.jsobject import (
 )
 from bindings.storage import paths
 from bindings.storage.blobs import BlobStore, FileBlobStore, MemoryBlobStore
-from bindings.storage.config import validate_entries
+from bindings.storage.config import StoragePlugin
 from bindings.storage.keys import decode_cursor, decode_key, encode_cursor, encode_key, prefix_upper_bound, utf8_length
 from bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
 
@@ -1180,36 +1180,20 @@ class R2BucketConfig(BaseModel):
     remote: bool | None = None
 
 
-@dataclass
-class R2Plugin:
+class R2Plugin(StoragePlugin):
     """Owns ``r2_buckets``: builds one :class:`R2Bucket` per entry."""
 
-    key: str = "r2_buckets"
-    _opened: list[R2Bucket] = field(default_factory=list)
+    key = "r2_buckets"
+    type_label = TYPE_LABEL
+    entry_model = R2BucketConfig
 
-    def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
-        entries = validate_entries(self.key, section, R2BucketConfig)
-        limits = R2Limits()
-        overrides = ctx.options.get("r2_limits")
-        if overrides:
-            limits = replace(limits, **dict(overrides))
-        infos = []
-        for entry in entries:
-            name = entry.preview_bucket_name or entry.bucket_name or entry.binding
-            if ctx.persist_to is None:
-                bucket = R2Bucket.in_memory(name, limits=limits)
-            else:
-                bucket = R2Bucket.open(
-                    Path(ctx.persist_to), name, synchronous=ctx.options.get("sqlite_synchronous"), limits=limits
-                )
-            self._opened.append(bucket)
-            infos.append(registry.BindingInfo(entry.binding, TYPE_LABEL, name, bucket))
-        return infos
-
-    async def aclose(self) -> None:
-        opened, self._opened = self._opened, []
-        for bucket in opened:
-            await bucket.aclose()
+    def open_store(self, entry: R2BucketConfig, ctx: registry.BindingContext) -> tuple[R2Bucket, str]:
+        limits = replace(R2Limits(), **dict(ctx.options.get("r2_limits") or {}))
+        name = entry.preview_bucket_name or entry.bucket_name or entry.binding
+        if ctx.persist_to is None:
+            return R2Bucket.in_memory(name, limits=limits), name
+        synchronous = ctx.options.get("sqlite_synchronous")
+        return R2Bucket.open(Path(ctx.persist_to), name, synchronous=synchronous, limits=limits), name
 
 
 plugin = R2Plugin()

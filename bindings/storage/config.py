@@ -41,3 +41,36 @@ def validate_entries(key: str, section: Any, model: type[M], *, binding_field: s
         seen.add(binding)
         entries.append(entry)
     return entries
+
+
+class StoragePlugin:
+    """The shape the KV, D1 and R2 plugins share: validate the ``[[...]]`` entries, open one
+    store per entry (in memory when ``ctx.persist_to`` is ``None``), close them all on shutdown.
+
+    Subclasses set :attr:`key`, :attr:`type_label`, :attr:`entry_model` and implement
+    :meth:`open_store`; everything else (the table rows, the bookkeeping) lives here once.
+    """
+
+    key: str
+    type_label: str
+    entry_model: type[BaseModel]
+
+    def __init__(self) -> None:
+        self._opened: list[Any] = []
+
+    def open_store(self, entry: Any, ctx: registry.BindingContext) -> tuple[Any, str]:
+        """The store for one entry and the resource name the bindings table shows."""
+        raise NotImplementedError
+
+    def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
+        infos = []
+        for entry in validate_entries(self.key, section, self.entry_model):
+            store, resource = self.open_store(entry, ctx)
+            self._opened.append(store)
+            infos.append(registry.BindingInfo(entry.binding, self.type_label, resource, store))
+        return infos
+
+    async def aclose(self) -> None:
+        opened, self._opened = self._opened, []
+        for store in opened:
+            await store.aclose()
