@@ -39,6 +39,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
+from .schemas import json_type
 from .errors import AiError
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
 
@@ -305,7 +306,7 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
         except RecursionError:
             raise errors.bad_input("Error: request body JSON is nested too deeply") from None
         if not isinstance(value, dict):
-            raise errors.bad_input(f"Error: Type mismatch of '/', '{_json_type(value)}' not in 'object'")
+            raise errors.bad_input(f"Error: Type mismatch of '/', '{json_type(value)}' not in 'object'")
         return value
     if body.lstrip()[:1] == b"{":
         try:
@@ -320,18 +321,6 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
 def _reject_constant(name: str) -> Any:
     """``NaN``/``Infinity`` are Python's extension, not JSON (JavaScript's ``JSON.parse`` refuses them)."""
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 _JSON_INTEGER = re.compile(r"^(0|[1-9][0-9]*)$")

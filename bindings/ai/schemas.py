@@ -80,7 +80,7 @@ def _byte_list_to_bytes(value: Any, limit: int) -> bytes:
             raise _AudioTooLarge(len(data), limit)
         return data
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"expected an array of integers 0..255, got {_json_type(value)}")
+        raise TypeError(f"expected an array of integers 0..255, got {json_type(value)}")
     if len(value) > limit:
         raise _AudioTooLarge(len(value), limit)
     try:
@@ -94,7 +94,7 @@ def _byte_list_to_bytes(value: Any, limit: int) -> bytes:
         return arr.astype(np.uint8).tobytes()  # JSON numbers like 12.0 are integers
     for i, item in enumerate(value):  # slow path: report the first offender precisely
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise _ItemError(i, f"Type mismatch, '{_json_type(item)}' not in 'number'")
+            raise _ItemError(i, f"Type mismatch, '{json_type(item)}' not in 'number'")
         if item != int(item) or not 0 <= item <= 255:
             raise _ItemError(i, f"value {item!r} is not an integer between 0 and 255")
     raise TypeError("expected an array of integers 0..255")  # pragma: no cover (unreachable)
@@ -106,7 +106,8 @@ class _ItemError(ValueError):
         self.index = index
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed value, as Cloudflare's validator words it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -206,7 +207,7 @@ def parse_inputs(spec: ModelSpec, inputs: Any, settings: AiSettings) -> AsrReque
             return _checked(AsrRequest(audio=_byte_list_to_bytes(inputs, limit)))
         if not isinstance(inputs, dict):
             raise errors.bad_input(
-                f"Error: Type mismatch of '/', '{_json_type(inputs)}' not in 'object' "
+                f"Error: Type mismatch of '/', '{json_type(inputs)}' not in 'object' "
                 "(expected an object with 'audio', or the audio file's bytes)"
             )
         if "audio" not in inputs:
@@ -276,7 +277,7 @@ def _parse_turbo(inputs: dict, limit: int) -> AsrRequest:
             raise errors.bad_input(f"Error: {exc} at '/audio/{exc.index}'") from None
     else:
         raise errors.bad_input(
-            f"Error: Type mismatch of '/audio', '{_json_type(value)}' not in 'string' (base64) or 'object' ({{body, contentType}})"
+            f"Error: Type mismatch of '/audio', '{json_type(value)}' not in 'string' (base64) or 'object' ({{body, contentType}})"
         )
     return _checked(
         AsrRequest(
