@@ -339,7 +339,9 @@ class Cell:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("tiny.en", "base"), default="tiny.en")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per engine (default: flarelet's setting for flarelet, 1 for the others)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for every engine (default: flarelet's `threads` setting; for flarelet the "
+                             "encoder's threads -- its decoder always runs on one)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per engine and clip (after one warm-up)")
     parser.add_argument("--clips", default="c10,c60,jfk,sonnet", help=f"comma-separated, from {', '.join(CLIPS)}")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, from {', '.join(ENGINES)}")
@@ -351,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         worker_main(args.worker, args.model, args.threads)
         return 0
 
+    if args.threads is None:
+        sys.path.insert(0, str(REPO))
+        from bindings.ai.settings import AiSettings
+
+        args.threads = AiSettings.from_options({}).threads
     engines = [e for e in args.engines.split(",") if e]
     unknown = set(engines) - set(ENGINES)
     if unknown:
@@ -385,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
                                "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
     print()
-    print(f"Whisper {args.model}, greedy, threads={args.threads or 'default'}, {args.runs} runs (+1 warm-up), "
+    quantize = os.environ.get("FLARELET_AI_QUANTIZE") or "default"
+    print(f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
     print()
     header = ["clip", "engine", "load s", "latency s (min-max)", "RTF", "RSS MB", "WER", "x fw", "x fw-words", "x pipe"]

@@ -10,28 +10,35 @@ Cloudflare's turbo model answers with faster-whisper's fields (per-segment ``tem
 runs OpenAI Whisper's sequential long-form algorithm (``whisper/transcribe.py``, which
 faster-whisper follows) on the transformers model:
 
-* log-mel features of the whole clip (transformers' ``WhisperFeatureExtractor``), consumed in
+* log-mel features of the whole clip (transformers' ``WhisperFeatureExtractor`` arithmetic), consumed in
   30 s windows; the next window starts at the last complete timestamp (never ``chunk_length_s``,
   which research/whisper-weights.md §6.1 shows is slower and less accurate);
 * per window: encoder once; language detection on the first window (multilingual models); a
   prompt of previous text (``condition_on_previous_text``, ``initial_prompt``) and ``prefix``;
-  greedy / sampled decoding with a KV cache (beam search through transformers' ``generate``) under
-  Whisper's timestamp rules; temperature fallback on high compression ratio / low log-probability;
-  windows judged silent (``no_speech_prob`` > threshold and low log-probability) are skipped,
-  which is what keeps silence from turning into invented words;
+  greedy / sampled / beam decoding with a KV cache under Whisper's timestamp rules; temperature
+  fallback on high compression ratio / low log-probability; windows judged silent
+  (``no_speech_prob`` > threshold and low log-probability) are skipped, which is what keeps
+  silence from turning into invented words;
 * word timestamps from the model's alignment heads: a teacher-forced decoder pass returns the
   cross-attentions, normalised, median-filtered and aligned to audio frames by dynamic time
   warping (the method of transformers' ``return_token_timestamps``), then OpenAI's word merging and
   boundary heuristics.
+
+Speed (README "Speed"): the decoder runs through :mod:`bindings.ai.decoder` (fused projections,
+static caches, optional int8), not transformers' per-token ``forward``; the encoder is transformers'
+(int8 linears under ``quantize="int8"``). :meth:`WhisperEngine.transcribe_steps` is the long-form
+algorithm as a generator of model work (:data:`Work`), so :meth:`WhisperEngine.run_round` can serve
+many transcriptions at once: one batched decoder pass for all their windows (the service's
+dynamic batching); :meth:`WhisperEngine.transcribe` runs one alone.
 
 torch and transformers are imported when an engine is first created, never at start-up.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
+import os
 import string
 import threading
 import zlib
@@ -45,6 +52,14 @@ from . import errors
 
 log = logging.getLogger("flarelet.ai")
 
+# OpenMP threads that wait for work *sleep* instead of spinning. The encoder runs its big matrix
+# products on ``threads`` threads; with the default spin-wait, two threads on a 2-core machine
+# where anything else runs are 1.5x *slower* than one (10-28x with transformers' per-token
+# decoding, research/whisper-weights.md §6.2); sleeping, they are never worse than one thread and
+# 1.6x faster when the second core is free. Read once, when torch loads (so: before our import of
+# it; a value the user set wins).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 SAMPLE_RATE = 16_000
 HOP_LENGTH = 160
 N_FRAMES = 3000  # mel frames in one 30 s window
@@ -55,6 +70,16 @@ PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 _ANOMALY_PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
+#: ``quantize`` modes (CPU): "none" = fp32, the transformers model's arithmetic; "fp16" = the
+#: decoder's weights stored in fp16 and multiplied in fp32 (exact for Whisper's weights, which are
+#: published in fp16; the decoder is bound by weight reads, so it halves them); "int8" = dynamic
+#: int8 linear layers in the decoder and most of the encoder (fastest; small accuracy cost).
+QUANTIZE_MODES = ("int8", "fp16", "none")
+#: Encoder linear layers kept in float under ``quantize="int8"``: the feed-forward output layers
+#: see a few activation channels in the hundreds (the rest ~1), which per-tensor int8 activations
+#: would crush. Word error rate on the English test clips, tiny.en: fp32 4.4 %, all-int8 6.2 %,
+#: int8 with these in float 4.0 % (README "Speed").
+ENCODER_FLOAT_LAYERS = ("fc2",)
 
 
 class Cancelled(Exception):
@@ -83,7 +108,8 @@ class TranscribeOptions:
     seed: int = 0
     #: where speech is, in seconds (from a VAD); 30 s windows with none are skipped unseen, since
     #: Whisper invents words ("you", "Thanks for watching") for silence and noise. None = no gate.
-    speech_spans: Sequence[tuple[float, float]] | None = None
+    #: May also be an object with ``done()`` / ``result()`` (a VAD running on another thread).
+    speech_spans: Sequence[tuple[float, float]] | Any | None = None
     cancel: threading.Event | None = None
 
 
@@ -139,12 +165,28 @@ def compression_ratio(text: str) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+_MEDIAN7 = ((0, 5), (0, 3), (1, 6), (2, 4), (0, 1), (3, 5), (2, 6), (2, 3), (3, 6), (4, 5), (1, 4), (1, 3), (3, 4))
+
+
 def median_filter(x: np.ndarray, width: int) -> np.ndarray:
-    """Median over a sliding window on the last axis, reflect-padded (as openai/whisper does)."""
+    """Median over a sliding window on the last axis, reflect-padded (as openai/whisper does).
+
+    Width 7 (every Whisper config) runs a 13-comparator median network on shifted views --
+    several times faster than ``np.median`` over sliding windows, and the same values (a median
+    of an odd count is one of the inputs).
+    """
     pad = width // 2
     if x.shape[-1] <= pad:
         return x
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    if width == 7:
+        n = x.shape[-1]
+        p = [padded[..., k : k + n] for k in range(7)]
+        for a, b in _MEDIAN7:
+            low = np.minimum(p[a], p[b])
+            p[b] = np.maximum(p[a], p[b])
+            p[a] = low
+        return p[3]
     windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
     return np.median(windows, axis=-1)
 
@@ -152,31 +194,32 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dynamic time warping path through ``cost`` [tokens, frames] (openai's ``dtw_cpu``).
 
-    Vectorised along anti-diagonals (each cell needs only the two previous diagonals), with the
-    same tie-breaking as the reference loop: diagonal only if strictly smallest, then up, else left.
+    Vectorised along anti-diagonals, stored skewed (``D[i + j, i]``) so that each diagonal's
+    three predecessors are plain slices of the two previous rows; same tie-breaking as the
+    reference loop: diagonal only if strictly smallest, then up, else left.
     """
     n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf, dtype=np.float32)
-    trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
-    acc[0, 0] = 0.0
     cost = cost.astype(np.float32, copy=False)
+    acc = np.full((n + m + 1, n + 1), np.inf, dtype=np.float32)
+    trace = np.full((n + m + 1, n + 1), -1, dtype=np.int8)
+    skewed = np.full((n + m + 1, n + 1), np.inf, dtype=np.float32)
+    ii, jj = np.meshgrid(np.arange(1, n + 1), np.arange(1, m + 1), indexing="ij")
+    skewed[ii + jj, ii] = cost
+    acc[0, 0] = 0.0
     for d in range(2, n + m + 1):  # d = i + j with i in 1..n, j in 1..m
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        c0 = acc[i - 1, j - 1]
-        c1 = acc[i - 1, j]
-        c2 = acc[i, j - 1]
-        t = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2)).astype(np.int8)
-        best = np.where(t == 0, c0, np.where(t == 1, c1, c2))
-        acc[i, j] = cost[i - 1, j - 1] + best
-        trace[i, j] = t
-    trace[0, :] = 2
-    trace[:, 0] = 1
+        lo, hi = max(1, d - m), min(n, d - 1)
+        c0 = acc[d - 2, lo - 1 : hi]  # acc[i-1, j-1]
+        c1 = acc[d - 1, lo - 1 : hi]  # acc[i-1, j]
+        c2 = acc[d - 1, lo : hi + 1]  # acc[i, j-1]
+        diag = (c0 < c1) & (c0 < c2)
+        up = (c1 < c0) & (c1 < c2)
+        acc[d, lo : hi + 1] = skewed[d, lo : hi + 1] + np.where(diag, c0, np.where(up, c1, c2))
+        trace[d, lo : hi + 1] = np.where(diag, 0, np.where(up, 1, 2))
     i, j = n, m
     path = []
     while i > 0 or j > 0:
         path.append((i - 1, j - 1))
-        t = trace[i, j]
+        t = 2 if i == 0 else 1 if j == 0 else trace[i + j, i]
         if t == 0:
             i, j = i - 1, j - 1
         elif t == 1:
@@ -201,19 +244,89 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# the engine
+# the work a transcription asks the model for (see WhisperEngine.transcribe_steps)
 # ---------------------------------------------------------------------------------------------
 
 
-class WhisperEngine:
-    """One loaded Whisper model. Shared process-wide (several services may hold it), so
-    :meth:`transcribe` is serialised by a lock: one CPU-bound inference at a time is also the
-    fastest way to use a small machine."""
+@dataclass
+class Window:
+    """One encoded 30 s window: the encoder output and the decoder's cross-attention keys/values."""
 
-    def __init__(self, folder: Path, device: str = "auto", threads: int = 1, label: str = "") -> None:
+    enc: Any  # [1, 1500, d]
+    cross: Any  # [layers, 2, heads, 1500, head_dim]
+
+
+@dataclass
+class EncodeWork:
+    mel: np.ndarray  # [n_mels, 3000]
+
+
+@dataclass
+class LanguageWork:
+    window: Window
+
+
+@dataclass
+class DecodeWork:
+    window: Window
+    prompt: list[int]
+    rules_begin: int
+    temperature: float
+    options: TranscribeOptions
+    generator: Any
+
+
+@dataclass
+class AlignWork:
+    window: Window
+    sot_seq: list[int]
+    text_tokens: list[int]
+    num_frames: int
+
+
+Work = EncodeWork | LanguageWork | DecodeWork | AlignWork
+#: the order in which one round serves the work of many transcriptions (a window's life cycle)
+STAGES: tuple[type, ...] = (EncodeWork, LanguageWork, DecodeWork, AlignWork)
+
+
+class _Row:
+    """Per-row state of batched decoding (one DecodeWork)."""
+
+    __slots__ = ("work", "generated", "forced", "limit", "length", "sum_logprob", "last_ts", "max_initial",
+                 "no_speech_prob", "done", "error")
+
+    def __init__(self, work: DecodeWork, engine: "WhisperEngine") -> None:
+        self.work = work
+        self.generated = list(work.prompt[work.rules_begin :])
+        self.forced = len(self.generated)
+        self.limit = min(engine.n_text_ctx, len(work.prompt) + engine.n_text_ctx // 2)
+        self.length = len(work.prompt)
+        self.sum_logprob = 0.0
+        stamps = [t for t in self.generated if t >= engine.timestamp_begin]
+        self.last_ts = stamps[-1] if stamps else None
+        opt = work.options
+        mi = round(opt.max_initial_timestamp / TIME_PRECISION) if opt.max_initial_timestamp else None
+        self.max_initial = mi if self.forced == 0 else None
+        self.no_speech_prob = 0.0
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class WhisperEngine:
+    """One loaded Whisper model.
+
+    Thread-safe for inference: all per-request state lives in the transcription generators and
+    the per-batch caches, so several service workers may share one engine (and its weights).
+    """
+
+    def __init__(
+        self, folder: Path, device: str = "auto", threads: int = 1, label: str = "", quantize: str = "none"
+    ) -> None:
         import torch
         import transformers
         from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+
+        from .decoder import LeanDecoder, quantize_linears
 
         transformers.utils.logging.set_verbosity_error()  # harmless 5.x deprecation chatter (research §7.6)
         transformers.utils.logging.disable_progress_bar()
@@ -225,19 +338,44 @@ class WhisperEngine:
         if device == "cuda" and not torch.cuda.is_available():
             raise errors.internal("device 'cuda' requested but torch sees no CUDA device")
         self.device = torch.device(device)
+        # fp16 on a GPU (Whisper's own inference dtype); fp32 on the CPU, where fp16 is emulated.
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        if self.device.type == "cpu":
-            torch.set_num_threads(threads)
         self.threads = threads
+        self._set_threads(1)
 
         self.model = WhisperForConditionalGeneration.from_pretrained(
             self.folder, dtype=self.dtype, attn_implementation="sdpa", local_files_only=True
         ).to(self.device).eval()
         self.tokenizer = WhisperTokenizer.from_pretrained(self.folder, local_files_only=True)
         self.features = WhisperFeatureExtractor.from_pretrained(self.folder, local_files_only=True)
+        if self.features.dither:
+            raise errors.internal(f"{self.folder}: feature extractor dither={self.features.dither} is not supported")
+        self._window = torch.hann_window(self.features.n_fft)
+        self._mel_filters = torch.from_numpy(np.asarray(self.features.mel_filters, dtype=np.float32))
         gen = GenerationConfig.from_pretrained(self.folder, local_files_only=True)
         self.generation_config = gen
         cfg = self.model.config
+
+        # Weight formats are a CPU lever (fbgemm kernels); on a GPU the whole model runs in fp16.
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, not {quantize!r}")
+        self.quantize = quantize if self.device.type == "cpu" else "none"
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        with torch.inference_mode(False), torch.no_grad():
+            if self.quantize == "int8":
+                self.lean = LeanDecoder(self.model, linears="int8", proj="int8").eval()
+                quantize_linears(self.model.model.encoder, skip=ENCODER_FLOAT_LAYERS)
+            elif self.quantize == "fp16":
+                self.lean = LeanDecoder(self.model, linears="fp16", proj="fp16").eval()
+            else:
+                self.lean = LeanDecoder(self.model).eval()
+            # transformers maps model.safetensors and its tensors are views of that mapping; own
+            # the (few) float tensors still in use so the mapping -- all the float weights that
+            # were quantized or fused away -- is released.
+            for module in (self.model, self.lean):
+                for tensor in (*module.parameters(), *module.buffers()):
+                    tensor.data = tensor.data.clone()
 
         tok = self.tokenizer.convert_tokens_to_ids
         self.eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
@@ -263,6 +401,7 @@ class WhisperEngine:
             half = cfg.decoder_layers // 2
             heads = [[l, h] for l in range(half, cfg.decoder_layers) for h in range(cfg.decoder_attention_heads)]
         self.alignment_heads = [(int(l), int(h)) for l, h in heads]
+        self._alignment_layers = frozenset(l for l, _ in self.alignment_heads)
         self.n_text_ctx = int(cfg.max_target_positions)
         self.median_filter_width = int(getattr(cfg, "median_filter_width", 7) or 7)
         suppress = set(int(t) for t in (gen.suppress_tokens or cfg.suppress_tokens or []))
@@ -270,6 +409,7 @@ class WhisperEngine:
         self.suppress_tokens = sorted(t for t in suppress if 0 <= t < self.vocab_size)
         self.begin_suppress = [int(t) for t in (gen.begin_suppress_tokens or [220, self.eot])]
         self._suppress_idx = torch.tensor(self.suppress_tokens, dtype=torch.long, device=self.device)
+        self._suppress_all_idx = torch.tensor(sorted(set(self.suppress_tokens) | {self.no_timestamps}), dtype=torch.long, device=self.device)
         self._begin_suppress_idx = torch.tensor(self.begin_suppress, dtype=torch.long, device=self.device)
         self._lang_ids = torch.tensor(list(self.lang_to_id.values()), dtype=torch.long, device=self.device)
 
@@ -283,10 +423,6 @@ class WhisperEngine:
                 self._token_bytes.append(b"")  # specials and timestamps carry no text
             else:
                 self._token_bytes.append(bytes(byte_decoder.get(ch, 0) for ch in piece))
-
-        self._cache_config = copy.deepcopy(cfg)
-        self._cache_config.num_hidden_layers = cfg.decoder_layers
-        self._lock = threading.Lock()
 
     # -- small helpers ------------------------------------------------------------------------
 
@@ -313,50 +449,80 @@ class WhisperEngine:
 
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
         """Log-mel of the clip followed by 30 s of silence (so every window has 3000 frames)."""
+        torch = self.torch
         padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(N_FRAMES * HOP_LENGTH, np.float32)])
-        feats = self.features(
-            padded, sampling_rate=SAMPLE_RATE, padding=False, truncation=False, return_tensors="np",
-            return_attention_mask=False,
-        ).input_features[0]
-        return feats
+        # transformers' WhisperFeatureExtractor._torch_extract_fbank_features, operation for
+        # operation (so the features are identical), without its padding/batching copies.
+        with torch.inference_mode():
+            stft = torch.stft(torch.from_numpy(padded), self.features.n_fft, HOP_LENGTH, window=self._window, return_complex=True)
+            magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
+            del stft
+            mel = self._mel_filters.T @ magnitudes
+            del magnitudes
+            log_spec = torch.clamp(mel, min=1e-10).log10()
+            log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+            return ((log_spec + 4.0) / 4.0).numpy()
 
     def encode(self, mel_window: np.ndarray):
+        """Encoder output ``[1, 1500, d]`` of one window of log-mel frames ``[n_mels, 3000]``."""
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(mel_window[None])).to(self.device, self.dtype)
         with torch.inference_mode():
             return self.model.model.encoder(x).last_hidden_state
 
-    def _new_cache(self):
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-        return EncoderDecoderCache(DynamicCache(config=self._cache_config), DynamicCache(config=self._cache_config))
-
-    def _decoder(self, ids: list[int] | Any, enc, cache=None, attentions: bool = False):
+    def encode_windows(self, mels: Sequence[np.ndarray]) -> list[Window]:
+        """Encode windows; on a GPU several at once, on the CPU one by one (batching an encoder
+        pass buys nothing there and multiplies its activation memory)."""
         torch = self.torch
-        if not torch.is_tensor(ids):
-            ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        return self.model.model.decoder(
-            input_ids=ids, encoder_hidden_states=enc, cache=cache, use_cache=cache is not None,
-            output_attentions=attentions,
-        )
+        chunk = 8 if self.device.type == "cuda" else 1
+        out: list[Window] = []
+        with torch.inference_mode():
+            for i in range(0, len(mels), chunk):
+                x = torch.from_numpy(np.ascontiguousarray(np.stack(mels[i : i + chunk]))).to(self.device, self.dtype)
+                self._set_threads(self.threads)
+                try:
+                    enc = self.model.model.encoder(x).last_hidden_state
+                finally:
+                    self._set_threads(1)
+                for b in range(enc.shape[0]):
+                    e = enc[b : b + 1]
+                    out.append(Window(e, self.lean.cross_kv(e)))
+        return out
 
-    def _logits(self, hidden):
-        return self.model.proj_out(hidden).float()
+    def _set_threads(self, n: int) -> None:
+        """Thread policy (CPU): the encoder's large products on ``threads`` threads, everything
+        else -- the decoder's small per-token operations, which cannot be split profitably -- on
+        one (torch's setting is process-wide and cheap to change)."""
+        if self.device.type == "cpu" and self.torch.get_num_threads() != n:
+            self.torch.set_num_threads(n)
 
-    def detect_language(self, enc) -> tuple[str, float]:
+    def window(self, enc) -> Window:
+        with self.torch.inference_mode():
+            return Window(enc, self.lean.cross_kv(enc))
+
+    def detect_languages(self, windows: Sequence[Window]) -> list[tuple[str, float]]:
+        """Language and its probability for each window (one batched decoder step on ``sot``)."""
+        from .decoder import DecodeBatch
+
         torch = self.torch
         with torch.inference_mode():
-            out = self._decoder([self.sot], enc)
-            logits = self._logits(out.last_hidden_state[:, -1])[0]
-        probs = torch.softmax(logits[self._lang_ids], dim=-1)
-        best = int(torch.argmax(probs))
-        code = list(self.lang_to_id)[best]
-        return code, float(probs[best])
+            batch = DecodeBatch(self.lean, [w.cross for w in windows], 1)
+            logits = batch.prefill([[self.sot]] * len(windows), [[0]] * len(windows))[:, 0]
+            probs = torch.softmax(logits[:, self._lang_ids], dim=-1)
+            best = torch.argmax(probs, dim=-1).tolist()
+        codes = list(self.lang_to_id)
+        return [(codes[b], float(probs[i, b])) for i, b in enumerate(best)]
+
+    def detect_language(self, enc) -> tuple[str, float]:
+        return self.detect_languages([self.window(enc)])[0]
 
     # -- logit rules (openai's SuppressBlank, SuppressTokens, ApplyTimestampRules) -------------
 
     def _apply_rules(self, logits, generated: list[int], at_begin: bool, max_initial: int | None) -> None:
-        """In-place on a [V] float tensor; ``generated`` = tokens after the sot sequence."""
+        """In-place on a [V] float tensor; ``generated`` = tokens after the sot sequence.
+
+        The reference implementation (one row, used by beam search); :meth:`_apply_rules_rows`
+        is the same rules for a batch."""
         torch = self.torch
         neg = -math.inf
         if at_begin:
@@ -383,118 +549,207 @@ class WhisperEngine:
         if torch.logsumexp(logprobs[tb:], dim=-1) > torch.max(logprobs[:tb]):
             logits[:tb] = neg
 
-    # -- one window ---------------------------------------------------------------------------
+    def _apply_rules_rows(self, logits, rows: Sequence[_Row | None]) -> None:
+        """The timestamp rules on ``logits`` ``[B, V]`` in place; ``rows[b]`` is None for a row that
+        is finished (its logits are ignored)."""
+        torch = self.torch
+        neg = -math.inf
+        tb = self.timestamp_begin
+        logits[:, self._suppress_all_idx] = neg
+        for b, row in enumerate(rows):
+            if row is None:
+                continue
+            g = row.generated
+            n = len(g)
+            if n == row.forced:
+                logits[b, self._begin_suppress_idx] = neg
+            last_ts = n >= 1 and g[-1] >= tb
+            penultimate_ts = n < 2 or g[-2] >= tb
+            if last_ts:
+                if penultimate_ts:
+                    logits[b, tb:] = neg
+                else:
+                    logits[b, : self.eot] = neg
+            if row.last_ts is not None:
+                last = row.last_ts if (last_ts and not penultimate_ts) else row.last_ts + 1
+                logits[b, tb:last] = neg
+            if n == 0:
+                logits[b, :tb] = neg
+                if row.max_initial is not None:
+                    logits[b, tb + row.max_initial + 1 :] = neg
+        # "timestamp probability mass beats every text token" -> force a timestamp. Comparing in
+        # logit space is the same test as openai's in log-probability space (same offset both sides).
+        ts_mass = torch.logsumexp(logits[:, tb:], dim=-1)
+        text_max = logits[:, :tb].max(dim=-1).values
+        logits[:, :tb].masked_fill_((ts_mass > text_max)[:, None], neg)
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    def decode_rows(self, works: Sequence[DecodeWork]) -> list[_Decoded | BaseException]:
+        """Greedy (temperature 0) or sampled decoding of several windows in one batch.
+
+        Every row follows its own prompt, temperature, sampler and stopping point; the batch
+        shrinks as rows finish. A row whose request is cancelled stops with :class:`Cancelled`.
+        """
+        from .decoder import DecodeBatch
+
+        torch = self.torch
+        rows = [_Row(w, self) for w in works]
+        results: list[_Decoded | BaseException | None] = [None] * len(rows)
+        with torch.inference_mode():
+            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(r.limit for r in rows))
+            picks = [[w.prompt.index(self.sot), len(w.prompt) - 1] for w in works]
+            both = batch.prefill([w.prompt for w in works], picks)
+            no_speech = torch.softmax(both[:, 0], dim=-1)[:, self.no_speech].tolist()
+            for row, p in zip(rows, no_speech):
+                row.no_speech_prob = float(p)
+            logits = both[:, 1].contiguous()
+            members: list[int] = list(range(len(rows)))  # batch position -> row index
+            while True:
+                view: list[_Row | None] = []
+                for i in members:
+                    row = rows[i]
+                    if not row.done and row.work.options.cancel is not None and row.work.options.cancel.is_set():
+                        row.done, row.error = True, Cancelled()
+                    view.append(None if row.done else row)
+                self._apply_rules_rows(logits, view)
+                lse = torch.logsumexp(logits, dim=-1)
+                chosen = torch.argmax(logits, dim=-1)
+                for b, row in enumerate(view):
+                    if row is not None and row.work.temperature > 0:
+                        probs = torch.softmax(logits[b] / row.work.temperature, dim=-1)
+                        chosen[b] = torch.multinomial(probs, 1, generator=row.work.generator)[0]
+                logprob = (logits.gather(1, chosen[:, None])[:, 0] - lse).tolist()
+                tokens = chosen.tolist()
+                feed: list[int] = []
+                for b, row in enumerate(view):
+                    if row is None:
+                        feed.append(self.eot)
+                        continue
+                    token = tokens[b]
+                    row.sum_logprob += logprob[b]
+                    if token == self.eot or row.length >= row.limit:
+                        row.done = True
+                        feed.append(self.eot)
+                        continue
+                    row.generated.append(token)
+                    if token >= self.timestamp_begin:
+                        row.last_ts = token
+                    row.length += 1
+                    feed.append(token)
+                alive = [b for b, i in enumerate(members) if not rows[i].done]
+                if not alive:
+                    break
+                if len(alive) <= (3 * len(members)) // 4:  # shrink the batch once a quarter is done
+                    batch.keep(alive)
+                    members = [members[b] for b in alive]
+                    feed = [feed[b] for b in alive]
+                logits = batch.step(torch.tensor(feed, dtype=torch.long, device=self.device))
+        for i, row in enumerate(rows):
+            if row.error is not None:
+                results[i] = row.error
+                continue
+            text = self.decode_text(row.generated)
+            n = len(row.generated) - row.forced
+            results[i] = _Decoded(
+                tokens=row.generated,
+                sum_logprob=row.sum_logprob,
+                avg_logprob=row.sum_logprob / (n + 1),
+                no_speech_prob=row.no_speech_prob,
+                temperature=row.work.temperature,
+                compression_ratio=compression_ratio(text),
+                text=text,
+            )
+        return results  # type: ignore[return-value]
 
     def _decode_window(
         self, enc, prompt: list[int], rules_begin: int, temperature: float, options: TranscribeOptions,
         generator,
     ) -> _Decoded:
-        """Greedy (temperature 0) or sampled decoding with a KV cache.
+        """One window, one row (``enc`` = :meth:`encode`'s output); see :meth:`decode_rows`.
 
         ``prompt``: [startofprev + previous text] + sot sequence + forced tokens (<|0.00|> prefix).
         ``rules_begin``: index in ``prompt`` where the timestamp rules' token history starts.
         """
+        window = enc if isinstance(enc, Window) else self.window(enc)
+        result = self.decode_rows([DecodeWork(window, prompt, rules_begin, temperature, options, generator)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def beam_window(self, work: DecodeWork) -> _Decoded:
+        """Beam search over one window (openai's ``BeamSearchDecoder``, patience 1, ranked by
+        log-probability / length -- what faster-whisper does), the beams as rows of one batch."""
+        from .decoder import DecodeBatch
+
         torch = self.torch
-        sot_index = prompt.index(self.sot)
-        max_initial = round(options.max_initial_timestamp / TIME_PRECISION) if options.max_initial_timestamp else None
-        sample_len = self.n_text_ctx // 2
-        limit = min(self.n_text_ctx, len(prompt) + sample_len)
-        generated = list(prompt[rules_begin:])
-        forced = len(generated)
-        cache = self._new_cache()
-        sum_logprob = 0.0
+        options = work.options
+        beams = options.beam_size
+        prompt = work.prompt
+        rules = [_Row(work, self) for _ in range(beams)]
+        limit = rules[0].limit
+        sequences: list[list[int]] = [list(prompt) for _ in range(beams)]
+        sum_logprobs = [0.0] * beams
+        finished: dict[tuple[int, ...], float] = {}
         with torch.inference_mode():
-            out = self._decoder(prompt, enc, cache)
-            hidden = out.last_hidden_state[0, [sot_index, -1]]
-            both = self._logits(hidden)
-            no_speech_prob = float(torch.softmax(both[0], dim=-1)[self.no_speech])
-            logits = both[1]
+            batch = DecodeBatch(self.lean, [work.window.cross] * beams, limit)
+            both = batch.prefill([prompt] * beams, [[prompt.index(self.sot), len(prompt) - 1]] * beams)
+            no_speech_prob = float(torch.softmax(both[0, 0], dim=-1)[self.no_speech])
+            logits = both[:, 1].contiguous()
             length = len(prompt)
             while True:
                 self._check(options)
-                self._apply_rules(logits, generated, at_begin=len(generated) == forced, max_initial=max_initial if forced == 0 else None)
+                for row, seq in zip(rules, sequences):
+                    row.generated = seq[work.rules_begin :]
+                    stamps = [t for t in row.generated if t >= self.timestamp_begin]
+                    row.last_ts = stamps[-1] if stamps else None
+                self._apply_rules_rows(logits, rules)
                 logprobs = torch.log_softmax(logits, dim=-1)
-                if temperature > 0:
-                    probs = torch.softmax(logits / temperature, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generator))
-                else:
-                    token = int(torch.argmax(logits))
-                sum_logprob += float(logprobs[token])
-                if token == self.eot or length >= limit:
-                    break
-                generated.append(token)
-                out = self._decoder([token], enc, cache)
-                logits = self._logits(out.last_hidden_state[0, -1])
+                top_lp, top_tok = logprobs.topk(beams + 1, dim=-1)
+                scores: dict[tuple[int, ...], float] = {}
+                sources: dict[tuple[int, ...], int] = {}
+                for j in range(beams):
+                    for lp, tok in zip(top_lp[j].tolist(), top_tok[j].tolist()):
+                        seq = (*sequences[j], tok)
+                        scores[seq] = sum_logprobs[j] + lp
+                        sources[seq] = j
+                next_seqs: list[list[int]] = []
+                next_sources: list[int] = []
+                next_sums: list[float] = []
+                newly: dict[tuple[int, ...], float] = {}
+                for seq in sorted(scores, key=scores.__getitem__, reverse=True):
+                    if seq[-1] == self.eot:
+                        newly[seq] = scores[seq]
+                    else:
+                        next_seqs.append(list(seq))
+                        next_sources.append(sources[seq])
+                        next_sums.append(scores[seq])
+                        if len(next_seqs) == beams:
+                            break
+                for seq in sorted(newly, key=newly.__getitem__, reverse=True):
+                    if len(finished) >= beams:
+                        break
+                    finished[seq] = newly[seq]
+                sequences, sum_logprobs = next_seqs, next_sums
                 length += 1
-        tokens = generated
-        text = self.decode_text(tokens)
-        n = len(tokens) - forced
-        return _Decoded(
-            tokens=tokens,
-            sum_logprob=sum_logprob,
-            avg_logprob=sum_logprob / (n + 1),
-            no_speech_prob=no_speech_prob,
-            temperature=temperature,
-            compression_ratio=compression_ratio(text),
-            text=text,
-        )
+                if len(finished) >= beams or length >= limit:
+                    break
+                batch.reorder(next_sources)
+                tokens = torch.tensor([seq[-1] for seq in sequences], dtype=torch.long, device=self.device)
+                logits = batch.step(tokens)
+        if len(finished) < beams:  # not enough finished beams: take the best running ones
+            for j in sorted(range(len(sequences)), key=lambda j: sum_logprobs[j], reverse=True):
+                finished[(*sequences[j], self.eot)] = sum_logprobs[j]
+                if len(finished) >= beams:
+                    break
+        # rank by log-probability / length of the sampled tokens (openai's MaximumLikelihoodRanker)
+        def rank(item: tuple[tuple[int, ...], float]) -> float:
+            seq, score = item
+            return score / max(1, len(seq) - len(prompt) - 1)
 
-    def _beam_window(self, enc, prompt: list[int], rules_begin: int, options: TranscribeOptions) -> _Decoded:
-        """Beam search through transformers' generate, with the same logit rules."""
-        torch = self.torch
-        from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.utils import GenerationMixin
-
-        engine = self
-        forced = len(prompt) - rules_begin
-        max_initial = round(options.max_initial_timestamp / TIME_PRECISION) if options.max_initial_timestamp else None
-
-        class Rules(LogitsProcessor):
-            def __call__(self, input_ids, scores):
-                for b in range(scores.shape[0]):
-                    generated = input_ids[b, rules_begin:].tolist()
-                    engine._apply_rules(scores[b], generated, at_begin=len(generated) == forced,
-                                        max_initial=max_initial if forced == 0 else None)
-                return scores
-
-        class Cancel(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                cancelled = options.cancel is not None and options.cancel.is_set()
-                return torch.full((input_ids.shape[0],), cancelled, dtype=torch.bool, device=input_ids.device)
-
-        sot_index = prompt.index(self.sot)
-        with torch.inference_mode():
-            head = self._decoder(prompt[: sot_index + 1], enc)
-            no_speech_prob = float(torch.softmax(self._logits(head.last_hidden_state[0, -1]), -1)[self.no_speech])
-            from transformers.modeling_outputs import BaseModelOutput
-
-            out = GenerationMixin.generate(
-                self.model,
-                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-                decoder_input_ids=torch.tensor([prompt], device=self.device),
-                num_beams=options.beam_size,
-                do_sample=False,
-                length_penalty=1.0,
-                max_length=min(self.n_text_ctx, len(prompt) + self.n_text_ctx // 2),
-                logits_processor=LogitsProcessorList([Rules()]),
-                stopping_criteria=StoppingCriteriaList([Cancel()]),
-                suppress_tokens=None,
-                begin_suppress_tokens=None,
-                forced_decoder_ids=None,
-                eos_token_id=self.eot,
-                pad_token_id=self.eot,
-                output_scores=True,
-                return_dict_in_generate=True,
-            )
-        self._check(options)
-        seq = out.sequences[0].tolist()
-        trans = self.model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)[0]
-        new = seq[len(prompt):]
-        n_new = len(new)  # the eot's score counts in avg_logprob, as in openai/whisper
-        if new and new[-1] == self.eot:
-            new = new[:-1]
-        sum_logprob = float(trans[:n_new][torch.isfinite(trans[:n_new])].sum())
-        tokens = list(prompt[rules_begin:]) + new
+        best, sum_logprob = max(finished.items(), key=rank)
+        new = [t for t in best[len(prompt) :] if t != self.eot]
+        tokens = list(prompt[work.rules_begin :]) + new
         text = self.decode_text(tokens)
         return _Decoded(
             tokens=tokens,
@@ -506,13 +761,11 @@ class WhisperEngine:
             text=text,
         )
 
-    def _decode_with_fallback(self, enc, prompt, rules_begin, options, generator) -> _Decoded:
+    def _fallback_steps(self, window: Window, prompt, rules_begin, options, generator):
+        """Decode with temperature fallback (a generator yielding :class:`DecodeWork`)."""
         attempts: list[_Decoded] = []
         for temperature in options.temperatures:
-            if temperature == 0 and options.beam_size > 1:
-                result = self._beam_window(enc, prompt, rules_begin, options)
-            else:
-                result = self._decode_window(enc, prompt, rules_begin, float(temperature), options, generator)
+            result = yield DecodeWork(window, prompt, rules_begin, float(temperature), options, generator)
             attempts.append(result)
             needs_fallback = False
             if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
@@ -569,25 +822,33 @@ class WhisperEngine:
                 merged_tokens[-1].extend(sub_tokens)
         return merged_words, merged_tokens
 
-    def _find_alignment(self, enc, sot_seq: list[int], text_tokens: list[int], num_frames: int, language: str):
+    def align_rows(self, works: Sequence[AlignWork]) -> list[tuple[np.ndarray, list[float]]]:
+        """Teacher-forced decoder pass of each row's text: the alignment heads' cross-attention
+        ``[heads, tokens, frames]`` and each text token's probability (batched over rows)."""
+        from .decoder import DecodeBatch
+
         torch = self.torch
-        tokens = [*sot_seq, self.no_timestamps, *text_tokens, self.eot]
-        # Attention weights exist only in eager attention; switch for this one teacher-forced pass
-        # (the engine runs on one thread, so nothing else sees the switch).
-        previous = self.model.config._attn_implementation
-        self.model.set_attn_implementation("eager")
-        try:
-            with torch.inference_mode():
-                out = self._decoder(tokens, enc, attentions=True)
-        finally:
-            self.model.set_attn_implementation(previous)
+        seqs = [[*w.sot_seq, self.no_timestamps, *w.text_tokens, self.eot] for w in works]
+        out: list[tuple[np.ndarray, list[float]]] = []
         with torch.inference_mode():
-            logits = self._logits(out.last_hidden_state[0, len(sot_seq):])[:, : self.eot]
-            probs = torch.softmax(logits, dim=-1)
-            text_probs = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens, dtype=torch.long)].tolist() if text_tokens else []
-        cross = out.cross_attentions  # per layer: [1, heads, tokens, 1500] (softmax over frames)
-        weights = np.stack([cross[l][0, h].float().cpu().numpy() for l, h in self.alignment_heads])
-        weights = weights[:, :, : num_frames // 2]
+            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(len(s) for s in seqs))
+            hidden, maps = batch.forward_prompts(seqs, self._alignment_layers)
+            for b, (w, seq) in enumerate(zip(works, seqs)):
+                start = len(w.sot_seq)
+                n = len(w.text_tokens)
+                if n:
+                    logits = self.lean.logits(hidden[b, start : start + n])[:, : self.eot]
+                    probs = torch.softmax(logits, dim=-1)
+                    idx = torch.tensor(w.text_tokens, dtype=torch.long, device=probs.device)
+                    text_probs = probs[torch.arange(n, device=probs.device), idx].tolist()
+                else:
+                    text_probs = []
+                weights = torch.stack([maps[l][b][h, : len(seq)] for l, h in self.alignment_heads])
+                out.append((weights[:, :, : w.num_frames // 2].float().cpu().numpy(), text_probs))
+        return out
+
+    def _alignment_from(self, weights: np.ndarray, text_probs: list[float], sot_seq: list[int],
+                        text_tokens: list[int], language: str) -> list["_Timing"]:
         # Renormalising the truncated softmax == softmax over the kept frames (openai's order).
         weights = weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-10)
         std = weights.std(axis=-2, keepdims=True)
@@ -611,12 +872,14 @@ class WhisperEngine:
             for w, t, s, e, p in zip(words, word_tokens, starts, ends, word_probs)
         ]
 
-    def _add_word_timestamps(self, segments: list[Segment], enc, sot_seq, num_frames, language, last_speech: float) -> float:
+    def _word_timestamp_steps(self, segments: list[Segment], window: Window, sot_seq, num_frames, language, last_speech: float):
+        """Word timings for the window's segments (a generator yielding one :class:`AlignWork`)."""
         if not segments:
             return last_speech
         per_segment = [[t for t in s.tokens if t < self.eot] for s in segments]
         text_tokens = [t for seg in per_segment for t in seg]
-        alignment = self._find_alignment(enc, sot_seq, text_tokens, num_frames, language)
+        weights, text_probs = yield AlignWork(window, sot_seq, text_tokens, num_frames)
+        alignment = self._alignment_from(weights, text_probs, sot_seq, text_tokens, language)
         durations = np.array([t.end - t.start for t in alignment])
         durations = durations[durations.nonzero()]
         median = min(0.7, float(np.median(durations))) if len(durations) else 0.0
@@ -662,14 +925,65 @@ class WhisperEngine:
             segment.words = words
         return last_speech
 
-    # -- the long-form loop -------------------------------------------------------------------
+    # -- running transcriptions ---------------------------------------------------------------
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions | None = None) -> Transcription:
         """Transcribe (or translate) 16 kHz mono float32 ``audio`` of any length."""
-        with self._lock:
-            return self._transcribe(audio, options or TranscribeOptions())
+        job = Job(self.transcribe_steps(audio, options or TranscribeOptions()))
+        self.run_round([job])
+        while not job.finished:
+            self.run_round([job])
+        return job.result()
 
-    def _transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
+    def run_round(self, jobs: Sequence["Job"]) -> None:
+        """Advance every unfinished job by (about) one window, serving their work in batches.
+
+        Stage by stage -- encode, language, decode, align -- each stage's work from all jobs runs
+        as one batch, and a job that moves on to a later stage joins that stage in the same round.
+        A job's error (cancellation, a bad option) finishes that job only.
+        """
+        for job in jobs:
+            if job.pending is None and not job.finished:
+                job.advance(None)
+        for stage in STAGES:
+            group = [j for j in jobs if not j.finished and isinstance(j.pending, stage)]
+            while group:
+                results = self._serve(stage, [j.pending for j in group])
+                for job, result in zip(group, results):
+                    job.advance(result)
+                # temperature fallback asks for another decode of the same window: serve it now
+                group = [j for j in group if not j.finished and isinstance(j.pending, stage)] if stage is DecodeWork else []
+
+    def _serve(self, stage: type, works: list) -> list:
+        try:
+            if stage is EncodeWork:
+                return self.encode_windows([w.mel for w in works])
+            if stage is LanguageWork:
+                return self.detect_languages([w.window for w in works])
+            if stage is AlignWork:
+                return self.align_rows(works)
+            results: list = [None] * len(works)
+            rows = [i for i, w in enumerate(works) if not (w.temperature == 0 and w.options.beam_size > 1)]
+            for i, w in enumerate(works):
+                if i not in rows:
+                    try:
+                        results[i] = self.beam_window(w)
+                    except BaseException as exc:  # noqa: BLE001 -- handed to that job only
+                        results[i] = exc
+            if rows:
+                for i, r in zip(rows, self.decode_rows([works[i] for i in rows])):
+                    results[i] = r
+            return results
+        except Exception as exc:  # noqa: BLE001 -- a failed batch fails each of its jobs
+            return [exc] * len(works)
+
+    def transcribe_steps(self, audio: np.ndarray, options: TranscribeOptions):
+        """OpenAI Whisper's sequential long-form transcription as a generator of model work.
+
+        It yields :data:`Work` items and is sent their results (:meth:`run_round` does that), so
+        the algorithm reads as one sequential loop while many transcriptions share batches.
+        Returns the :class:`Transcription`.
+        """
         torch = self.torch
         duration = audio.shape[0] / SAMPLE_RATE
         language = options.language
@@ -694,20 +1008,31 @@ class WhisperEngine:
         language_probability = 1.0
         last_speech = 0.0
         seek = 0
+        spans = options.speech_spans
+        first: Window | None = None
+        if spans is not None and hasattr(spans, "result"):  # a VAD still running on another thread
+            if not spans.done() and content_frames > 0:
+                first = yield EncodeWork(mel[:, :N_FRAMES])  # meanwhile (wasted only if it is silent)
+            spans = spans.result()
         while seek < content_frames:
             self._check(options)
             time_offset = seek / FRAMES_PER_SECOND
             window_end = (seek + N_FRAMES) / FRAMES_PER_SECOND
             segment_size = min(N_FRAMES, content_frames - seek)
             segment_duration = segment_size / FRAMES_PER_SECOND
-            if options.speech_spans is not None and not any(
-                start < time_offset + segment_duration and end > time_offset for start, end in options.speech_spans
+            if spans is not None and not any(
+                start < time_offset + segment_duration and end > time_offset for start, end in spans
             ):
                 seek += segment_size  # no speech in this window: nothing to transcribe
+                first = None
                 continue
-            enc = self.encode(mel[:, seek : seek + N_FRAMES])
+            if first is not None and seek == 0:
+                window = first
+            else:
+                window = yield EncodeWork(mel[:, seek : seek + N_FRAMES])
+            first = None
             if language is None:
-                language, language_probability = self.detect_language(enc)
+                language, language_probability = yield LanguageWork(window)
             sot_seq = self.sot_sequence(language, task)
 
             previous = all_tokens[prompt_reset_since:]
@@ -718,7 +1043,7 @@ class WhisperEngine:
             rules_begin = len(prompt)
             if seek == 0 and prefix_tokens:
                 prompt += [self.timestamp_begin] + prefix_tokens
-            result = self._decode_with_fallback(enc, prompt, rules_begin, options, generator)
+            result = yield from self._fallback_steps(window, prompt, rules_begin, options, generator)
 
             if options.no_speech_threshold is not None:
                 skip = result.no_speech_prob > options.no_speech_threshold
@@ -769,7 +1094,7 @@ class WhisperEngine:
                 seek += segment_size
 
             if options.word_timestamps:
-                last_speech = self._add_word_timestamps(current, enc, sot_seq, segment_size, language, last_speech)
+                last_speech = yield from self._word_timestamp_steps(current, window, sot_seq, segment_size, language, last_speech)
                 if not single_timestamp_ending:
                     last_word_end = _last_word_end(current)
                     if last_word_end is not None and last_word_end > time_offset:
@@ -797,6 +1122,37 @@ class WhisperEngine:
             if seek <= previous_seek:  # never loop on the same window
                 seek = previous_seek + segment_size
         return Transcription(segments=segments, language=language or "en", language_probability=language_probability, duration=duration)
+
+
+class Job:
+    """One transcription in progress: its step generator and the work it waits for."""
+
+    __slots__ = ("steps", "pending", "finished", "_result", "_error")
+
+    def __init__(self, steps) -> None:
+        self.steps = steps
+        self.pending: Any = None
+        self.finished = False
+        self._result: Transcription | None = None
+        self._error: BaseException | None = None
+
+    def advance(self, value: Any) -> None:
+        """Send ``value`` (a work result, or an exception to raise inside) and take the next work."""
+        try:
+            if isinstance(value, BaseException):
+                self.pending = self.steps.throw(value)
+            else:
+                self.pending = self.steps.send(value)
+        except StopIteration as stop:
+            self.finished, self.pending, self._result = True, None, stop.value
+        except BaseException as exc:  # noqa: BLE001 -- the job's own failure, re-raised by result()
+            self.finished, self.pending, self._error = True, None, exc
+
+    def result(self) -> Transcription:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 @dataclass
@@ -900,24 +1256,30 @@ def _skip_hallucinations(
 # process-wide model cache
 # ---------------------------------------------------------------------------------------------
 
-_engines: dict[tuple[str, str, int], WhisperEngine] = {}
+_engines: dict[tuple[str, str, int, str], WhisperEngine] = {}
 _engines_lock = threading.Lock()
 _stand_in_logged: set[str] = set()
 
 
-def load_engine(folder: Path, device: str = "auto", threads: int = 1, label: str = "") -> WhisperEngine:
-    """The engine for ``folder``, loaded once per process (dev-server reloads keep it)."""
-    key = (str(Path(folder).resolve()), device, threads)
+def load_engine(
+    folder: Path, device: str = "auto", threads: int = 1, label: str = "", quantize: str = "none"
+) -> WhisperEngine:
+    """The engine for ``folder``, loaded once per process (dev-server reloads keep it).
+
+    ``quantize="none"`` (the default here) is numerically the transformers model; the service
+    passes its ``quantize`` setting (int8 by default, see :mod:`bindings.ai.settings`).
+    """
+    key = (str(Path(folder).resolve()), device, threads, quantize)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             import time
 
             started = time.monotonic()
-            engine = WhisperEngine(Path(folder), device=device, threads=threads, label=label)
+            engine = WhisperEngine(Path(folder), device=device, threads=threads, label=label, quantize=quantize)
             _engines[key] = engine
-            log.info("Loaded Whisper model %s from %s in %.1f s (%s, %d thread(s))",
-                     engine.label, folder, time.monotonic() - started, engine.device, threads)
+            log.info("Loaded Whisper model %s from %s in %.1f s (%s, %d thread(s), quantize=%s)",
+                     engine.label, folder, time.monotonic() - started, engine.device, threads, engine.quantize)
         return engine
 
 
@@ -932,7 +1294,8 @@ def get_engine(spec, settings) -> WhisperEngine:
             raise errors.internal(
                 f"the folder {folder} configured for {spec.id} is not a Hugging Face Whisper model folder (no config.json)"
             )
-        return load_engine(folder, settings.device, settings.threads, label=f"{spec.id} (local folder)")
+        return load_engine(folder, settings.device, settings.threads, label=f"{spec.id} (local folder)",
+                           quantize=getattr(settings, "quantize", "none"))
     try:
         folder = ensure_weights(spec.weights, settings.models_dir)
     except WeightsError as exc:
@@ -943,4 +1306,5 @@ def get_engine(spec, settings) -> WhisperEngine:
             "%s is served by Whisper %s as a stand-in (no %s weights offline); map it to a local folder "
             "with [flarelet.ai] models or FLARELET_AI_MODELS for the real model", spec.id, spec.weights, spec.stand_in_for,
         )
-    return load_engine(folder, settings.device, settings.threads, label=f"whisper-{spec.weights}")
+    return load_engine(folder, settings.device, settings.threads, label=f"whisper-{spec.weights}",
+                       quantize=getattr(settings, "quantize", "none"))

@@ -16,13 +16,16 @@ Silero VAD is used twice, for different reasons:
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import errors, output
 from .catalog import ModelSpec
-from .engine import Cancelled, Transcription, TranscribeOptions, WhisperEngine
+from .engine import Cancelled, Job, Transcription, TranscribeOptions, WhisperEngine
 from .schemas import AsrRequest
 
 SAMPLE_RATE = 16_000
@@ -45,38 +48,127 @@ def options_for(request: AsrRequest, cancel: threading.Event | None) -> Transcri
     )
 
 
-def transcribe_request(
-    spec: ModelSpec, engine: WhisperEngine, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
-) -> dict:
+def speech_gate(samples: np.ndarray, request: AsrRequest) -> list[dict[str, int]]:
+    """The VAD pass a request needs: ``vad_filter``'s speech spans, or the silence gate's.
+
+    Needs no model, so the service runs it on its own thread beside the model's work (for the
+    gate, even beside the encoding of the request's first window)."""
+    from . import vad
+
+    return vad.get_vad().speech_spans(samples, vad.VadOptions() if request.vad_filter else vad.GATE)
+
+
+@dataclass
+class Prepared:
+    """A request ready for the engine: its transcription :class:`Job` (None when there is nothing
+    to transcribe) and what :func:`finish` needs to give Cloudflare's shape."""
+
+    spec: ModelSpec
+    request: AsrRequest
+    job: Job | None
+    duration: float
+    duration_after_vad: float
+    spans: "concurrent.futures.Future[list[dict[str, int]]] | list[dict[str, int]]"
+    mapping: Any = None  # vad.TimestampMap for vad_filter
+
+
+def prepare(
+    spec: ModelSpec,
+    engine: WhisperEngine,
+    samples: np.ndarray,
+    request: AsrRequest,
+    cancel: threading.Event | None,
+    spans: "concurrent.futures.Future[list[dict[str, int]]] | None" = None,
+) -> Prepared:
+    """Start ``request``'s transcription: the :class:`Job` that :meth:`WhisperEngine.run_round`
+    advances (alone, or batched with other requests' jobs).
+
+    ``spans``: :func:`speech_gate`'s result being computed elsewhere; None = compute it here. The
+    silence gate's spans may still be pending -- the engine waits for them only after encoding
+    the first window -- while ``vad_filter`` needs them now (it cuts the audio).
+    """
     from . import vad
 
     options = options_for(request, cancel)
     duration = samples.shape[0] / SAMPLE_RATE
-    duration_after_vad = duration
-    silent = Transcription([], request.language or "en", 1.0 if request.language else 0.0, duration)
-    try:
-        if request.vad_filter:
-            spans = vad.get_vad().speech_spans(samples)
-            speech = vad.collect(samples, spans)
-            duration_after_vad = speech.shape[0] / SAMPLE_RATE
-            if speech.shape[0] == 0:
-                result = silent
-            else:
-                result = engine.transcribe(speech, options)
-                _restore_times(result, vad.TimestampMap(spans))
-                result.duration = duration
-        else:
-            gate = vad.get_vad().speech_spans(samples, vad.GATE)
-            if not gate:
-                result = silent
-            else:
-                options.speech_spans = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in gate]
-                result = engine.transcribe(samples, options)
-    except Cancelled:
-        raise errors.aborted() from None
-    if spec.flavor == "turbo":
-        return output.turbo(result, duration_after_vad)
+    if spans is None:
+        spans = _done(speech_gate(samples, request))
+    if request.vad_filter:
+        found = spans.result()
+        speech = vad.collect(samples, found)
+        if speech.shape[0] == 0:
+            return Prepared(spec, request, None, duration, 0.0, found)
+        job = Job(engine.transcribe_steps(speech, options))
+        return Prepared(spec, request, job, duration, speech.shape[0] / SAMPLE_RATE, found, vad.TimestampMap(found))
+    if spans.done() and not spans.result():  # no speech at all: the model is not asked
+        return Prepared(spec, request, None, duration, duration, spans.result())
+    options.speech_spans = _SecondsSpans(spans)
+    return Prepared(spec, request, Job(engine.transcribe_steps(samples, options)), duration, duration, spans)
+
+
+def finish(prepared: Prepared) -> dict:
+    """The finished job's :class:`Transcription` in the model's output shape (or its error)."""
+    request = prepared.request
+    silent = Transcription([], request.language or "en", 1.0 if request.language else 0.0, prepared.duration)
+    if prepared.job is None:
+        result = silent
+    else:
+        try:
+            result = prepared.job.result()
+        except Cancelled:
+            raise errors.aborted() from None
+        spans = prepared.spans.result() if isinstance(prepared.spans, concurrent.futures.Future) else prepared.spans
+        if not request.vad_filter and not spans:
+            result = silent  # the gate found no speech (after the first window was encoded)
+        if prepared.mapping is not None:
+            _restore_times(result, prepared.mapping)
+            result.duration = prepared.duration
+    if prepared.spec.flavor == "turbo":
+        return output.turbo(result, prepared.duration_after_vad)
     return output.classic(result)
+
+
+def transcribe_request(
+    spec: ModelSpec, engine: WhisperEngine, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
+) -> dict:
+    """One request start to finish on the calling thread (no batching; the VAD pass runs on a
+    helper thread beside the first window's encoding)."""
+    prepared = prepare(spec, engine, samples, request, cancel, _vad_executor().submit(speech_gate, samples, request))
+    if prepared.job is not None:
+        while not prepared.job.finished:
+            engine.run_round([prepared.job])
+    return finish(prepared)
+
+
+class _SecondsSpans:
+    """The gate's sample spans as (start, end) seconds, once the VAD thread has them."""
+
+    def __init__(self, spans: "concurrent.futures.Future[list[dict[str, int]]]") -> None:
+        self._future = spans
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> list[tuple[float, float]]:
+        return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in self._future.result()]
+
+
+_vad_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_vad_pool_lock = threading.Lock()
+
+
+def _vad_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _vad_pool
+    with _vad_pool_lock:
+        if _vad_pool is None:
+            _vad_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-vad")
+        return _vad_pool
+
+
+def _done(value: Any) -> "concurrent.futures.Future[Any]":
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_result(value)
+    return future
 
 
 def _restore_times(result: Transcription, mapping) -> None:

@@ -8,25 +8,38 @@ Why a service object and a process-wide instance (:func:`get_service`):
 
 * models are big and slow to load, so they are loaded once per process (and survive the dev
   server's code reloads, which re-import the user's worker but not this module);
-* inference is CPU-bound and must not block the event loop: it runs on one dedicated worker
-  thread, in front of which sits a bounded queue (``queue_size`` waiting requests; one more is
-  refused with 3040/429, Cloudflare's "Out of capacity"), and each request has a wall-clock limit
-  (``timeout_s``, then 3007/408). A timed-out request is also *cancelled* in the engine (checked
-  between decoding steps), so the worker is free again soon after;
+* inference is CPU-bound and must not block the event loop: it runs on ``workers`` inference
+  threads (default 1) sharing the loaded model;
+* requests that are in flight together are served by **dynamic batching**: a worker that was idle
+  waits ``batch_window_ms`` for companions, then transcribes up to ``max_batch`` requests at
+  once, window by window -- each round encodes every request's next 30 s window and decodes them
+  all in one batched decoder pass (:meth:`WhisperEngine.run_round`); a request that arrives
+  meanwhile joins at the next round, a finished one leaves. On a CPU the decoder's per-token
+  cost is mostly weight reads and framework overhead that a batch shares, so N requests take far
+  less than N times one (README "Speed");
+* admission is bounded: ``1 + queue_size`` requests in flight (being transcribed or waiting);
+  one more is refused with 3040/429, Cloudflare's "Out of capacity", never queued without limit.
+  Each request has a wall-clock limit (``timeout_s``, then 3007/408); a timed-out request is
+  also *cancelled* in the engine (checked between decoding steps), so its batch slot frees soon;
+* the VAD pass a request needs (silence gate or ``vad_filter``) runs on a thread of its own,
+  beside the model's work;
 * the service may be called from several event loops (the dev server, tests), so admission uses a
   thread lock, not asyncio primitives bound to one loop.
 
-torch/transformers are imported only inside the worker thread, when a model is first loaded.
+torch/transformers are imported only inside the worker threads, when a model is first loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from . import catalog, errors
@@ -43,16 +56,34 @@ class _Ticket:
     deadline: float
 
 
+@dataclass
+class _Request:
+    """An admitted request on its way through a worker."""
+
+    spec: catalog.ModelSpec
+    samples: Any
+    request: Any
+    ticket: _Ticket
+    spans: concurrent.futures.Future
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    prepared: Any = None  # inference.Prepared once a worker has started it
+    engine: Any = None
+
+
 class AiService:
     """Runs Workers AI models locally; see the module docstring for the concurrency model."""
 
     def __init__(self, settings: AiSettings | None = None) -> None:
         self.settings = settings if settings is not None else AiSettings.from_options()
-        # One inference thread: two CPU-bound inferences on a small machine only slow each other.
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-ai")
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted requests: running + waiting
         self._closed = False
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._wake = threading.Condition()
+        self._workers: list[threading.Thread] = []
+        self._loader = threading.Lock()  # one model load at a time, whichever worker asks
+        # VAD (silence gate / vad_filter): sequential and light, beside the model's threads.
+        self._vad = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-ai-vad")
         #: what happened to requests (``flarelet`` status / benches / tests): counts by outcome
         self.stats = {"completed": 0, "failed": 0, "rejected": 0, "timed_out": 0, "aborted": 0}
 
@@ -79,13 +110,19 @@ class AiService:
             raise errors.internal(type(exc).__name__) from None
         ticket = self._admit()
         try:
-            future = self._executor.submit(self._run_sync, spec, samples, request, ticket)
-        except RuntimeError:  # executor shut down between the check above and now
+            from . import inference
+
+            spans = self._vad.submit(inference.speech_gate, samples, request)
+        except RuntimeError:  # shut down between the check above and now
             self._release()
             raise errors.internal("the AI service is shut down") from None
+        item = _Request(spec, samples, request, ticket, spans)
+        if not self._enqueue(item):
+            self._release()
+            raise errors.internal("the AI service is shut down")
         remaining = max(0.0, ticket.deadline - time.monotonic())
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future, loop=loop), remaining)
+            return await asyncio.wait_for(asyncio.wrap_future(item.future, loop=loop), remaining)
         except asyncio.TimeoutError:
             ticket.cancel.set()  # the engine stops at its next step; the slot frees when it does
             self.stats["timed_out"] += 1
@@ -107,12 +144,21 @@ class AiService:
         specs = [catalog.resolve(m) for m in models]
         loop = asyncio.get_running_loop()
         for spec in specs:
-            await asyncio.wrap_future(self._executor.submit(self._load_sync, spec), loop=loop)
+            await loop.run_in_executor(None, self._load_sync, spec)
 
     async def aclose(self) -> None:
-        """Stop accepting work and let the worker thread finish; loaded models stay cached."""
+        """Stop accepting work and let the workers finish what they hold; models stay cached."""
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        with self._wake:
+            self._wake.notify_all()
+        workers = list(self._workers)
+
+        def join() -> None:
+            for worker in workers:
+                worker.join()
+            self._vad.shutdown(wait=True)
+
+        await asyncio.get_running_loop().run_in_executor(None, join)
 
     def _prepare(self, spec: catalog.ModelSpec, inputs: Any) -> tuple[Any, Any]:
         from . import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
@@ -140,32 +186,168 @@ class AiService:
         with self._lock:
             self._in_flight -= 1
 
-    # -- worker thread ------------------------------------------------------------------------
+    # -- the workers --------------------------------------------------------------------------
+
+    def _enqueue(self, item: _Request) -> bool:
+        with self._wake:
+            if self._closed:
+                return False
+            self._queue.append(item)
+            self._workers = [w for w in self._workers if w.is_alive()]
+            if len(self._workers) < self.settings.workers:
+                worker = threading.Thread(
+                    target=self._work, name=f"flarelet-ai-{len(self._workers)}", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+            self._wake.notify()
+            return True
+
+    def _take(self, active: int) -> list[_Request] | None:
+        """Requests for a worker holding ``active`` ones: waits while it has none (then the batch
+        window, for companions); None when the service is closed and nothing is left."""
+        room = self.settings.max_batch - active
+        if room <= 0:
+            return []
+        with self._wake:
+            if active == 0:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    return None
+                window = self.settings.batch_window_ms / 1000.0
+                deadline = time.monotonic() + window
+                while len(self._queue) < room and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                taken = []
+                while self._queue and len(taken) < room:
+                    taken.append(self._queue.popleft())
+                return taken
+            # Joining a running batch: only requests whose VAD pass is done, so that no one's
+            # transcription waits for another's VAD (an idle worker takes them anyway: then the
+            # VAD overlaps the first window's encoding).
+            taken = [item for item in self._queue if item.spans.done()][:room]
+            for item in taken:
+                self._queue.remove(item)
+            return taken
+
+    def _work(self) -> None:
+        """A worker: take requests, advance all it holds by one window per round, answer each
+        as soon as its transcription is done."""
+        active: list[_Request] = []
+        turn = 0
+        while True:
+            new = self._take(len(active))
+            if new is None:
+                return
+            for item in new:
+                if self._start(item):
+                    active.append(item)
+            if not active:
+                continue
+            # One model per round (a batch shares one model); several models take turns.
+            engines: dict[int, list[_Request]] = {}
+            for item in active:
+                engines.setdefault(id(item.engine), []).append(item)
+            group = list(engines.values())[turn % len(engines)]
+            turn += 1
+            try:
+                group[0].engine.run_round([item.prepared.job for item in group])
+            except Exception as exc:  # a bug: fail this round's requests, keep serving
+                log.exception("Workers AI batch failed")
+                for item in group:
+                    self._fail(item, errors.internal(f"{type(exc).__name__}: {exc}"))
+                active = [item for item in active if item not in group]
+                continue
+            still = []
+            for item in active:
+                if item.prepared.job.finished:
+                    self._complete(item)
+                else:
+                    still.append(item)
+            active = still
+            if not active:
+                _release_free_memory()
+
+    def _start(self, item: _Request) -> bool:
+        """Load the model and start the transcription; False if the request is already answered."""
+        try:
+            if item.ticket.cancel.is_set() or time.monotonic() > item.ticket.deadline:
+                raise errors.timeout("request expired while queued")
+            from . import inference
+
+            item.engine = self._load_sync(item.spec)
+            item.prepared = inference.prepare(
+                item.spec, item.engine, item.samples, item.request, item.ticket.cancel, item.spans
+            )
+        except Exception as exc:  # noqa: BLE001 -- answered with Cloudflare's shape
+            self._fail(item, exc)
+            return False
+        if item.prepared.job is None:  # nothing to transcribe (silence)
+            self._complete(item)
+            return False
+        return True
+
+    def _complete(self, item: _Request) -> None:
+        from . import inference
+
+        try:
+            result = inference.finish(item.prepared)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(item, exc)
+            return
+        self.stats["completed"] += 1
+        self._answer(item, result=result)
+
+    def _fail(self, item: _Request, exc: BaseException) -> None:
+        if isinstance(exc, errors.AiError):
+            self.stats["aborted" if exc.code == 3008 else "failed"] += 1
+        else:  # never leak a traceback to the caller; keep it in the log
+            self.stats["failed"] += 1
+            log.error("Workers AI inference failed for %s", item.spec.id, exc_info=exc)
+            exc = errors.internal(f"{type(exc).__name__}: {exc}")
+        self._answer(item, error=exc)
+
+    def _answer(self, item: _Request, result: Any = None, error: BaseException | None = None) -> None:
+        item.samples = item.prepared = None  # let the audio go before the caller wakes
+        self._release()
+        if not item.future.done():
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
 
     def _load_sync(self, spec: catalog.ModelSpec) -> Any:
         from . import engine
 
-        return engine.get_engine(spec, self.settings)
+        with self._loader:
+            return engine.get_engine(spec, self.settings)
 
-    def _run_sync(self, spec: catalog.ModelSpec, samples: Any, request: Any, ticket: _Ticket) -> dict:
+
+def _release_free_memory() -> None:
+    """Give freed heap back to the OS when a worker goes idle (glibc keeps it otherwise: a 60 s
+    transcription leaves ~100 MB of freed activations resident)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_trim_fn: Any = False
+
+
+def _malloc_trim() -> Any:
+    global _trim_fn
+    if _trim_fn is False:
+        _trim_fn = None
+        name = ctypes.util.find_library("c")
         try:
-            if ticket.cancel.is_set() or time.monotonic() > ticket.deadline:
-                raise errors.timeout("request expired while queued")
-            from . import inference
-
-            engine = self._load_sync(spec)
-            result = inference.transcribe_request(spec, engine, samples, request, ticket.cancel)
-            self.stats["completed"] += 1
-            return result
-        except errors.AiError as exc:
-            self.stats["aborted" if exc.code == 3008 else "failed"] += 1
-            raise
-        except Exception as exc:  # never leak a traceback to the caller; keep it in the log
-            self.stats["failed"] += 1
-            log.exception("Workers AI inference failed for %s", spec.id)
-            raise errors.internal(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            self._release()
+            _trim_fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        except OSError:
+            pass
+    return _trim_fn
 
 
 _services: dict[AiSettings, AiService] = {}

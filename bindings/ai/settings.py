@@ -32,13 +32,28 @@ DEFAULT_MAX_INPUT_BYTES = 25 * 1024 * 1024
 #: Decoded audio longer than this is refused (3006) before any model work; 30 minutes is a long
 #: meeting and takes a few minutes on a 2-core CPU with the base model.
 DEFAULT_MAX_AUDIO_SECONDS = 30 * 60.0
-#: torch intra-op threads. 1 is the robust default on small shared machines: with 2 threads on 2
-#: busy cores OpenMP barriers make inference 10-28x slower (research/whisper-weights.md §6.2).
-DEFAULT_THREADS = 1
-#: Requests allowed to wait behind the one running; one more is refused with 3040/429.
-DEFAULT_QUEUE_SIZE = 8
+#: Threads for the encoder's large matrix products (the decoder's small per-token operations always
+#: run on one). Two is the sweet spot on small machines: 1.6x faster encoding when the second core
+#: is free, and never slower than one when it is busy, because OpenMP threads sleep rather than
+#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by bindings.ai.engine; research/whisper-weights.md §6.2).
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+#: Requests admitted beyond the first (transcribed together, up to ``max_batch`` per worker, or
+#: waiting); one more is refused with 3040/429. Each holds its decoded audio (~4 MB a minute).
+DEFAULT_QUEUE_SIZE = 32
 #: Wall-clock limit of one request (queue wait + decoding + inference), then 3007/408.
 DEFAULT_TIMEOUT_S = 600.0
+#: Weight format on the CPU (bindings.ai.engine.QUANTIZE_MODES): "fp16" (default) stores the
+#: decoder's weights in fp16 and computes in fp32 -- exact for Whisper's fp16-published weights,
+#: and the per-token cost is mostly weight reads; "int8" quantizes the linear layers (fastest, a
+#: few words differ, README "Speed"); "none" = fp32. Ignored on a GPU (fp16 there).
+DEFAULT_QUANTIZE = "fp16"
+QUANTIZE_MODES = ("fp16", "int8", "none")
+#: Inference workers (threads sharing the loaded model, each running its own batches).
+DEFAULT_WORKERS = 1
+#: Requests one worker transcribes together: their windows' decoder steps run as one batch.
+DEFAULT_MAX_BATCH = 8
+#: How long a worker that was idle waits for more requests before starting a batch.
+DEFAULT_BATCH_WINDOW_MS = 10.0
 
 #: Environment variables read by :meth:`AiSettings.from_options` (name -> field).
 ENV_VARS: dict[str, str] = {
@@ -50,6 +65,10 @@ ENV_VARS: dict[str, str] = {
     "FLARELET_AI_QUEUE_SIZE": "queue_size",
     "FLARELET_AI_TIMEOUT": "timeout_s",
     "FLARELET_AI_DEVICE": "device",
+    "FLARELET_AI_QUANTIZE": "quantize",
+    "FLARELET_AI_WORKERS": "workers",
+    "FLARELET_AI_MAX_BATCH": "max_batch",
+    "FLARELET_AI_BATCH_WINDOW_MS": "batch_window_ms",
 }
 
 #: Per-model override: ``FLARELET_AI_MODEL__<id with non-alphanumerics as _>``; e.g.
@@ -98,6 +117,10 @@ class AiSettings:
     queue_size: int = DEFAULT_QUEUE_SIZE
     timeout_s: float = DEFAULT_TIMEOUT_S
     device: str = "auto"
+    quantize: str = DEFAULT_QUANTIZE
+    workers: int = DEFAULT_WORKERS
+    max_batch: int = DEFAULT_MAX_BATCH
+    batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise through object.__setattr__ so callers may pass str paths.
@@ -113,10 +136,17 @@ class AiSettings:
             raise SettingsError("queue_size", f"must be an integer >= 0, got {self.queue_size!r}")
         if self.device not in DEVICES:
             raise SettingsError("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.quantize not in QUANTIZE_MODES:
+            raise SettingsError("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        _check_positive("workers", self.workers, int)
+        _check_positive("max_batch", self.max_batch, int)
+        if isinstance(self.batch_window_ms, bool) or not isinstance(self.batch_window_ms, (int, float)) or not 0 <= self.batch_window_ms <= 10_000:
+            raise SettingsError("batch_window_ms", f"must be a number of milliseconds in 0..10000, got {self.batch_window_ms!r}")
 
     def __hash__(self) -> int:  # model_paths is a dict; hash what identifies the settings
         return hash((self.cache_dir, tuple(sorted(self.model_paths.items())), self.max_input_bytes,
-                     self.max_audio_seconds, self.threads, self.queue_size, self.timeout_s, self.device))
+                     self.max_audio_seconds, self.threads, self.queue_size, self.timeout_s, self.device,
+                     self.quantize, self.workers, self.max_batch, self.batch_window_ms))
 
     @property
     def models_dir(self) -> Path:
@@ -200,15 +230,15 @@ def _coerce(key: str, name: str, value: Any) -> Any:
             return {str(k): Path(v) for k, v in value.items()}
         if name == "cache_dir":
             return Path(str(value))
-        if name in ("max_input_bytes", "threads", "queue_size"):
+        if name in ("max_input_bytes", "threads", "queue_size", "workers", "max_batch"):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("expected an integer")
             return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
-        if name in ("max_audio_seconds", "timeout_s"):
+        if name in ("max_audio_seconds", "timeout_s", "batch_window_ms"):
             if isinstance(value, bool):
                 raise ValueError("expected a number")
             return float(value)
-        if name == "device":
+        if name in ("device", "quantize"):
             return str(value).lower()
     except (TypeError, ValueError, json.JSONDecodeError) as exc:
         raise SettingsError(key, f"invalid value {value!r}: {exc}") from None

@@ -237,7 +237,7 @@ async def test_preload_and_process_wide_model_cache(ai_settings, tmp_path):
     plugin.create({"binding": "AI"}, context)
     await plugin.start(context)
     folder = ensure_weights("tiny.en", ai_settings.models_dir)
-    key = (str(folder.resolve()), ai_settings.device, ai_settings.threads)
+    key = (str(folder.resolve()), ai_settings.device, ai_settings.threads, ai_settings.quantize)
     loaded = engine_mod._engines[key]
     # a second service (a dev-server reload builds new bindings) reuses the loaded model
     again = await asyncio.get_running_loop().run_in_executor(None, engine_mod.get_engine, catalog.MODELS[TINY], ai_settings)

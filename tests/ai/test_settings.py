@@ -15,7 +15,7 @@ def test_defaults_are_the_named_constants(monkeypatch):
     cfg = AiSettings.from_options({}, environ={})
     assert cfg.max_input_bytes == s.DEFAULT_MAX_INPUT_BYTES
     assert cfg.max_audio_seconds == s.DEFAULT_MAX_AUDIO_SECONDS
-    assert cfg.threads == s.DEFAULT_THREADS == 1
+    assert cfg.threads == s.DEFAULT_THREADS
     assert cfg.queue_size == s.DEFAULT_QUEUE_SIZE
     assert cfg.timeout_s == s.DEFAULT_TIMEOUT_S
     assert cfg.device == "auto"
@@ -114,4 +114,4 @@ def test_settings_are_hashable_and_compare_by_value(tmp_path):
     a = AiSettings(cache_dir=tmp_path, model_paths={"x": "/a"})
     b = AiSettings(cache_dir=str(tmp_path), model_paths={"x": Path("/a")})
     assert a == b and hash(a) == hash(b)
-    assert a.replace(threads=2) != a
+    assert a.replace(threads=a.threads + 1) != a

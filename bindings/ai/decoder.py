@@ -1,0 +1,348 @@
+"""Whisper's text decoder, lean: incremental, batched decoding on the transformers weights.
+
+Why not call ``WhisperDecoder.forward`` per token (what ``generate`` does): on a small CPU model the
+per-token cost is mostly framework overhead -- cache objects, mask builders, output dataclasses,
+three separate q/k/v projections -- and the 51864-wide output projection. This module runs the same
+arithmetic with
+
+* fused projections: self-attention q/k/v in one linear, cross-attention k/v in one linear, and
+  the ``1/sqrt(head_dim)`` query scaling folded into the weights (a power of two, so exact);
+* static key/value caches (one tensor per batch, written in place, no concatenation per token);
+* cross-attention keys/values computed once per 30 s window (:meth:`LeanDecoder.cross_kv`) and
+  kept with the window, so temperature fallback and the word-timestamp pass reuse them;
+* rows that decode against *different* windows in one batch (several requests, one pass): the
+  projections, the feed-forward layers and the output projection -- the weight-bound parts --
+  run once for all rows; only cross-attention, which reads each row's own window, runs per row;
+* optional int8 dynamic quantization of the linear layers (CPU, fbgemm), which makes the output
+  projection -- 80 MB of fp32 weights read for every token -- four times smaller.
+
+With ``quantize=False`` the result equals the transformers decoder (same operations; the folded
+scaling is exact), which ``tests/ai/test_speed_levers.py`` checks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _dynamic_qconfig():
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+    except ImportError as exc:  # a torch without torch.ao.quantization
+        raise RuntimeError(f"int8 quantization is not available in this torch: {exc}") from None
+    engines = torch.backends.quantized.supported_engines
+    if "fbgemm" not in engines and "x86" not in engines:
+        raise RuntimeError("int8 quantization needs torch's fbgemm/x86 CPU backend")
+    return per_channel_dynamic_qconfig
+
+
+def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """An int8 dynamically quantized linear layer for ``weight`` ``[out, in]`` (fbgemm):
+    weights int8 per output channel, activations quantized per call. ``weight`` is read, not
+    copied, so quantizing a shared (tied) weight costs no float copy."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    qconfig = _dynamic_qconfig()
+    out_f, in_f = weight.shape
+    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    float_layer.qconfig = qconfig
+    with warnings.catch_warnings():  # torch.ao.quantization announces its successor (torchao)
+        warnings.simplefilter("ignore")
+        return DynamicLinear.from_float(float_layer)
+
+
+def fp16_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A linear layer with fp16 weights and fp32 arithmetic (fbgemm's fp16 GEMM): half the weight
+    memory traffic of fp32, and exact for Whisper's weights, which are published in fp16."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import float16_dynamic_qconfig
+
+    _dynamic_qconfig()
+    out_f, in_f = weight.shape
+    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    float_layer.qconfig = float16_dynamic_qconfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DynamicLinear.from_float(float_layer)
+
+
+def quantize_linears(module: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
+    """Replace ``module``'s ``nn.Linear`` layers (in place) by :func:`int8_linear` ones, except
+    those whose name ends with one of ``skip`` (layers whose inputs have outliers)."""
+    _dynamic_qconfig()
+    for name, child in list(module.named_modules()):
+        for attr, sub in list(child.named_children()):
+            full = f"{name}.{attr}" if name else attr
+            if isinstance(sub, nn.Linear) and not any(full.endswith(x) for x in skip):
+                setattr(child, attr, int8_linear(sub.weight, sub.bias))
+    return module
+
+
+def fold_layer_norm(ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linear(ln(x))`` as ``linear'(plain_ln(x))``: the norm's scale and shift moved into the
+    linear layer (``W' = W diag(gamma)``, ``b' = b + W beta``). Algebraically the same; done before
+    int8 quantization because gamma is what gives a normalised activation its outlier channels
+    (up to 17x in Whisper), and per-tensor int8 activations lose the small channels beside them."""
+    w = weight * ln.weight[None, :]
+    b = weight @ ln.bias
+    return w, b if bias is None else b + bias
+
+
+def _plain_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
+    return nn.LayerNorm(ln.normalized_shape, eps=ln.eps, elementwise_affine=False, device=ln.weight.device)
+
+
+class _Layer(nn.Module):
+    """One decoder layer: projections fused, in fp32 (sharing the transformers layer's tensors),
+    fp16 or int8 (layer norms folded into the int8 layers they feed, see :func:`fold_layer_norm`)."""
+
+    def __init__(self, hf_layer: Any, d: int, kind: str) -> None:
+        super().__init__()
+        sa, ca = hf_layer.self_attn, hf_layer.encoder_attn
+        s = float(sa.scaling)
+        ref = sa.q_proj.weight
+        zeros = torch.zeros(d, dtype=ref.dtype, device=ref.device)
+        make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
+        ln1, ln2, ln3 = hf_layer.self_attn_layer_norm, hf_layer.encoder_attn_layer_norm, hf_layer.final_layer_norm
+        qkv_w = torch.cat([sa.q_proj.weight * s, sa.k_proj.weight, sa.v_proj.weight])
+        qkv_b = torch.cat([sa.q_proj.bias * s, zeros, sa.v_proj.bias])
+        cq_w, cq_b = ca.q_proj.weight * s, ca.q_proj.bias * s
+        fc1_w, fc1_b = hf_layer.fc1.weight, hf_layer.fc1.bias
+        if kind == "int8":
+            qkv_w, qkv_b = fold_layer_norm(ln1, qkv_w, qkv_b)
+            cq_w, cq_b = fold_layer_norm(ln2, cq_w, cq_b)
+            fc1_w, fc1_b = fold_layer_norm(ln3, fc1_w, fc1_b)
+            ln1, ln2, ln3 = _plain_norm(ln1), _plain_norm(ln2), _plain_norm(ln3)
+        self.ln1, self.ln2, self.ln3 = ln1, ln2, ln3
+        self.qkv = make(qkv_w, qkv_b)
+        self.cq = make(cq_w, cq_b)
+        # cross-attention keys/values read the encoder output (no norm in front)
+        self.ckv = make(torch.cat([ca.k_proj.weight, ca.v_proj.weight]), torch.cat([zeros, ca.v_proj.bias]))
+        if kind == "fp32":  # shared with the transformers layer (which is then dropped, see LeanDecoder)
+            self.out1, self.out2, self.fc1, self.fc2 = sa.out_proj, ca.out_proj, hf_layer.fc1, hf_layer.fc2
+        else:
+            self.out1 = make(sa.out_proj.weight, sa.out_proj.bias)
+            self.out2 = make(ca.out_proj.weight, ca.out_proj.bias)
+            self.fc1 = make(fc1_w, fc1_b)
+            self.fc2 = make(hf_layer.fc2.weight, hf_layer.fc2.bias)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    out_f, in_f = weight.shape
+    layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.detach(), requires_grad=False)
+    return layer
+
+
+class LeanDecoder(nn.Module):
+    """The decoder of a ``WhisperForConditionalGeneration``, taken over from it.
+
+    Construction moves the weights out of the transformers decoder (its layers are emptied, so
+    the model is left as an encoder plus this decoder and no weight is held twice).
+
+    ``linears``: ``"fp32"`` or ``"int8"`` for the layers' projections and feed-forward layers.
+    ``proj``: the output projection (tied to the token embedding, 51864 x d: the largest weight
+    read per token) in ``"fp32"``, ``"fp16"`` (fp16 weights, fp32 arithmetic; exact for Whisper's
+    fp16-published weights) or ``"int8"``. Unless fp32, the embedding table is kept in fp16 for
+    lookups (exact for the same reason) and the fp32 table is released.
+    """
+
+    def __init__(self, hf_model: Any, linears: str = "fp32", proj: str = "fp32") -> None:
+        super().__init__()
+        cfg = hf_model.config
+        dec = hf_model.model.decoder
+        self.d = int(cfg.d_model)
+        self.heads = int(cfg.decoder_attention_heads)
+        self.head_dim = self.d // self.heads
+        self.n_ctx = int(cfg.max_target_positions)
+        self.positions = dec.embed_positions.weight
+        self.ln = dec.layer_norm
+        self.linears, self.proj_kind = linears, proj
+        with torch.no_grad():
+            self.layers = nn.ModuleList([_Layer(layer, self.d, linears) for layer in dec.layers])
+            dec.layers = nn.ModuleList()
+            if proj == "fp32":
+                self.embed = dec.embed_tokens
+                self.proj = hf_model.proj_out
+            else:
+                table = dec.embed_tokens.weight
+                self.embed = nn.Embedding.from_pretrained(table.detach().to(torch.float16), freeze=True)
+                if proj == "int8":
+                    self.proj = int8_linear(*fold_layer_norm(self.ln, hf_model.proj_out.weight, None))
+                    self.ln = _plain_norm(self.ln)
+                else:
+                    self.proj = fp16_linear(hf_model.proj_out.weight, None)
+                dec.embed_tokens = None
+                hf_model.proj_out = None
+                del table
+
+    # -- per window -------------------------------------------------------------------------------
+
+    def cross_kv(self, enc: torch.Tensor) -> torch.Tensor:
+        """Cross-attention keys and values of one encoder output ``[1, frames, d]``:
+        ``[layers, 2, heads, frames, head_dim]``."""
+        _, frames, _ = enc.shape
+        out = [
+            layer.ckv(enc[0]).view(frames, 2, self.heads, self.head_dim).permute(1, 2, 0, 3)
+            for layer in self.layers
+        ]
+        return torch.stack(out).contiguous()
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    def forward_tokens(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        cross: Sequence[torch.Tensor],
+        mask: torch.Tensor | None,
+        kv_len: int,
+        attention_layers: Sequence[int] = (),
+    ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+        """Run ``ids`` ``[B, T]`` through the decoder; returns the final hidden states ``[B, T, d]``.
+
+        ``positions`` ``[B, T]``: absolute positions (where keys/values are written in the caches
+        ``[layers, B, heads, ctx, head_dim]``). ``T > 1`` is a prefill from position 0. Attention
+        reads the first ``kv_len`` cache slots, through ``mask`` ``[B, 1, T, kv_len]`` (True =
+        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s :meth:`cross_kv`. For layers in
+        ``attention_layers`` the cross-attention weights (per row ``[heads, T, frames]``) are
+        returned too (the word-timestamp alignment heads).
+        """
+        B, T = ids.shape
+        x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
+        maps: dict[int, list[torch.Tensor]] = {}
+        rows = torch.arange(B, device=ids.device)
+        shared = all(c is cross[0] for c in cross)  # beams of one window
+        for li, layer in enumerate(self.layers):
+            h = layer.ln1(x)
+            qkv = layer.qkv(h).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            ck, cv = cache_k[li], cache_v[li]
+            if T == 1:
+                ck[rows, :, positions[:, 0]] = k[:, :, 0]
+                cv[rows, :, positions[:, 0]] = v[:, :, 0]
+            else:
+                ck[:, :, :T] = k
+                cv[:, :, :T] = v
+            a = F.scaled_dot_product_attention(
+                q, ck[:, :, :kv_len], cv[:, :, :kv_len], attn_mask=mask, is_causal=mask is None and T > 1, scale=1.0
+            )
+            x = x + layer.out1(a.transpose(1, 2).reshape(B, T, self.d))
+
+            h = layer.ln2(x)
+            q = layer.cq(h).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+            if li in attention_layers:
+                outs = []
+                maps[li] = []
+                for b in range(B):
+                    w = torch.softmax(q[b] @ cross[b][li, 0].transpose(-1, -2), dim=-1)
+                    maps[li].append(w)
+                    outs.append(w @ cross[b][li, 1])
+                a = torch.stack(outs)
+            elif B == 1 or shared:
+                xk, xv = cross[0][li, 0][None], cross[0][li, 1][None]
+                a = F.scaled_dot_product_attention(q, xk.expand(B, -1, -1, -1), xv.expand(B, -1, -1, -1), scale=1.0)
+            else:
+                a = torch.cat([
+                    F.scaled_dot_product_attention(q[b : b + 1], cross[b][li, 0][None], cross[b][li, 1][None], scale=1.0)
+                    for b in range(B)
+                ])
+            x = x + layer.out2(a.transpose(1, 2).reshape(B, T, self.d))
+
+            h = layer.ln3(x)
+            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        return self.ln(x), maps
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.proj(hidden).float()
+
+
+class DecodeBatch:
+    """Key/value caches of ``B`` rows decoding together, each against its own window."""
+
+    def __init__(self, lean: LeanDecoder, cross: Sequence[torch.Tensor], max_len: int) -> None:
+        self.lean = lean
+        self.cross = list(cross)
+        self.B = len(self.cross)
+        ref = self.cross[0]
+        shape = (len(lean.layers), self.B, lean.heads, min(max_len, lean.n_ctx), lean.head_dim)
+        self.k = torch.empty(shape, dtype=ref.dtype, device=ref.device)
+        self.v = torch.empty(shape, dtype=ref.dtype, device=ref.device)
+        self.lengths = torch.zeros(self.B, dtype=torch.long, device=ref.device)
+        self.device = ref.device
+
+    def forward_prompts(
+        self, prompts: Sequence[Sequence[int]], attention_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+        """Feed each row's whole prompt from position 0 (rows padded to the longest); returns the
+        hidden states ``[B, P, d]`` and the cross-attention maps of ``attention_layers``."""
+        B = self.B
+        P = max(len(p) for p in prompts)
+        ids = torch.zeros(B, P, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+        ids = ids.to(self.device)
+        lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=self.device)
+        positions = torch.arange(P, device=self.device).expand(B, P)
+        mask = None
+        if bool((lengths != P).any()):
+            causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
+            keys = torch.arange(P, device=self.device)[None, :] < lengths[:, None]
+            # padding queries would see no key at all (NaN); let them see themselves
+            mask = (causal[None] & keys[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[None]
+            mask = mask[:, None]
+        hidden, maps = self.lean.forward_tokens(ids, positions, self.k, self.v, self.cross, mask, P, attention_layers)
+        self.lengths = lengths
+        return hidden, maps
+
+    def prefill(self, prompts: Sequence[Sequence[int]], pick: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Feed each row's prompt; return the logits ``[B, len(pick[b]), vocab]`` at the positions
+        ``pick[b]`` of row ``b`` (all rows pick the same number of positions)."""
+        hidden, _ = self.forward_prompts(prompts)
+        index = torch.tensor([list(p) for p in pick], dtype=torch.long, device=self.device)
+        return self.lean.logits(hidden[torch.arange(self.B, device=self.device)[:, None], index])
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row ``[B]``; return the next logits ``[B, vocab]``."""
+        # rows that finished stay until the batch shrinks; keep their (ignored) writes in bounds
+        pos = self.lengths.clamp(max=self.k.shape[3] - 1)
+        K = int(pos.max()) + 1
+        mask = None
+        if self.B > 1 and bool((pos != K - 1).any()):  # rows at different lengths
+            mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+        hidden, _ = self.lean.forward_tokens(tokens[:, None], pos[:, None], self.k, self.v, self.cross, mask, K)
+        self.lengths = pos + 1
+        return self.lean.logits(hidden[:, 0])
+
+    def reorder(self, sources: Sequence[int]) -> None:
+        """Row ``b`` continues from row ``sources[b]`` (beam search): copy the caches over."""
+        idx = torch.tensor(list(sources), dtype=torch.long, device=self.device)
+        K = int(self.lengths.max())
+        self.k[:, :, :, :K] = self.k[:, idx, :, :K]
+        self.v[:, :, :, :K] = self.v[:, idx, :, :K]
+        self.lengths = self.lengths.index_select(0, idx)
+        self.cross = [self.cross[i] for i in sources]
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Drop finished rows, so the remaining ones stop paying for them."""
+        idx = torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        self.k = self.k.index_select(1, idx)
+        self.v = self.v.index_select(1, idx)
+        self.lengths = self.lengths.index_select(0, idx)
+        self.cross = [self.cross[i] for i in rows]
+        self.B = len(self.cross)
