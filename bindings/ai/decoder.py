@@ -13,17 +13,20 @@ arithmetic with
 * rows that decode against *different* windows in one batch (several requests, one pass): the
   projections, the feed-forward layers and the output projection -- the weight-bound parts --
   run once for all rows; only cross-attention, which reads each row's own window, runs per row;
-* optional int8 dynamic quantization of the linear layers (CPU, fbgemm), which makes the output
-  projection -- 80 MB of fp32 weights read for every token -- four times smaller.
+* weights stored as the ``quantize`` setting says: fp32; fp16 with fp32 arithmetic (fbgemm's fp16
+  GEMM; exact for Whisper's fp16-published weights and half the bytes -- at one row per step the
+  decoder is bound by reading its weights, 73 MB a token for tiny.en in fp32); or int8 dynamic
+  quantization (a quarter of the bytes, small accuracy cost; layer norms folded into the int8
+  layers they feed, :func:`fold_layer_norm`).
 
-With ``quantize=False`` the result equals the transformers decoder (same operations; the folded
-scaling is exact), which ``tests/ai/test_speed_levers.py`` checks.
+In fp32 the results equal transformers' decoder (same operations; the folded scaling is exact),
+which ``tests/ai/test_speed_levers.py`` checks.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,25 +103,29 @@ def fold_layer_norm(ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor |
 
 
 def _plain_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
-    return nn.LayerNorm(ln.normalized_shape, eps=ln.eps, elementwise_affine=False, device=ln.weight.device)
+    return nn.LayerNorm(ln.normalized_shape, eps=ln.eps, elementwise_affine=False)
 
 
 class _Layer(nn.Module):
-    """One decoder layer: projections fused, in fp32 (sharing the transformers layer's tensors),
-    fp16 or int8 (layer norms folded into the int8 layers they feed, see :func:`fold_layer_norm`)."""
+    """One decoder layer: projections fused, in fp32, fp16 or int8 (layer norms folded into the
+    int8 layers they feed, see :func:`fold_layer_norm`)."""
 
-    def __init__(self, hf_layer: Any, d: int, kind: str) -> None:
+    def __init__(self, sd: Mapping[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
         super().__init__()
-        sa, ca = hf_layer.self_attn, hf_layer.encoder_attn
-        s = float(sa.scaling)
-        ref = sa.q_proj.weight
-        zeros = torch.zeros(d, dtype=ref.dtype, device=ref.device)
+        def w(name: str) -> torch.Tensor:
+            return sd[prefix + name + ".weight"]
+
+        def b(name: str) -> torch.Tensor:
+            return sd[prefix + name + ".bias"]
+
+        s = (d // heads) ** -0.5  # 1/8 for 64-wide heads: folding it into the weights is exact
+        zeros = torch.zeros(d, dtype=w("fc1").dtype)
         make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
-        ln1, ln2, ln3 = hf_layer.self_attn_layer_norm, hf_layer.encoder_attn_layer_norm, hf_layer.final_layer_norm
-        qkv_w = torch.cat([sa.q_proj.weight * s, sa.k_proj.weight, sa.v_proj.weight])
-        qkv_b = torch.cat([sa.q_proj.bias * s, zeros, sa.v_proj.bias])
-        cq_w, cq_b = ca.q_proj.weight * s, ca.q_proj.bias * s
-        fc1_w, fc1_b = hf_layer.fc1.weight, hf_layer.fc1.bias
+        ln1, ln2, ln3 = _norm(sd, prefix + "self_attn_layer_norm"), _norm(sd, prefix + "encoder_attn_layer_norm"), _norm(sd, prefix + "final_layer_norm")
+        qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
+        qkv_b = torch.cat([b("self_attn.q_proj") * s, zeros, b("self_attn.v_proj")])
+        cq_w, cq_b = w("encoder_attn.q_proj") * s, b("encoder_attn.q_proj") * s
+        fc1_w, fc1_b = w("fc1"), b("fc1")
         if kind == "int8":
             qkv_w, qkv_b = fold_layer_norm(ln1, qkv_w, qkv_b)
             cq_w, cq_b = fold_layer_norm(ln2, cq_w, cq_b)
@@ -128,14 +135,11 @@ class _Layer(nn.Module):
         self.qkv = make(qkv_w, qkv_b)
         self.cq = make(cq_w, cq_b)
         # cross-attention keys/values read the encoder output (no norm in front)
-        self.ckv = make(torch.cat([ca.k_proj.weight, ca.v_proj.weight]), torch.cat([zeros, ca.v_proj.bias]))
-        if kind == "fp32":  # shared with the transformers layer (which is then dropped, see LeanDecoder)
-            self.out1, self.out2, self.fc1, self.fc2 = sa.out_proj, ca.out_proj, hf_layer.fc1, hf_layer.fc2
-        else:
-            self.out1 = make(sa.out_proj.weight, sa.out_proj.bias)
-            self.out2 = make(ca.out_proj.weight, ca.out_proj.bias)
-            self.fc1 = make(fc1_w, fc1_b)
-            self.fc2 = make(hf_layer.fc2.weight, hf_layer.fc2.bias)
+        self.ckv = make(torch.cat([w("encoder_attn.k_proj"), w("encoder_attn.v_proj")]), torch.cat([zeros, b("encoder_attn.v_proj")]))
+        self.out1 = make(w("self_attn.out_proj"), b("self_attn.out_proj"))
+        self.out2 = make(w("encoder_attn.out_proj"), b("encoder_attn.out_proj"))
+        self.fc1 = make(fc1_w, fc1_b)
+        self.fc2 = make(w("fc2"), b("fc2"))
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -147,47 +151,50 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return layer
 
 
+def _norm(sd: Mapping[str, torch.Tensor], name: str) -> nn.LayerNorm:
+    weight = sd[name + ".weight"]
+    norm = nn.LayerNorm(weight.shape[0], device="meta")
+    norm.weight = nn.Parameter(weight, requires_grad=False)
+    norm.bias = nn.Parameter(sd[name + ".bias"], requires_grad=False)
+    return norm
+
+
 class LeanDecoder(nn.Module):
-    """The decoder of a ``WhisperForConditionalGeneration``, taken over from it.
+    """Whisper's text decoder from a transformers-format state dict (``model.decoder.*``).
 
-    Construction moves the weights out of the transformers decoder (its layers are emptied, so
-    the model is left as an encoder plus this decoder and no weight is held twice).
-
-    ``linears``: ``"fp32"`` or ``"int8"`` for the layers' projections and feed-forward layers.
-    ``proj``: the output projection (tied to the token embedding, 51864 x d: the largest weight
-    read per token) in ``"fp32"``, ``"fp16"`` (fp16 weights, fp32 arithmetic; exact for Whisper's
-    fp16-published weights) or ``"int8"``. Unless fp32, the embedding table is kept in fp16 for
-    lookups (exact for the same reason) and the fp32 table is released.
+    ``linears``: ``"fp32"``, ``"fp16"`` or ``"int8"`` for the layers' projections and feed-forward
+    layers. ``proj``: the output projection (tied to the token embedding, vocab x d: the largest
+    weight read per token) in ``"fp32"``, ``"fp16"`` (fp16 weights, fp32 arithmetic; exact for
+    Whisper's fp16-published weights) or ``"int8"``. Unless fp32, the embedding table is kept in
+    fp16 for lookups (exact for the same reason).
     """
 
-    def __init__(self, hf_model: Any, linears: str = "fp32", proj: str = "fp32") -> None:
+    def __init__(self, sd: Mapping[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32") -> None:
         super().__init__()
-        cfg = hf_model.config
-        dec = hf_model.model.decoder
-        self.d = int(cfg.d_model)
-        self.heads = int(cfg.decoder_attention_heads)
+        p = "model.decoder."
+        self.d = int(config.d_model)
+        self.heads = int(config.decoder_attention_heads)
         self.head_dim = self.d // self.heads
-        self.n_ctx = int(cfg.max_target_positions)
-        self.positions = dec.embed_positions.weight
-        self.ln = dec.layer_norm
+        self.n_ctx = int(config.max_target_positions)
         self.linears, self.proj_kind = linears, proj
         with torch.no_grad():
-            self.layers = nn.ModuleList([_Layer(layer, self.d, linears) for layer in dec.layers])
-            dec.layers = nn.ModuleList()
+            self.positions = nn.Parameter(sd[p + "embed_positions.weight"], requires_grad=False)
+            self.ln = _norm(sd, p + "layer_norm")
+            self.layers = nn.ModuleList([
+                _Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))
+            ])
+            table = sd[p + "embed_tokens.weight"]
+            out = sd.get("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
             if proj == "fp32":
-                self.embed = dec.embed_tokens
-                self.proj = hf_model.proj_out
+                self.embed = nn.Embedding.from_pretrained(table, freeze=True)
+                self.proj = _linear(out, None)
             else:
-                table = dec.embed_tokens.weight
-                self.embed = nn.Embedding.from_pretrained(table.detach().to(torch.float16), freeze=True)
+                self.embed = nn.Embedding.from_pretrained(table.to(torch.float16), freeze=True)
                 if proj == "int8":
-                    self.proj = int8_linear(*fold_layer_norm(self.ln, hf_model.proj_out.weight, None))
+                    self.proj = int8_linear(*fold_layer_norm(self.ln, out, None))
                     self.ln = _plain_norm(self.ln)
                 else:
-                    self.proj = fp16_linear(hf_model.proj_out.weight, None)
-                dec.embed_tokens = None
-                hf_model.proj_out = None
-                del table
+                    self.proj = fp16_linear(out, None)
 
     # -- per window -------------------------------------------------------------------------------
 

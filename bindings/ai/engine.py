@@ -1,4 +1,4 @@
-"""The Whisper engine: a transformers ``WhisperForConditionalGeneration`` driven window by window.
+"""The Whisper engine: a Hugging Face Whisper model folder, driven window by window.
 
 ``WhisperEngine.transcribe(audio, options) -> Transcription`` is the one entry point (kept small
 and pure so it can be optimised -- batching, speed work -- without touching the service).
@@ -324,9 +324,10 @@ class WhisperEngine:
     ) -> None:
         import torch
         import transformers
-        from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+        from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperTokenizer
 
-        from .decoder import LeanDecoder, quantize_linears
+        from .decoder import LeanDecoder
+        from .encoder import LeanEncoder, read_state_dict
 
         transformers.utils.logging.set_verbosity_error()  # harmless 5.x deprecation chatter (research §7.6)
         transformers.utils.logging.disable_progress_bar()
@@ -343,9 +344,8 @@ class WhisperEngine:
         self.threads = threads
         self._set_threads(1)
 
-        self.model = WhisperForConditionalGeneration.from_pretrained(
-            self.folder, dtype=self.dtype, attn_implementation="sdpa", local_files_only=True
-        ).to(self.device).eval()
+        cfg = WhisperConfig.from_pretrained(self.folder, local_files_only=True)
+        self.config = cfg
         self.tokenizer = WhisperTokenizer.from_pretrained(self.folder, local_files_only=True)
         self.features = WhisperFeatureExtractor.from_pretrained(self.folder, local_files_only=True)
         if self.features.dither:
@@ -354,28 +354,27 @@ class WhisperEngine:
         self._mel_filters = torch.from_numpy(np.asarray(self.features.mel_filters, dtype=np.float32))
         gen = GenerationConfig.from_pretrained(self.folder, local_files_only=True)
         self.generation_config = gen
-        cfg = self.model.config
 
         # Weight formats are a CPU lever (fbgemm kernels); on a GPU the whole model runs in fp16.
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, not {quantize!r}")
         self.quantize = quantize if self.device.type == "cpu" else "none"
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         with torch.inference_mode(False), torch.no_grad():
+            state = read_state_dict(self.folder)
+            self.encoder = LeanEncoder(state, cfg)
             if self.quantize == "int8":
-                self.lean = LeanDecoder(self.model, linears="int8", proj="int8").eval()
-                quantize_linears(self.model.model.encoder, skip=ENCODER_FLOAT_LAYERS)
+                self.lean = LeanDecoder(state, cfg, linears="int8", proj="int8")
+                self.encoder.quantize(skip=ENCODER_FLOAT_LAYERS)
             elif self.quantize == "fp16":
-                self.lean = LeanDecoder(self.model, linears="fp16", proj="fp16").eval()
+                self.lean = LeanDecoder(state, cfg, linears="fp16", proj="fp16")
             else:
-                self.lean = LeanDecoder(self.model).eval()
-            # transformers maps model.safetensors and its tensors are views of that mapping; own
-            # the (few) float tensors still in use so the mapping -- all the float weights that
-            # were quantized or fused away -- is released.
-            for module in (self.model, self.lean):
-                for tensor in (*module.parameters(), *module.buffers()):
-                    tensor.data = tensor.data.clone()
+                self.lean = LeanDecoder(state, cfg)
+            del state
+            if self.device.type != "cpu":  # fp16 weights and activations on the GPU
+                self.encoder = self.encoder.to(self.device, self.dtype)
+                self.lean = self.lean.to(self.device, self.dtype)
+            self.encoder.eval()
+            self.lean.eval()
 
         tok = self.tokenizer.convert_tokens_to_ids
         self.eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
@@ -468,9 +467,9 @@ class WhisperEngine:
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(mel_window[None])).to(self.device, self.dtype)
         with torch.inference_mode():
-            return self.model.model.encoder(x).last_hidden_state
+            return self.encoder(x)
 
-    def encode_windows(self, mels: Sequence[np.ndarray]) -> list[Window]:
+    def encode_windows(self, mels: Sequence[np.ndarray], threads: int | None = None) -> list[Window]:
         """Encode windows; on a GPU several at once, on the CPU one by one (batching an encoder
         pass buys nothing there and multiplies its activation memory)."""
         torch = self.torch
@@ -479,9 +478,9 @@ class WhisperEngine:
         with torch.inference_mode():
             for i in range(0, len(mels), chunk):
                 x = torch.from_numpy(np.ascontiguousarray(np.stack(mels[i : i + chunk]))).to(self.device, self.dtype)
-                self._set_threads(self.threads)
+                self._set_threads(threads or self.threads)
                 try:
-                    enc = self.model.model.encoder(x).last_hidden_state
+                    enc = self.encoder(x)
                 finally:
                     self._set_threads(1)
                 for b in range(enc.shape[0]):
@@ -935,12 +934,13 @@ class WhisperEngine:
             self.run_round([job])
         return job.result()
 
-    def run_round(self, jobs: Sequence["Job"]) -> None:
+    def run_round(self, jobs: Sequence["Job"], threads: int | None = None) -> None:
         """Advance every unfinished job by (about) one window, serving their work in batches.
 
         Stage by stage -- encode, language, decode, align -- each stage's work from all jobs runs
         as one batch, and a job that moves on to a later stage joins that stage in the same round.
-        A job's error (cancellation, a bad option) finishes that job only.
+        A job's error (cancellation, a bad option) finishes that job only. ``threads``: the
+        encoder's threads for this round (default: the engine's).
         """
         for job in jobs:
             if job.pending is None and not job.finished:
@@ -948,16 +948,16 @@ class WhisperEngine:
         for stage in STAGES:
             group = [j for j in jobs if not j.finished and isinstance(j.pending, stage)]
             while group:
-                results = self._serve(stage, [j.pending for j in group])
+                results = self._serve(stage, [j.pending for j in group], threads)
                 for job, result in zip(group, results):
                     job.advance(result)
                 # temperature fallback asks for another decode of the same window: serve it now
                 group = [j for j in group if not j.finished and isinstance(j.pending, stage)] if stage is DecodeWork else []
 
-    def _serve(self, stage: type, works: list) -> list:
+    def _serve(self, stage: type, works: list, threads: int | None = None) -> list:
         try:
             if stage is EncodeWork:
-                return self.encode_windows([w.mel for w in works])
+                return self.encode_windows([w.mel for w in works], threads)
             if stage is LanguageWork:
                 return self.detect_languages([w.window for w in works])
             if stage is AlignWork:
@@ -1121,6 +1121,7 @@ class WhisperEngine:
                 prompt_reset_since = len(all_tokens)
             if seek <= previous_seek:  # never loop on the same window
                 seek = previous_seek + segment_size
+            window = result = None  # its cross-attention keys/values (MBs) are not needed any more
         return Transcription(segments=segments, language=language or "en", language_probability=language_probability, duration=duration)
 
 
@@ -1266,8 +1267,8 @@ def load_engine(
 ) -> WhisperEngine:
     """The engine for ``folder``, loaded once per process (dev-server reloads keep it).
 
-    ``quantize="none"`` (the default here) is numerically the transformers model; the service
-    passes its ``quantize`` setting (int8 by default, see :mod:`bindings.ai.settings`).
+    ``quantize="none"`` (the default here) is fp32, transformers' arithmetic; the service passes
+    its ``quantize`` setting (fp16 weights by default, see :mod:`bindings.ai.settings`).
     """
     key = (str(Path(folder).resolve()), device, threads, quantize)
     with _engines_lock:

@@ -77,6 +77,7 @@ class AiService:
         self.settings = settings if settings is not None else AiSettings.from_options()
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted requests: running + waiting
+        self._busy = 0  # workers inside a round now
         self._closed = False
         self._queue: collections.deque[_Request] = collections.deque()
         self._wake = threading.Condition()
@@ -254,14 +255,21 @@ class AiService:
                 engines.setdefault(id(item.engine), []).append(item)
             group = list(engines.values())[turn % len(engines)]
             turn += 1
+            with self._lock:
+                self._busy += 1
+                # the encoder's threads, shared out between the workers busy now
+                threads = max(1, self.settings.threads // self._busy)
             try:
-                group[0].engine.run_round([item.prepared.job for item in group])
+                group[0].engine.run_round([item.prepared.job for item in group], threads)
             except Exception as exc:  # a bug: fail this round's requests, keep serving
                 log.exception("Workers AI batch failed")
                 for item in group:
                     self._fail(item, errors.internal(f"{type(exc).__name__}: {exc}"))
                 active = [item for item in active if item not in group]
                 continue
+            finally:
+                with self._lock:
+                    self._busy -= 1
             still = []
             for item in active:
                 if item.prepared.job.finished:
