@@ -283,7 +283,9 @@ class AiService:
     def _start(self, item: _Request) -> bool:
         """Load the model and start the transcription; False if the request is already answered."""
         try:
-            if item.ticket.cancel.is_set() or time.monotonic() > item.ticket.deadline:
+            if item.ticket.cancel.is_set():  # timed out or the caller went away while queued
+                raise errors.aborted()
+            if time.monotonic() > item.ticket.deadline:
                 raise errors.timeout("request expired while queued")
             from . import inference
 

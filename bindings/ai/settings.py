@@ -48,8 +48,10 @@ DEFAULT_TIMEOUT_S = 600.0
 #: few words differ, README "Speed"); "none" = fp32. Ignored on a GPU (fp16 there).
 DEFAULT_QUANTIZE = "fp16"
 QUANTIZE_MODES = ("fp16", "int8", "none")
-#: Inference workers (threads sharing the loaded model, each running its own batches).
-DEFAULT_WORKERS = 1
+#: Inference workers: threads sharing the loaded model, each transcribing its own batch. Two keep
+#: both cores of a small machine busy under load (one encodes while the other decodes; the
+#: encoder's threads are shared out between busy workers) -- bench/concurrency.py, README "Speed".
+DEFAULT_WORKERS = 2
 #: Requests one worker transcribes together: their windows' decoder steps run as one batch.
 DEFAULT_MAX_BATCH = 8
 #: How long a worker that was idle waits for more requests before starting a batch.
