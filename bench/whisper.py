@@ -5,8 +5,9 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
 (16 kHz mono float32, decoded once by the parent), greedy decoding, English:
 
 * ``flarelet``     -- ``bindings.ai.inference.transcribe_request`` on the engine the service uses
-  (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say; ``--threads`` overrides), with
-  word timestamps, because Cloudflare's output always carries them;
+  (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default fp16 weights, exact;
+  ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
+* ``flarelet-int8`` -- the same with ``quantize="int8"``;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
   would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
@@ -82,7 +83,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
     "jfk": ("jfk.flac", None),  # 11 s, real speech; reference from the audio manifest
     "sonnet": ("librivox_sonnet001.mp3", None),  # 53 s, real read speech
 }
-ENGINES = ("flarelet", "pipeline", "fw", "fw-words")
+ENGINES = ("flarelet", "flarelet-int8", "pipeline", "fw", "fw-words")
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -128,13 +129,15 @@ def _rss_mb() -> float:
 
 
 class _FlareletEngine:
-    def __init__(self, model: str, threads: int | None) -> None:
+    def __init__(self, model: str, threads: int | None, quantize: str | None = None) -> None:
         from bindings.ai import catalog, engine
         from bindings.ai.settings import AiSettings
 
         settings = AiSettings.from_options({})
         if threads is not None:
             settings = settings.replace(threads=threads)
+        if quantize is not None:
+            settings = settings.replace(quantize=quantize)
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -212,7 +215,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
-    if engine_name == "flarelet":
+    if engine_name.startswith("flarelet"):
         import bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -222,8 +225,8 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
     else:
         import faster_whisper  # noqa: F401
     imported = time.perf_counter()
-    if engine_name == "flarelet":
-        eng: Any = _FlareletEngine(model, threads)
+    if engine_name.startswith("flarelet"):
+        eng: Any = _FlareletEngine(model, threads, "int8" if engine_name == "flarelet-int8" else None)
     elif engine_name == "pipeline":
         eng = _PipelineEngine(model, threads)
     else:
@@ -392,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
                                "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
     print()
-    quantize = os.environ.get("FLARELET_AI_QUANTIZE") or "default"
+    quantize = os.environ.get("FLARELET_AI_QUANTIZE") or "fp16 (default)"
     print(f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
     print()
@@ -409,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             w = word_error_rate(clip.reference, cell.text) if clip.reference else float("nan")
 
             def ratio(other: str) -> str:
-                if name != "flarelet" or "flarelet" not in medians or other not in medians:
+                if not name.startswith("flarelet") or other not in medians:
                     return ""
-                return f"{medians['flarelet'] / medians[other]:.2f}"
+                return f"{medians[name] / medians[other]:.2f}"
 
             row = [
                 f"{clip.name} ({clip.seconds:.1f} s)", name, f"{workers[name].info['load_s']:.2f}",
@@ -425,10 +428,11 @@ def main(argv: list[str] | None = None) -> int:
                                      "load_s": workers[name].info["load_s"], "import_s": workers[name].info["import_s"],
                                      "rss_mb": rss.get(name), "wer": w, "text": cell.text})
     print()
-    print("x fw / x fw-words / x pipe: flarelet's latency divided by that engine's (< 1 = flarelet faster). "
+    print("x fw / x fw-words / x pipe: that flarelet row's latency divided by that engine's (< 1 = flarelet faster). "
           "* = transcript changed between runs.")
     for clip in clips:
-        print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}" if "flarelet" in engines else "", end="")
+        if "flarelet" in engines:
+            print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}", end="")
     print()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -110,18 +110,20 @@ class _Layer(nn.Module):
     """One decoder layer: projections fused, in fp32, fp16 or int8 (layer norms folded into the
     int8 layers they feed, see :func:`fold_layer_norm`)."""
 
-    def __init__(self, sd: Mapping[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
+    def __init__(self, sd: dict[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
         super().__init__()
+        # taken out of the state dict as they are used, so fp32 sources go as soon as converted
         def w(name: str) -> torch.Tensor:
-            return sd[prefix + name + ".weight"]
+            return sd.pop(prefix + name + ".weight")
 
         def b(name: str) -> torch.Tensor:
-            return sd[prefix + name + ".bias"]
+            return sd.pop(prefix + name + ".bias")
 
         s = (d // heads) ** -0.5  # 1/8 for 64-wide heads: folding it into the weights is exact
-        zeros = torch.zeros(d, dtype=w("fc1").dtype)
+        zeros = torch.zeros(d, dtype=sd[prefix + "fc1.weight"].dtype)
         make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
         ln1, ln2, ln3 = _norm(sd, prefix + "self_attn_layer_norm"), _norm(sd, prefix + "encoder_attn_layer_norm"), _norm(sd, prefix + "final_layer_norm")
+        fc2_w, fc2_b = w("fc2"), b("fc2")
         qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
         qkv_b = torch.cat([b("self_attn.q_proj") * s, zeros, b("self_attn.v_proj")])
         cq_w, cq_b = w("encoder_attn.q_proj") * s, b("encoder_attn.q_proj") * s
@@ -139,7 +141,7 @@ class _Layer(nn.Module):
         self.out1 = make(w("self_attn.out_proj"), b("self_attn.out_proj"))
         self.out2 = make(w("encoder_attn.out_proj"), b("encoder_attn.out_proj"))
         self.fc1 = make(fc1_w, fc1_b)
-        self.fc2 = make(w("fc2"), b("fc2"))
+        self.fc2 = make(fc2_w, fc2_b)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -160,7 +162,8 @@ def _norm(sd: Mapping[str, torch.Tensor], name: str) -> nn.LayerNorm:
 
 
 class LeanDecoder(nn.Module):
-    """Whisper's text decoder from a transformers-format state dict (``model.decoder.*``).
+    """Whisper's text decoder from a transformers-format state dict (``model.decoder.*``; the
+    entries it converts are taken out of ``sd``, so their float originals can go).
 
     ``linears``: ``"fp32"``, ``"fp16"`` or ``"int8"`` for the layers' projections and feed-forward
     layers. ``proj``: the output projection (tied to the token embedding, vocab x d: the largest
@@ -169,7 +172,7 @@ class LeanDecoder(nn.Module):
     fp16 for lookups (exact for the same reason).
     """
 
-    def __init__(self, sd: Mapping[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32") -> None:
+    def __init__(self, sd: dict[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32") -> None:
         super().__init__()
         p = "model.decoder."
         self.d = int(config.d_model)
@@ -183,8 +186,8 @@ class LeanDecoder(nn.Module):
             self.layers = nn.ModuleList([
                 _Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))
             ])
-            table = sd[p + "embed_tokens.weight"]
-            out = sd.get("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
+            table = sd.pop(p + "embed_tokens.weight")
+            out = sd.pop("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
             if proj == "fp32":
                 self.embed = nn.Embedding.from_pretrained(table, freeze=True)
                 self.proj = _linear(out, None)
