@@ -8,7 +8,7 @@ Cloudflare's turbo model answers with faster-whisper's fields (per-segment ``tem
 ``avg_logprob``, ``compression_ratio``, ``no_speech_prob``; ``language_probability``; ``prefix``;
 ``hallucination_silence_threshold``), which transformers' generate does not expose. So this module
 runs OpenAI Whisper's sequential long-form algorithm (``whisper/transcribe.py``, which
-faster-whisper follows) on the transformers model:
+faster-whisper follows) on the model:
 
 * log-mel features of the whole clip (transformers' ``WhisperFeatureExtractor`` arithmetic), consumed in
   30 s windows; the next window starts at the last complete timestamp (never ``chunk_length_s``,
@@ -24,11 +24,11 @@ faster-whisper follows) on the transformers model:
   warping (the method of transformers' ``return_token_timestamps``), then OpenAI's word merging and
   boundary heuristics.
 
-Speed (README "Speed"): the decoder runs through :mod:`bindings.ai.decoder` (fused projections,
-static caches, optional int8), not transformers' per-token ``forward``; the encoder is transformers'
-(int8 linears under ``quantize="int8"``). :meth:`WhisperEngine.transcribe_steps` is the long-form
-algorithm as a generator of model work (:data:`Work`), so :meth:`WhisperEngine.run_round` can serve
-many transcriptions at once: one batched decoder pass for all their windows (the service's
+Speed (README "Speed"): the encoder and decoder are lean torch modules on the folder's weights
+(:mod:`bindings.ai.encoder`, :mod:`bindings.ai.decoder`: fused projections, static caches, fp16 or
+int8 weights per ``quantize``), not transformers' model classes. :meth:`WhisperEngine.transcribe_steps`
+is the long-form algorithm as a generator of model work (:data:`Work`), so :meth:`WhisperEngine.run_round`
+can serve many transcriptions at once: one batched decoder pass for all their windows (the service's
 dynamic batching); :meth:`WhisperEngine.transcribe` runs one alone.
 
 torch and transformers are imported when an engine is first created, never at start-up.
