@@ -5,9 +5,9 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
 (16 kHz mono float32, decoded once by the parent), greedy decoding, English:
 
 * ``flarelet``     -- ``bindings.ai.inference.transcribe_request`` on the engine the service uses
-  (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default fp16 weights, exact;
+  (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
-* ``flarelet-int8`` -- the same with ``quantize="int8"``;
+* ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
   would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
@@ -83,7 +83,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
     "jfk": ("jfk.flac", None),  # 11 s, real speech; reference from the audio manifest
     "sonnet": ("librivox_sonnet001.mp3", None),  # 53 s, real read speech
 }
-ENGINES = ("flarelet", "flarelet-int8", "pipeline", "fw", "fw-words")
+ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         import faster_whisper  # noqa: F401
     imported = time.perf_counter()
     if engine_name.startswith("flarelet"):
-        eng: Any = _FlareletEngine(model, threads, "int8" if engine_name == "flarelet-int8" else None)
+        eng: Any = _FlareletEngine(model, threads, engine_name.partition("-")[2] or None)
     elif engine_name == "pipeline":
         eng = _PipelineEngine(model, threads)
     else:
@@ -332,6 +332,28 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
 # -- the table ----------------------------------------------------------------------------------------
 
 
+def summarize(clips: list["Clip"], engines: list[str], cells: dict) -> dict[str, dict[str, Any]]:
+    """Per engine over all clips: summed median latency, RTF, pooled WER (errors over all reference
+    words, so a long clip weighs what its words weigh) and flarelet's ratios."""
+    import jiwer
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in engines:
+        if not all(cells[(c.name, name)].times for c in clips):
+            continue
+        latency = sum(statistics.median(cells[(c.name, name)].times) for c in clips)
+        refs = [normalize(c.reference) for c in clips if c.reference]
+        hyps = [normalize(cells[(c.name, name)].text) or "<empty>" for c in clips if c.reference]
+        out[name] = {"latency_s": latency, "rtf": latency / sum(c.seconds for c in clips),
+                     "wer": float(jiwer.wer(refs, hyps)) if refs else float("nan")}
+    for name, row in out.items():
+        if name.startswith("flarelet"):
+            for other in ("fw", "pipeline"):
+                if other in out:
+                    row[f"x_{other}"] = f"{row['latency_s'] / out[other]['latency_s']:.2f}"
+    return out
+
+
 @dataclass
 class Cell:
     times: list[float] = field(default_factory=list)
@@ -395,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
                                "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
     print()
-    quantize = os.environ.get("FLARELET_AI_QUANTIZE") or "fp16 (default)"
+    from bindings.ai.settings import DEFAULT_QUANTIZE
+
+    quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
     print(f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
     print()
@@ -430,6 +454,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("x fw / x fw-words / x pipe: that flarelet row's latency divided by that engine's (< 1 = flarelet faster). "
           "* = transcript changed between runs.")
+    summary = summarize(clips, engines, cells)
+    results["summary"] = summary
+    if len(clips) > 1 and summary:
+        print()
+        print(f"All clips together ({sum(c.seconds for c in clips):.1f} s of audio): latency = sum of the medians, "
+              "WER = all word errors / all reference words")
+        print()
+        print("| engine | latency s | RTF | WER | x fw | x pipe |")
+        print("|---|---|---|---|---|---|")
+        for name, row in summary.items():
+            print(f"| {name} | {row['latency_s']:.2f} | {row['rtf']:.3f} | {row['wer']:.3f} | "
+                  f"{row.get('x_fw', '')} | {row.get('x_pipeline', '')} |")
     for clip in clips:
         if "flarelet" in engines:
             print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}", end="")

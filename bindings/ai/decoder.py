@@ -106,9 +106,18 @@ def _plain_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
     return nn.LayerNorm(ln.normalized_shape, eps=ln.eps, elementwise_affine=False)
 
 
+#: Decoder layers kept in float under ``linears="int8"``: the cross-attention key/value projection
+#: (fp32: it runs once per 30 s window, as one large product, not per token, so int8 saves nothing
+#: there, and its input -- the encoder's output -- has outlier channels) and the feed-forward output
+#: layer (fp16 weights, exact: its input, after GELU, has outliers too). Pooled word error rate on 8
+#: English clips, tiny.en: fp32 4.9 %, all-int8 8.2 % (one sonnet window skips two lines), these
+#: two in float 4.2 % (README "Speed").
+INT8_FLOAT_LAYERS = ("ckv", "fc2")
+
+
 class _Layer(nn.Module):
     """One decoder layer: projections fused, in fp32, fp16 or int8 (layer norms folded into the
-    int8 layers they feed, see :func:`fold_layer_norm`)."""
+    int8 layers they feed, see :func:`fold_layer_norm`; :data:`INT8_FLOAT_LAYERS` stay fp16)."""
 
     def __init__(self, sd: dict[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
         super().__init__()
@@ -122,6 +131,7 @@ class _Layer(nn.Module):
         s = (d // heads) ** -0.5  # 1/8 for 64-wide heads: folding it into the weights is exact
         zeros = torch.zeros(d, dtype=sd[prefix + "fc1.weight"].dtype)
         make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
+        make_float = fp16_linear if kind == "int8" else make
         ln1, ln2, ln3 = _norm(sd, prefix + "self_attn_layer_norm"), _norm(sd, prefix + "encoder_attn_layer_norm"), _norm(sd, prefix + "final_layer_norm")
         fc2_w, fc2_b = w("fc2"), b("fc2")
         qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
@@ -137,11 +147,36 @@ class _Layer(nn.Module):
         self.qkv = make(qkv_w, qkv_b)
         self.cq = make(cq_w, cq_b)
         # cross-attention keys/values read the encoder output (no norm in front)
-        self.ckv = make(torch.cat([w("encoder_attn.k_proj"), w("encoder_attn.v_proj")]), torch.cat([zeros, b("encoder_attn.v_proj")]))
+        kv_w = torch.cat([w("encoder_attn.k_proj"), w("encoder_attn.v_proj")])
+        kv_b = torch.cat([zeros, b("encoder_attn.v_proj")])
+        self.ckv = (_linear if "ckv" in INT8_FLOAT_LAYERS and kind == "int8" else make)(kv_w, kv_b)
         self.out1 = make(w("self_attn.out_proj"), b("self_attn.out_proj"))
         self.out2 = make(w("encoder_attn.out_proj"), b("encoder_attn.out_proj"))
         self.fc1 = make(fc1_w, fc1_b)
-        self.fc2 = make(fc2_w, fc2_b)
+        self.fc2 = (make_float if "fc2" in INT8_FLOAT_LAYERS else make)(fc2_w, fc2_b)
+        self.bind()
+
+    def bind(self) -> None:
+        """(Re)bind the per-token functions (:func:`direct`) to this layer's modules."""
+        self.f_qkv, self.f_out1, self.f_cq = direct(self.qkv), direct(self.out1), direct(self.cq)
+        self.f_out2, self.f_fc1, self.f_fc2 = direct(self.out2), direct(self.fc1), direct(self.fc2)
+
+
+def direct(module: nn.Module):
+    """``module`` as a plain function of its input: for torch's dynamic quantized linear layers,
+    their kernel bound to the packed weights -- the module wrapper costs ~10 us a call (attribute
+    lookups, hooks, a dtype check), a sixth of what a small layer's kernel takes at one token per
+    step. Float modules are returned as they are (so ``.to(device)`` keeps working for them)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    if not isinstance(module, DynamicLinear):
+        return module
+    packed = module._packed_params._packed_params
+    if module._packed_params.dtype == torch.qint8:
+        op = torch.ops.quantized.linear_dynamic
+        return lambda x: op(x, packed, True)  # reduce_range=True, as the module does
+    op16 = torch.ops.quantized.linear_dynamic_fp16
+    return lambda x: op16(x, packed)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -201,15 +236,15 @@ class LeanDecoder(nn.Module):
 
     # -- per window -------------------------------------------------------------------------------
 
-    def cross_kv(self, enc: torch.Tensor) -> torch.Tensor:
-        """Cross-attention keys and values of one encoder output ``[1, frames, d]``:
-        ``[layers, 2, heads, frames, head_dim]``."""
+    def cross_kv(self, enc: torch.Tensor) -> "CrossKV":
+        """Cross-attention keys and values of one encoder output ``[1, frames, d]``."""
         _, frames, _ = enc.shape
-        out = [
-            layer.ckv(enc[0]).view(frames, 2, self.heads, self.head_dim).permute(1, 2, 0, 3)
-            for layer in self.layers
-        ]
-        return torch.stack(out).contiguous()
+        kv = torch.stack([layer.ckv(enc[0]) for layer in self.layers])  # [layers, frames, 2d]
+        kv = kv.view(len(self.layers), frames, 2, self.heads, self.head_dim)
+        return CrossKV(
+            keys_t=kv[:, :, 0].permute(0, 2, 3, 1).contiguous(),  # [layers, heads, head_dim, frames]
+            values=kv[:, :, 1].permute(0, 2, 1, 3).contiguous(),  # [layers, heads, frames, head_dim]
+        )
 
     # -- forward ----------------------------------------------------------------------------------
 
@@ -219,10 +254,11 @@ class LeanDecoder(nn.Module):
         positions: torch.Tensor,
         cache_k: torch.Tensor,
         cache_v: torch.Tensor,
-        cross: Sequence[torch.Tensor],
+        cross: Sequence["CrossKV"],
         mask: torch.Tensor | None,
         kv_len: int,
         attention_layers: Sequence[int] = (),
+        position: int | None = None,
     ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
         """Run ``ids`` ``[B, T]`` through the decoder; returns the final hidden states ``[B, T, d]``.
 
@@ -231,19 +267,23 @@ class LeanDecoder(nn.Module):
         reads the first ``kv_len`` cache slots, through ``mask`` ``[B, 1, T, kv_len]`` (True =
         attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s :meth:`cross_kv`. For layers in
         ``attention_layers`` the cross-attention weights (per row ``[heads, T, frames]``) are
-        returned too (the word-timestamp alignment heads).
+        returned too (the word-timestamp alignment heads). ``position``: for ``T == 1``, the one
+        position every row is at, when they all are (the cache write is then a plain slice).
         """
         B, T = ids.shape
         x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
         maps: dict[int, list[torch.Tensor]] = {}
-        rows = torch.arange(B, device=ids.device)
+        rows = torch.arange(B, device=ids.device) if T == 1 and position is None else None
         shared = all(c is cross[0] for c in cross)  # beams of one window
         for li, layer in enumerate(self.layers):
             h = layer.ln1(x)
-            qkv = layer.qkv(h).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            qkv = layer.f_qkv(h).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]
             ck, cv = cache_k[li], cache_v[li]
-            if T == 1:
+            if T == 1 and position is not None:
+                ck[:, :, position] = k[:, :, 0]
+                cv[:, :, position] = v[:, :, 0]
+            elif T == 1:
                 ck[rows, :, positions[:, 0]] = k[:, :, 0]
                 cv[rows, :, positions[:, 0]] = v[:, :, 0]
             else:
@@ -252,41 +292,85 @@ class LeanDecoder(nn.Module):
             a = F.scaled_dot_product_attention(
                 q, ck[:, :, :kv_len], cv[:, :, :kv_len], attn_mask=mask, is_causal=mask is None and T > 1, scale=1.0
             )
-            x = x + layer.out1(a.transpose(1, 2).reshape(B, T, self.d))
+            x = x + layer.f_out1(a.transpose(1, 2).reshape(B, T, self.d))
 
             h = layer.ln2(x)
-            q = layer.cq(h).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+            q = layer.f_cq(h).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+            # Cross-attention as two matrix products over keys stored transposed: at one query per
+            # row this reads each window's keys and values once, straight through (the fused
+            # attention kernel walks them in blocks: 1.4x slower here, where these reads are a
+            # third of a token's cost).
             if li in attention_layers:
                 outs = []
                 maps[li] = []
                 for b in range(B):
-                    w = torch.softmax(q[b] @ cross[b][li, 0].transpose(-1, -2), dim=-1)
+                    w = torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1)
                     maps[li].append(w)
-                    outs.append(w @ cross[b][li, 1])
+                    outs.append(w @ cross[b].values[li])
                 a = torch.stack(outs)
             elif B == 1 or shared:
-                xk, xv = cross[0][li, 0][None], cross[0][li, 1][None]
-                a = F.scaled_dot_product_attention(q, xk.expand(B, -1, -1, -1), xv.expand(B, -1, -1, -1), scale=1.0)
+                a = torch.softmax(q @ cross[0].keys_t[li], dim=-1) @ cross[0].values[li]
             else:
-                a = torch.cat([
-                    F.scaled_dot_product_attention(q[b : b + 1], cross[b][li, 0][None], cross[b][li, 1][None], scale=1.0)
-                    for b in range(B)
-                ])
-            x = x + layer.out2(a.transpose(1, 2).reshape(B, T, self.d))
+                a = torch.stack([torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1) @ cross[b].values[li] for b in range(B)])
+            x = x + layer.f_out2(a.transpose(1, 2).reshape(B, T, self.d))
 
             h = layer.ln3(x)
-            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+            x = x + layer.f_fc2(F.gelu(layer.f_fc1(h)))
         return self.ln(x), maps
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.proj(hidden).float()
 
 
+class _threads:
+    """``torch.set_num_threads(n)`` for a block, then back (OpenMP's setting is per OS thread, so
+    this touches only the calling worker)."""
+
+    __slots__ = ("n", "prev")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.prev = 0
+
+    def __enter__(self) -> None:
+        if self.n > 1:
+            self.prev = torch.get_num_threads()
+            if self.prev != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.n > 1 and self.prev != self.n:
+            torch.set_num_threads(self.prev)
+
+
+class CrossKV:
+    """One window's cross-attention keys (transposed) and values, for every decoder layer."""
+
+    __slots__ = ("keys_t", "values")
+
+    def __init__(self, keys_t: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys_t = keys_t  # [layers, heads, head_dim, frames]
+        self.values = values  # [layers, heads, frames, head_dim]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+
 class DecodeBatch:
     """Key/value caches of ``B`` rows decoding together, each against its own window."""
 
-    def __init__(self, lean: LeanDecoder, cross: Sequence[torch.Tensor], max_len: int) -> None:
+    def __init__(self, lean: LeanDecoder, cross: Sequence[CrossKV], max_len: int, threads: int = 1) -> None:
+        """``threads``: CPU threads for the wide operations -- whole prompts (many tokens at once)
+        and the output projection (vocab x d, the largest weight a step reads: on two threads two
+        cores' memory bandwidth read it, 1.6x faster) -- while the per-token layers stay on one
+        (engine's thread policy)."""
         self.lean = lean
+        self.threads = threads if lean.positions.device.type == "cpu" else 1
         self.cross = list(cross)
         self.B = len(self.cross)
         ref = self.cross[0]
@@ -316,16 +400,21 @@ class DecodeBatch:
             # padding queries would see no key at all (NaN); let them see themselves
             mask = (causal[None] & keys[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[None]
             mask = mask[:, None]
-        hidden, maps = self.lean.forward_tokens(ids, positions, self.k, self.v, self.cross, mask, P, attention_layers)
+        with _threads(self.threads):
+            hidden, maps = self.lean.forward_tokens(ids, positions, self.k, self.v, self.cross, mask, P, attention_layers)
         self.lengths = lengths
         return hidden, maps
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        with _threads(self.threads):
+            return self.lean.logits(hidden)
 
     def prefill(self, prompts: Sequence[Sequence[int]], pick: Sequence[Sequence[int]]) -> torch.Tensor:
         """Feed each row's prompt; return the logits ``[B, len(pick[b]), vocab]`` at the positions
         ``pick[b]`` of row ``b`` (all rows pick the same number of positions)."""
         hidden, _ = self.forward_prompts(prompts)
         index = torch.tensor([list(p) for p in pick], dtype=torch.long, device=self.device)
-        return self.lean.logits(hidden[torch.arange(self.B, device=self.device)[:, None], index])
+        return self.logits(hidden[torch.arange(self.B, device=self.device)[:, None], index])
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row ``[B]``; return the next logits ``[B, vocab]``."""
@@ -333,11 +422,14 @@ class DecodeBatch:
         pos = self.lengths.clamp(max=self.k.shape[3] - 1)
         K = int(pos.max()) + 1
         mask = None
-        if self.B > 1 and bool((pos != K - 1).any()):  # rows at different lengths
+        uniform = self.B == 1 or not bool((pos != K - 1).any())
+        if not uniform:  # rows at different lengths
             mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
-        hidden, _ = self.lean.forward_tokens(tokens[:, None], pos[:, None], self.k, self.v, self.cross, mask, K)
+        hidden, _ = self.lean.forward_tokens(
+            tokens[:, None], pos[:, None], self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
+        )
         self.lengths = pos + 1
-        return self.lean.logits(hidden[:, 0])
+        return self.logits(hidden[:, 0])
 
     def reorder(self, sources: Sequence[int]) -> None:
         """Row ``b`` continues from row ``sources[b]`` (beam search): copy the caches over."""

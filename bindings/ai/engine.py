@@ -108,7 +108,8 @@ class TranscribeOptions:
     seed: int = 0
     #: where speech is, in seconds (from a VAD); 30 s windows with none are skipped unseen, since
     #: Whisper invents words ("you", "Thanks for watching") for silence and noise. None = no gate.
-    #: May also be an object with ``done()`` / ``result()`` (a VAD running on another thread).
+    #: May also be an object with ``has_speech(start, end) -> bool`` (:class:`vad.SpeechGate`,
+    #: which scans lazily).
     speech_spans: Sequence[tuple[float, float]] | Any | None = None
     cancel: threading.Event | None = None
 
@@ -253,7 +254,7 @@ class Window:
     """One encoded 30 s window: the encoder output and the decoder's cross-attention keys/values."""
 
     enc: Any  # [1, 1500, d]
-    cross: Any  # [layers, 2, heads, 1500, head_dim]
+    cross: Any  # decoder.CrossKV: keys and values of every decoder layer
 
 
 @dataclass
@@ -481,11 +482,12 @@ class WhisperEngine:
                 self._set_threads(threads or self.threads)
                 try:
                     enc = self.encoder(x)
+                    # the cross-attention keys/values: one more large product per window
+                    for b in range(enc.shape[0]):
+                        e = enc[b : b + 1]
+                        out.append(Window(e, self.lean.cross_kv(e)))
                 finally:
                     self._set_threads(1)
-                for b in range(enc.shape[0]):
-                    e = enc[b : b + 1]
-                    out.append(Window(e, self.lean.cross_kv(e)))
         return out
 
     def _set_threads(self, n: int) -> None:
@@ -584,7 +586,7 @@ class WhisperEngine:
 
     # -- decoding -----------------------------------------------------------------------------
 
-    def decode_rows(self, works: Sequence[DecodeWork]) -> list[_Decoded | BaseException]:
+    def decode_rows(self, works: Sequence[DecodeWork], threads: int | None = None) -> list[_Decoded | BaseException]:
         """Greedy (temperature 0) or sampled decoding of several windows in one batch.
 
         Every row follows its own prompt, temperature, sampler and stopping point; the batch
@@ -596,7 +598,7 @@ class WhisperEngine:
         rows = [_Row(w, self) for w in works]
         results: list[_Decoded | BaseException | None] = [None] * len(rows)
         with torch.inference_mode():
-            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(r.limit for r in rows))
+            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(r.limit for r in rows), threads or self.threads)
             picks = [[w.prompt.index(self.sot), len(w.prompt) - 1] for w in works]
             both = batch.prefill([w.prompt for w in works], picks)
             no_speech = torch.softmax(both[:, 0], dim=-1)[:, self.no_speech].tolist()
@@ -691,7 +693,7 @@ class WhisperEngine:
         sum_logprobs = [0.0] * beams
         finished: dict[tuple[int, ...], float] = {}
         with torch.inference_mode():
-            batch = DecodeBatch(self.lean, [work.window.cross] * beams, limit)
+            batch = DecodeBatch(self.lean, [work.window.cross] * beams, limit, self.threads)
             both = batch.prefill([prompt] * beams, [[prompt.index(self.sot), len(prompt) - 1]] * beams)
             no_speech_prob = float(torch.softmax(both[0, 0], dim=-1)[self.no_speech])
             logits = both[:, 1].contiguous()
@@ -821,7 +823,7 @@ class WhisperEngine:
                 merged_tokens[-1].extend(sub_tokens)
         return merged_words, merged_tokens
 
-    def align_rows(self, works: Sequence[AlignWork]) -> list[tuple[np.ndarray, list[float]]]:
+    def align_rows(self, works: Sequence[AlignWork], threads: int | None = None) -> list[tuple[np.ndarray, list[float]]]:
         """Teacher-forced decoder pass of each row's text: the alignment heads' cross-attention
         ``[heads, tokens, frames]`` and each text token's probability (batched over rows)."""
         from .decoder import DecodeBatch
@@ -830,13 +832,13 @@ class WhisperEngine:
         seqs = [[*w.sot_seq, self.no_timestamps, *w.text_tokens, self.eot] for w in works]
         out: list[tuple[np.ndarray, list[float]]] = []
         with torch.inference_mode():
-            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(len(s) for s in seqs))
+            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(len(s) for s in seqs), threads or self.threads)
             hidden, maps = batch.forward_prompts(seqs, self._alignment_layers)
             for b, (w, seq) in enumerate(zip(works, seqs)):
                 start = len(w.sot_seq)
                 n = len(w.text_tokens)
                 if n:
-                    logits = self.lean.logits(hidden[b, start : start + n])[:, : self.eot]
+                    logits = batch.logits(hidden[b, start : start + n])[:, : self.eot]
                     probs = torch.softmax(logits, dim=-1)
                     idx = torch.tensor(w.text_tokens, dtype=torch.long, device=probs.device)
                     text_probs = probs[torch.arange(n, device=probs.device), idx].tolist()
@@ -961,7 +963,7 @@ class WhisperEngine:
             if stage is LanguageWork:
                 return self.detect_languages([w.window for w in works])
             if stage is AlignWork:
-                return self.align_rows(works)
+                return self.align_rows(works, threads)
             results: list = [None] * len(works)
             rows = [i for i, w in enumerate(works) if not (w.temperature == 0 and w.options.beam_size > 1)]
             for i, w in enumerate(works):
@@ -971,7 +973,7 @@ class WhisperEngine:
                     except BaseException as exc:  # noqa: BLE001 -- handed to that job only
                         results[i] = exc
             if rows:
-                for i, r in zip(rows, self.decode_rows([works[i] for i in rows])):
+                for i, r in zip(rows, self.decode_rows([works[i] for i in rows], threads)):
                     results[i] = r
             return results
         except Exception as exc:  # noqa: BLE001 -- a failed batch fails each of its jobs
@@ -1008,29 +1010,17 @@ class WhisperEngine:
         language_probability = 1.0
         last_speech = 0.0
         seek = 0
-        spans = options.speech_spans
-        first: Window | None = None
-        if spans is not None and hasattr(spans, "result"):  # a VAD still running on another thread
-            if not spans.done() and content_frames > 0:
-                first = yield EncodeWork(mel[:, :N_FRAMES])  # meanwhile (wasted only if it is silent)
-            spans = spans.result()
+        has_speech = _speech_test(options.speech_spans)
         while seek < content_frames:
             self._check(options)
             time_offset = seek / FRAMES_PER_SECOND
             window_end = (seek + N_FRAMES) / FRAMES_PER_SECOND
             segment_size = min(N_FRAMES, content_frames - seek)
             segment_duration = segment_size / FRAMES_PER_SECOND
-            if spans is not None and not any(
-                start < time_offset + segment_duration and end > time_offset for start, end in spans
-            ):
+            if has_speech is not None and not has_speech(time_offset, time_offset + segment_duration):
                 seek += segment_size  # no speech in this window: nothing to transcribe
-                first = None
                 continue
-            if first is not None and seek == 0:
-                window = first
-            else:
-                window = yield EncodeWork(mel[:, seek : seek + N_FRAMES])
-            first = None
+            window = yield EncodeWork(mel[:, seek : seek + N_FRAMES])
             if language is None:
                 language, language_probability = yield LanguageWork(window)
             sot_seq = self.sot_sequence(language, task)
@@ -1123,6 +1113,16 @@ class WhisperEngine:
                 seek = previous_seek + segment_size
             window = result = None  # its cross-attention keys/values (MBs) are not needed any more
         return Transcription(segments=segments, language=language or "en", language_probability=language_probability, duration=duration)
+
+
+def _speech_test(spans: Any):
+    """``TranscribeOptions.speech_spans`` as a ``(start, end) -> bool`` test (None = no gate)."""
+    if spans is None:
+        return None
+    if hasattr(spans, "has_speech"):
+        return spans.has_speech
+    spans = list(spans)
+    return lambda lo, hi: any(start < hi and end > lo for start, end in spans)
 
 
 class Job:

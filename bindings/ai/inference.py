@@ -6,12 +6,14 @@ timeouts) and :mod:`bindings.ai.engine` (the model) so each can change alone.
 Silero VAD is used twice, for different reasons:
 
 * ``vad_filter`` (turbo input): cut the non-speech out before transcribing, as faster-whisper
-  does, and map timestamps back (``duration_after_vad`` reports what was kept);
-* always, as a *silence gate* (:data:`GATE`, lenient settings): 30 s windows with no speech at
-  all are not decoded, and audio with no speech returns an empty transcript without touching
-  the model. Whisper otherwise "hears" words in silence and noise ("you", "Thanks for
+  does, and map timestamps back (``duration_after_vad`` reports what was kept); the spans of the
+  whole clip are needed first, so the service computes them on its VAD thread;
+* always, as a *silence gate* (:class:`vad.SpeechGate`, lenient settings): 30 s windows with no
+  speech at all are not decoded, and audio with no speech returns an empty transcript without
+  touching the model. Whisper otherwise "hears" words in silence and noise ("you", "Thanks for
   watching", Japanese subtitles credits) -- the model's own no-speech probability does not
-  catch these, because it is confident about them. The gate costs ~1% of real time.
+  catch these, because it is confident about them. The gate asks lazily, window by window, and
+  stops reading at the first speech, so on speech it costs a few milliseconds per window.
 """
 
 from __future__ import annotations
@@ -48,14 +50,13 @@ def options_for(request: AsrRequest, cancel: threading.Event | None) -> Transcri
     )
 
 
-def speech_gate(samples: np.ndarray, request: AsrRequest) -> list[dict[str, int]]:
-    """The VAD pass a request needs: ``vad_filter``'s speech spans, or the silence gate's.
+def filter_spans(samples: np.ndarray, request: AsrRequest) -> list[dict[str, int]]:
+    """``vad_filter``'s speech spans (faster-whisper's VAD options), in samples.
 
-    Needs no model, so the service runs it on its own thread beside the model's work (for the
-    gate, even beside the encoding of the request's first window)."""
+    Needs no model, so the service runs it on its own thread before the request queues."""
     from . import vad
 
-    return vad.get_vad().speech_spans(samples, vad.VadOptions() if request.vad_filter else vad.GATE)
+    return vad.get_vad().speech_spans(samples, vad.VadOptions())
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Prepared:
     job: Job | None
     duration: float
     duration_after_vad: float
-    spans: "concurrent.futures.Future[list[dict[str, int]]] | list[dict[str, int]]"
+    gate: Any = None  # vad.SpeechGate (no vad_filter)
     mapping: Any = None  # vad.TimestampMap for vad_filter
 
 
@@ -83,27 +84,23 @@ def prepare(
     """Start ``request``'s transcription: the :class:`Job` that :meth:`WhisperEngine.run_round`
     advances (alone, or batched with other requests' jobs).
 
-    ``spans``: :func:`speech_gate`'s result being computed elsewhere; None = compute it here. The
-    silence gate's spans may still be pending -- the engine waits for them only after encoding
-    the first window -- while ``vad_filter`` needs them now (it cuts the audio).
+    ``spans``: for ``vad_filter``, :func:`filter_spans` being computed elsewhere (None = compute
+    it here). Without ``vad_filter`` the silence gate asks its questions as the engine goes.
     """
     from . import vad
 
     options = options_for(request, cancel)
     duration = samples.shape[0] / SAMPLE_RATE
-    if spans is None:
-        spans = _done(speech_gate(samples, request))
     if request.vad_filter:
-        found = spans.result()
+        found = spans.result() if spans is not None else filter_spans(samples, request)
         speech = vad.collect(samples, found)
         if speech.shape[0] == 0:
-            return Prepared(spec, request, None, duration, 0.0, found)
+            return Prepared(spec, request, None, duration, 0.0)
         job = Job(engine.transcribe_steps(speech, options))
-        return Prepared(spec, request, job, duration, speech.shape[0] / SAMPLE_RATE, found, vad.TimestampMap(found))
-    if spans.done() and not spans.result():  # no speech at all: the model is not asked
-        return Prepared(spec, request, None, duration, duration, spans.result())
-    options.speech_spans = _SecondsSpans(spans)
-    return Prepared(spec, request, Job(engine.transcribe_steps(samples, options)), duration, duration, spans)
+        return Prepared(spec, request, job, duration, speech.shape[0] / SAMPLE_RATE, mapping=vad.TimestampMap(found))
+    gate = vad.SpeechGate(samples)
+    options.speech_spans = gate
+    return Prepared(spec, request, Job(engine.transcribe_steps(samples, options)), duration, duration, gate=gate)
 
 
 def finish(prepared: Prepared) -> dict:
@@ -117,9 +114,8 @@ def finish(prepared: Prepared) -> dict:
             result = prepared.job.result()
         except Cancelled:
             raise errors.aborted() from None
-        spans = prepared.spans.result() if isinstance(prepared.spans, concurrent.futures.Future) else prepared.spans
-        if not request.vad_filter and not spans:
-            result = silent  # the gate found no speech (after the first window was encoded)
+        if prepared.gate is not None and not prepared.gate.found_any:
+            result = silent  # the gate found no speech: the model was never asked
         if prepared.mapping is not None:
             _restore_times(result, prepared.mapping)
             result.duration = prepared.duration
@@ -131,44 +127,12 @@ def finish(prepared: Prepared) -> dict:
 def transcribe_request(
     spec: ModelSpec, engine: WhisperEngine, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
 ) -> dict:
-    """One request start to finish on the calling thread (no batching; the VAD pass runs on a
-    helper thread beside the first window's encoding)."""
-    prepared = prepare(spec, engine, samples, request, cancel, _vad_executor().submit(speech_gate, samples, request))
+    """One request start to finish on the calling thread (no batching)."""
+    prepared = prepare(spec, engine, samples, request, cancel)
     if prepared.job is not None:
         while not prepared.job.finished:
             engine.run_round([prepared.job])
     return finish(prepared)
-
-
-class _SecondsSpans:
-    """The gate's sample spans as (start, end) seconds, once the VAD thread has them."""
-
-    def __init__(self, spans: "concurrent.futures.Future[list[dict[str, int]]]") -> None:
-        self._future = spans
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def result(self) -> list[tuple[float, float]]:
-        return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in self._future.result()]
-
-
-_vad_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_vad_pool_lock = threading.Lock()
-
-
-def _vad_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _vad_pool
-    with _vad_pool_lock:
-        if _vad_pool is None:
-            _vad_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-vad")
-        return _vad_pool
-
-
-def _done(value: Any) -> "concurrent.futures.Future[Any]":
-    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    future.set_result(value)
-    return future
 
 
 def _restore_times(result: Transcription, mapping) -> None:

@@ -21,8 +21,9 @@ Why a service object and a process-wide instance (:func:`get_service`):
   one more is refused with 3040/429, Cloudflare's "Out of capacity", never queued without limit.
   Each request has a wall-clock limit (``timeout_s``, then 3007/408); a timed-out request is
   also *cancelled* in the engine (checked between decoding steps), so its batch slot frees soon;
-* the VAD pass a request needs (silence gate or ``vad_filter``) runs on a thread of its own,
-  beside the model's work;
+* ``vad_filter``'s VAD pass (the whole clip's speech spans, needed before transcribing) runs on
+  a thread of its own while the request queues; the silence gate every request gets asks its
+  questions lazily inside the transcription (:class:`bindings.ai.vad.SpeechGate`);
 * the service may be called from several event loops (the dev server, tests), so admission uses a
   thread lock, not asyncio primitives bound to one loop.
 
@@ -64,7 +65,7 @@ class _Request:
     samples: Any
     request: Any
     ticket: _Ticket
-    spans: concurrent.futures.Future
+    spans: concurrent.futures.Future | None  # vad_filter's speech spans, being found
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     prepared: Any = None  # inference.Prepared once a worker has started it
     engine: Any = None
@@ -113,7 +114,9 @@ class AiService:
         try:
             from . import inference
 
-            spans = self._vad.submit(inference.speech_gate, samples, request)
+            # vad_filter needs the whole clip's speech spans before it can start: find them now,
+            # on the VAD thread, while the request waits in the queue
+            spans = self._vad.submit(inference.filter_spans, samples, request) if request.vad_filter else None
         except RuntimeError:  # shut down between the check above and now
             self._release()
             raise errors.internal("the AI service is shut down") from None
@@ -227,10 +230,9 @@ class AiService:
                 while self._queue and len(taken) < room:
                     taken.append(self._queue.popleft())
                 return taken
-            # Joining a running batch: only requests whose VAD pass is done, so that no one's
-            # transcription waits for another's VAD (an idle worker takes them anyway: then the
-            # VAD overlaps the first window's encoding).
-            taken = [item for item in self._queue if item.spans.done()][:room]
+            # Joining a running batch: only requests that can start at once, so that no one's
+            # transcription waits for another's vad_filter pass (an idle worker takes them anyway).
+            taken = [item for item in self._queue if item.spans is None or item.spans.done()][:room]
             for item in taken:
                 self._queue.remove(item)
             return taken

@@ -46,7 +46,7 @@ DEFAULT_TIMEOUT_S = 600.0
 #: decoder's weights in fp16 and computes in fp32 -- exact for Whisper's fp16-published weights,
 #: and the per-token cost is mostly weight reads; "int8" quantizes the linear layers (fastest, a
 #: few words differ, README "Speed"); "none" = fp32. Ignored on a GPU (fp16 there).
-DEFAULT_QUANTIZE = "fp16"
+DEFAULT_QUANTIZE = "int8"
 QUANTIZE_MODES = ("fp16", "int8", "none")
 #: Inference workers: threads sharing the loaded model, each transcribing its own batch. Two keep
 #: both cores of a small machine busy under load (one encodes while the other decodes; the

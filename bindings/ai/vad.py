@@ -57,21 +57,12 @@ class SileroVad:
 
     def probabilities(self, audio: np.ndarray) -> list[float]:
         """Speech probability of every 512-sample window (the last one zero-padded)."""
-        n = audio.shape[0]
-        padded = np.zeros(((n + WINDOW - 1) // WINDOW) * WINDOW, dtype=np.float32)
-        padded[:n] = audio
-        state = np.zeros((2, 1, 128), dtype=np.float32)
-        context = np.zeros((1, CONTEXT), dtype=np.float32)
-        sr = np.array(SAMPLE_RATE, dtype=np.int64)
-        probs: list[float] = []
-        with self._lock:  # the recurrent state is per call, but keep the session single-user
-            for start in range(0, padded.shape[0], WINDOW):
-                chunk = padded[start : start + WINDOW][None]
-                x = np.concatenate([context, chunk], axis=1)
-                out, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
-                context = x[:, -CONTEXT:]
-                probs.append(float(out.reshape(-1)[0]))
-        return probs
+        stream = self.stream()
+        return [stream.push(chunk) for chunk in _chunks(audio)]
+
+    def stream(self) -> "VadStream":
+        """A fresh recurrent state: feed it consecutive 512-sample windows."""
+        return VadStream(self)
 
     def speech_spans(self, audio: np.ndarray, options: VadOptions = VadOptions()) -> list[dict[str, int]]:
         """``[{"start": sample, "end": sample}, ...]`` of speech in ``audio``."""
@@ -89,6 +80,92 @@ class SileroVad:
             speech_pad_ms=options.speech_pad_ms,
             audio_length_samples=audio.shape[0],
         )
+
+
+class VadStream:
+    """Silero's recurrent state over consecutive windows (one per scan; not shared)."""
+
+    def __init__(self, vad: SileroVad) -> None:
+        self._vad = vad
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def push(self, chunk: np.ndarray) -> float:
+        """The speech probability of the next ``WINDOW`` samples."""
+        x = np.concatenate([self._context, chunk[None]], axis=1)
+        with self._vad._lock:  # the session is shared by every request; keep it single-user
+            out, self._state = self._vad.session.run(None, {"input": x, "state": self._state, "sr": self._sr})
+        self._context = x[:, -CONTEXT:]
+        return float(out.reshape(-1)[0])
+
+
+def _chunks(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as ``[n, WINDOW]`` windows, the last one zero-padded."""
+    n = audio.shape[0]
+    padded = np.zeros(((n + WINDOW - 1) // WINDOW) * WINDOW, dtype=np.float32)
+    padded[:n] = audio
+    return padded.reshape(-1, WINDOW)
+
+
+class SpeechGate:
+    """The silence gate, lazily: "is there speech between ``start`` and ``end`` seconds?".
+
+    Why lazy: computing the whole clip's speech spans up front costs ~0.5 % of real time on one
+    core (0.33 s for a 63 s clip on this machine's CPU), and on a 2-core machine that core is taken
+    from the encoder. A window of speech is known to hold speech a few hundred milliseconds into
+    it, so the gate scans each question only until it finds speech (cached, so overlapping
+    questions scan nothing twice); only silent stretches are read to the end -- which is exactly
+    where the gate pays for itself.
+
+    The rule is silero's span rule for :data:`GATE`, read locally: speech starts where the
+    probability reaches ``threshold`` and lasts while it stays above ``threshold - 0.15``; a run of
+    at least ``min_speech_duration_ms`` counts. ``speech_pad_ms`` widens the question (a span's
+    padding may reach into the window). A scan that starts cold first feeds ``WARMUP`` windows of
+    the preceding audio, so the recurrent state has context.
+    """
+
+    WARMUP = 16  # windows (0.5 s)
+
+    def __init__(self, audio: np.ndarray, options: VadOptions = GATE, vad: SileroVad | None = None) -> None:
+        self._vad = vad or get_vad()
+        self._chunks = _chunks(audio)
+        self._probs = np.full(self._chunks.shape[0], np.nan, dtype=np.float32)
+        self._options = options
+        self._min_run = max(1, -(-options.min_speech_duration_ms * SAMPLE_RATE // (1000 * WINDOW)))
+        self._stream: VadStream | None = None
+        self._next = 0  # the window the live stream would read next
+        #: whether any question so far found speech (False after all: the clip is silent)
+        self.found_any = False
+
+    def _prob(self, i: int) -> float:
+        if not np.isnan(self._probs[i]):
+            return float(self._probs[i])
+        if self._stream is None or self._next != i:  # cold start: warm the state up first
+            self._stream = self._vad.stream()
+            for j in range(max(0, i - self.WARMUP), i):
+                self._stream.push(self._chunks[j])
+        p = self._stream.push(self._chunks[i])
+        self._probs[i] = p
+        self._next = i + 1
+        return p
+
+    def has_speech(self, start: float, end: float) -> bool:
+        pad = self._options.speech_pad_ms / 1000.0
+        first = max(0, int((start - pad) * SAMPLE_RATE) // WINDOW)
+        last = min(self._chunks.shape[0], -(-int((end + pad) * SAMPLE_RATE) // WINDOW))
+        on, off = self._options.threshold, self._options.threshold - 0.15
+        run = 0
+        for i in range(first, last):
+            p = self._prob(i)
+            if run == 0:
+                run = 1 if p >= on else 0
+            else:
+                run = run + 1 if p >= off else 0
+            if run >= self._min_run:
+                self.found_any = True
+                return True
+        return False
 
 
 def _from_probs():

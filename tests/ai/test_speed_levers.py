@@ -140,7 +140,7 @@ def test_speed_settings_from_config_and_environment():
     s = AiSettings.from_options({"quantize": "int8"}, environ=env)
     assert (s.quantize, s.workers, s.max_batch, s.batch_window_ms) == ("none", 1, 16, 0.0)
     defaults = AiSettings.from_options({}, environ={})
-    assert defaults.quantize == "fp16" and defaults.workers >= 1 and defaults.max_batch >= 1
+    assert defaults.quantize == "int8" and defaults.workers >= 1 and defaults.max_batch >= 1
 
 
 @pytest.mark.parametrize(
@@ -259,9 +259,9 @@ def test_batched_transcripts_equal_unbatched_ones(engines, audio):
     sizes: list[int] = []
     original = engine.decode_rows
 
-    def spy(works):
+    def spy(works, *rest):
         sizes.append(len(works))
-        return original(works)
+        return original(works, *rest)
 
     engine.decode_rows = spy  # type: ignore[method-assign]
     try:
@@ -336,9 +336,9 @@ async def test_concurrent_requests_share_batches_and_each_gets_its_own_result(ai
     sizes: list[int] = []
     original = engine.decode_rows
 
-    def spy(works):
+    def spy(works, *rest):
         sizes.append(len(works))
-        return original(works)
+        return original(works, *rest)
 
     engine.decode_rows = spy  # type: ignore[method-assign]
     names = ["jfk.flac", "librispeech_1089-134686-0001.wav", "picovoice_test_en.wav", "librispeech_1221-135766-0002.wav"]
