@@ -72,8 +72,9 @@ _ANOMALY_PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
 #: ``quantize`` modes (CPU): "none" = fp32, the transformers model's arithmetic; "fp16" = the
 #: decoder's weights stored in fp16 and multiplied in fp32 (exact for Whisper's weights, which are
-#: published in fp16; the decoder is bound by weight reads, so it halves them); "int8" = dynamic
-#: int8 linear layers in the decoder and most of the encoder (fastest; small accuracy cost).
+#: published in fp16; the decoder is bound by weight reads, so it halves them); "int8" (default) =
+#: dynamic int8 linear layers in most of the decoder and the encoder (fastest; see
+#: decoder.INT8_FLOAT_LAYERS and ENCODER_FLOAT_LAYERS for the layers kept in float).
 QUANTIZE_MODES = ("int8", "fp16", "none")
 #: Encoder linear layers kept in float under ``quantize="int8"``: the feed-forward output layers
 #: see a few activation channels in the hundreds (the rest ~1), which per-tensor int8 activations
@@ -1268,7 +1269,7 @@ def load_engine(
     """The engine for ``folder``, loaded once per process (dev-server reloads keep it).
 
     ``quantize="none"`` (the default here) is fp32, transformers' arithmetic; the service passes
-    its ``quantize`` setting (fp16 weights by default, see :mod:`bindings.ai.settings`).
+    its ``quantize`` setting (int8 weights by default, see :mod:`bindings.ai.settings`).
     """
     key = (str(Path(folder).resolve()), device, threads, quantize)
     with _engines_lock:

@@ -364,7 +364,8 @@ def engine_mod_catalog():
 @pytest.mark.slow
 async def test_full_queue_is_3040_429_with_batching(ai_settings, clip):
     """Capacity is 1 + queue_size requests in flight whatever the batch size; more are refused."""
-    svc = AiService(ai_settings.replace(queue_size=1, max_batch=8, workers=1))
+    # fp16: exact and batch-independent, so the two identical requests must agree word for word
+    svc = AiService(ai_settings.replace(queue_size=1, max_batch=8, workers=1, quantize="fp16"))
     await svc.preload([TINY])
     long = inputs_for(TINY, clip(LONG))
     first = [asyncio.create_task(svc.run(TINY, long)) for _ in range(2)]
@@ -437,3 +438,36 @@ def test_manifest_has_the_clips_these_tests_use(manifest):
     for name in [*ENGLISH, LONG]:
         assert manifest[name]["reference"], name
     assert json.dumps(manifest)  # plain data
+
+
+# -- the adaptive thread policy of a decoding step -------------------------------------------------
+
+
+def test_wide_policy_follows_the_faster_mode_and_notices_load():
+    """Measures both modes first, then uses the faster one, probing the other a few steps in every
+    PROBE_EVERY; when the machine gets busy (the wide mode slows down) it switches back."""
+    from bindings.ai.decoder import WidePolicy
+
+    policy = WidePolicy()
+    cost = {False: 0.0075, True: 0.0058}  # idle machine: wide is faster
+
+    def run(steps: int) -> list[bool]:
+        chosen = []
+        for _ in range(steps):
+            wide = policy.wide()
+            policy.record(wide, cost[wide])
+            chosen.append(wide)
+        return chosen
+
+    first = run(2)
+    assert first == [False, True]  # each mode measured once
+    assert policy.avg == {False: 0.0075, True: 0.0058}
+    idle = run(256)
+    assert sum(idle) / len(idle) > 0.9  # wide, with narrow probes
+    assert not all(idle)  # ... which do happen
+    cost[True] = 0.023  # another process now holds the second core
+    busy = run(256)
+    assert sum(busy[-128:]) / 128 < 0.1  # narrow again, within a probe or two
+    cost[True] = 0.0058
+    again = run(256)
+    assert sum(again[-128:]) / 128 > 0.9
