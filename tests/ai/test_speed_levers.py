@@ -442,6 +442,7 @@ def test_manifest_has_the_clips_these_tests_use(manifest):
 # -- the adaptive thread policy of a decoding step -------------------------------------------------
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_wide_policy_follows_the_faster_mode_and_notices_load():
     """Measures both modes first, then uses the faster one, probing the other a few steps in every
     PROBE_EVERY; when the machine gets busy (the wide mode slows down) it switches back."""

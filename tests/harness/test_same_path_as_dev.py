@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from runtime.testing import Worker
 
@@ -28,6 +29,7 @@ REQUESTS = [
 COMPARED_HEADERS = ("content-type", "etag", "cache-control")
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_same_answers_as_flarelet_dev(project: Path, serve_worker) -> None:
     with serve_worker(project) as server:
         expected = []
@@ -51,6 +53,7 @@ def test_same_answers_as_flarelet_dev(project: Path, serve_worker) -> None:
     assert got == expected
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_other_hosts_go_to_the_network(project: Path, serve_worker) -> None:
     """A subrequest no handler answers leaves the process: here, to a real dev server."""
     with serve_worker(project, "--var", "GREETING:Served over HTTP") as server:

@@ -358,6 +358,7 @@ def test_openapi_document_needs_no_token_and_describes_the_api(server: str) -> N
     assert "/accounts/{account_id}/ai/models/search" in doc["paths"]
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_a_body_that_never_finishes_is_3007_not_a_hang(rest: Any) -> None:
     import socket
 

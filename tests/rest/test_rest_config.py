@@ -128,6 +128,7 @@ def test_serve_prints_a_token_that_works_and_refuses_others(served: list[Any], r
     assert httpx.get(url, headers={"Authorization": "Bearer guess"}).json()["errors"][0]["code"] == 10000
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
     served: list[Any], rest: Any, tmp_path: Path
 ) -> None:
@@ -150,6 +151,7 @@ def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
     assert "cli-token" not in "\n".join(s2.lines)  # a configured secret is not echoed
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_serve_rejects_bad_arguments_clearly(rest: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLARELET_")}
     bad = subprocess.run([*rest.serve_command(), "--preload", "@cf/no/such"], capture_output=True, text=True, env=env, timeout=60)

@@ -40,6 +40,7 @@ def make_project(root: Path, flarelet_ai: str = "") -> Path:
     return root
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_dev_prints_a_token_and_serves_the_api_beside_the_worker(serve_worker: Any, tmp_path: Path) -> None:
     project = make_project(tmp_path / "p")
     with serve_worker(project) as worker:
@@ -60,6 +61,7 @@ def test_dev_prints_a_token_and_serves_the_api_beside_the_worker(serve_worker: A
         assert info.value.body["errors"][0]["code"] == 5007  # type: ignore[index]
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_dev_takes_tokens_from_flarelet_ai_and_the_command_line(serve_worker: Any, tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "p", '\n[flarelet.ai]\napi_tokens = ["toml-token"]\naccount_id = "abcdef0123456789abcdef0123456789"\n'

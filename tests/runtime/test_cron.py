@@ -25,6 +25,7 @@ class Default(WorkerEntrypoint):
 TOML = '[triggers]\ncrons = ["* * * * *", "0 0 1 1 *"]\n'
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_crons_fire_on_schedule(make_worker, run_worker):
     now = time.time()
     boundary = (math.floor(now / 60) + 1) * 60

@@ -53,6 +53,7 @@ def test_hello_example_end_to_end(serve_worker, hello_copy):
         worker.wait_for_log('scheduled "*/5 * * * *" ok')
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_code_reload_keeps_bindings_and_config_reload_rebuilds_them(serve_worker, hello_copy):
     entry = hello_copy / "src" / "entry.py"
     with serve_worker(hello_copy) as worker:
@@ -82,6 +83,7 @@ def test_code_reload_keeps_bindings_and_config_reload_rebuilds_them(serve_worker
         assert r.status_code == 500 and "SyntaxError" in r.text
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_var_env_and_log_level(serve_worker, hello_copy):
     config = hello_copy / "wrangler.toml"
     config.write_text(config.read_text() + '\n[env.staging]\nname = "hello-staging"\n[env.staging.vars]\nGREETING = "Hi staging"\nLIMITS = { max_items = 9 }\n')
@@ -91,6 +93,7 @@ def test_var_env_and_log_level(serve_worker, hello_copy):
         assert "GET / 200" not in worker.output and "bindings" not in worker.output
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_handler_exception_is_logged_with_traceback(serve_worker, tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text(

@@ -61,6 +61,7 @@ def integrity_ok(path: Path) -> None:
         conn.close()
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_kv_survives_sigkill(tmp_path: Path) -> None:
     acks = run_and_kill("kv", tmp_path)
     integrity_ok(kv_database_path(tmp_path, "crash"))
@@ -73,6 +74,7 @@ async def test_kv_survives_sigkill(tmp_path: Path) -> None:
     await ns.aclose()
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_d1_survives_sigkill(tmp_path: Path) -> None:
     acks = run_and_kill("d1", tmp_path)
     integrity_ok(d1_database_path(tmp_path, "crash"))
@@ -86,6 +88,7 @@ async def test_d1_survives_sigkill(tmp_path: Path) -> None:
     await db.aclose()
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_r2_survives_sigkill(tmp_path: Path) -> None:
     acks = run_and_kill("r2", tmp_path)
     integrity_ok(r2_database_path(tmp_path, "crash"))

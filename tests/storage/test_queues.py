@@ -124,6 +124,7 @@ async def test_batches_by_max_batch_size(until) -> None:
     await hub.aclose()
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_send_batch_options(until) -> None:
     host = FakeHost()
     hub = make_hub(QueueConsumerConfig(queue="q", max_batch_size=10, max_batch_timeout=0.05), host=host)
@@ -272,6 +273,7 @@ async def test_limits_are_configurable() -> None:
     await hub.aclose()
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_plugin_config_and_lifecycle(until) -> None:
     plugin = QueuesPlugin()
     ctx = registry.BindingContext(config_dir=".", persist_to=None)

@@ -51,6 +51,7 @@ async def test_queue_handler_directly(app):
     assert await (await app.fetch("/jobs/j2")).json() == {"status": "dead", "task": "fail", "attempts": 3}
 
 
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 async def test_queue_end_to_end_through_the_consumer(app):
     # JOBS.send() in the worker, then the real local consumer delivers the batch (max_batch_timeout = 1 s).
     assert (await app.fetch("/jobs", method="POST", json={"id": "j3", "task": "upper", "text": "later"})).status == 202
