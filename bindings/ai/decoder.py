@@ -234,6 +234,9 @@ class LeanDecoder(nn.Module):
                     self.ln = _plain_norm(self.ln)
                 else:
                     self.proj = fp16_linear(out, None)
+        from .token_step import StepPlan
+
+        self.plan = StepPlan.of(self.layers)  # one scripted graph per token, where the kernels allow
 
     # -- per window -------------------------------------------------------------------------------
 
@@ -318,6 +321,35 @@ class LeanDecoder(nn.Module):
             h = layer.ln3(x)
             x = x + layer.f_fc2(F.gelu(layer.f_fc1(h)))
         return self.ln(x), maps
+
+    def forward_token(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        cross: Sequence["CrossKV"],
+        mask: torch.Tensor | None,
+        kv_len: int,
+        position: int | None = None,
+    ) -> torch.Tensor:
+        """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
+        :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
+        (:mod:`bindings.ai.token_step`), else eagerly."""
+        from .token_step import compiled
+
+        fn = compiled() if self.plan is not None else None
+        if fn is None:
+            hidden, _ = self.forward_tokens(ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position)
+            return hidden[:, 0]
+        shared = len(cross) == 1 or all(c is cross[0] for c in cross)
+        rows = cross[:1] if shared else cross
+        x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
+        plan = self.plan
+        with torch.jit.optimized_execution(False):  # see token_step.compiled
+            x = fn(x, positions, -1 if position is None else position, mask, kv_len, cache_k, cache_v,
+                   [c.keys_t for c in rows], [c.values for c in rows], plan.packed, plan.int8, plan.norms, self.heads, plan.eps)
+        return self.ln(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.proj(hidden).float()
@@ -429,8 +461,10 @@ class DecodeBatch:
         self.B = len(self.cross)
         ref = self.cross[0]
         shape = (len(lean.layers), self.B, lean.heads, min(max_len, lean.n_ctx), lean.head_dim)
-        self.k = torch.empty(shape, dtype=ref.dtype, device=ref.device)
-        self.v = torch.empty(shape, dtype=ref.dtype, device=ref.device)
+        # zeros, not empty: rows at different lengths attend through a mask, and a masked slot
+        # still enters the product with weight 0 -- 0 x NaN (leftover memory) is NaN
+        self.k = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+        self.v = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
         self.lengths = torch.zeros(self.B, dtype=torch.long, device=ref.device)
         self.device = ref.device
 
@@ -481,10 +515,8 @@ class DecodeBatch:
             mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
         wide = self.threads > 1 and WIDE_POLICY.wide()
         started = time.perf_counter()
-        hidden, _ = self.lean.forward_tokens(
-            tokens[:, None], pos[:, None], self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
-        )
-        logits = self.logits(hidden[:, 0], wide)
+        hidden = self.lean.forward_token(tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None)
+        logits = self.logits(hidden, wide)
         if self.threads > 1:
             WIDE_POLICY.record(wide, time.perf_counter() - started)
         self.lengths = pos + 1

@@ -120,7 +120,7 @@ class Word:
     word: str
     start: float
     end: float
-    probability: float
+    probability: float | None  # None: not computed (only hallucination_silence_threshold needs it)
 
 
 @dataclass
@@ -284,6 +284,9 @@ class AlignWork:
     sot_seq: list[int]
     text_tokens: list[int]
     num_frames: int
+    #: the text tokens' probabilities too: a full-vocabulary output projection per token, which
+    #: only hallucination_silence_threshold reads (no output field shows them)
+    probabilities: bool = True
 
 
 Work = EncodeWork | LanguageWork | DecodeWork | AlignWork
@@ -824,32 +827,33 @@ class WhisperEngine:
                 merged_tokens[-1].extend(sub_tokens)
         return merged_words, merged_tokens
 
-    def align_rows(self, works: Sequence[AlignWork], threads: int | None = None) -> list[tuple[np.ndarray, list[float]]]:
+    def align_rows(self, works: Sequence[AlignWork], threads: int | None = None) -> list[tuple[np.ndarray, list[float] | None]]:
         """Teacher-forced decoder pass of each row's text: the alignment heads' cross-attention
-        ``[heads, tokens, frames]`` and each text token's probability (batched over rows)."""
+        ``[heads, tokens, frames]`` and each text token's probability, where the work asks for
+        them (else None; batched over rows)."""
         from .decoder import DecodeBatch
 
         torch = self.torch
         seqs = [[*w.sot_seq, self.no_timestamps, *w.text_tokens, self.eot] for w in works]
-        out: list[tuple[np.ndarray, list[float]]] = []
+        out: list[tuple[np.ndarray, list[float] | None]] = []
         with torch.inference_mode():
             batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(len(s) for s in seqs), threads or self.threads)
             hidden, maps = batch.forward_prompts(seqs, self._alignment_layers)
             for b, (w, seq) in enumerate(zip(works, seqs)):
                 start = len(w.sot_seq)
                 n = len(w.text_tokens)
-                if n:
+                if n and w.probabilities:
                     logits = batch.logits(hidden[b, start : start + n])[:, : self.eot]
                     probs = torch.softmax(logits, dim=-1)
                     idx = torch.tensor(w.text_tokens, dtype=torch.long, device=probs.device)
                     text_probs = probs[torch.arange(n, device=probs.device), idx].tolist()
                 else:
-                    text_probs = []
+                    text_probs = None
                 weights = torch.stack([maps[l][b][h, : len(seq)] for l, h in self.alignment_heads])
                 out.append((weights[:, :, : w.num_frames // 2].float().cpu().numpy(), text_probs))
         return out
 
-    def _alignment_from(self, weights: np.ndarray, text_probs: list[float], sot_seq: list[int],
+    def _alignment_from(self, weights: np.ndarray, text_probs: list[float] | None, sot_seq: list[int],
                         text_tokens: list[int], language: str) -> list["_Timing"]:
         # Renormalising the truncated softmax == softmax over the kept frames (openai's order).
         weights = weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-10)
@@ -868,19 +872,23 @@ class WhisperEngine:
         jump_times = time_idx[jumps] / (FRAMES_PER_SECOND / INPUT_STRIDE)
         starts = jump_times[boundaries[:-1]]
         ends = jump_times[boundaries[1:]]
-        word_probs = [float(np.mean(text_probs[i:j])) if j > i else 0.0 for i, j in zip(boundaries[:-1], boundaries[1:])]
+        word_probs: list[float | None] = [
+            None if text_probs is None else float(np.mean(text_probs[i:j])) if j > i else 0.0
+            for i, j in zip(boundaries[:-1], boundaries[1:])
+        ]
         return [
             _Timing(w, t, float(s), float(e), p)
             for w, t, s, e, p in zip(words, word_tokens, starts, ends, word_probs)
         ]
 
-    def _word_timestamp_steps(self, segments: list[Segment], window: Window, sot_seq, num_frames, language, last_speech: float):
+    def _word_timestamp_steps(self, segments: list[Segment], window: Window, sot_seq, num_frames, language, last_speech: float,
+                              probabilities: bool = True):
         """Word timings for the window's segments (a generator yielding one :class:`AlignWork`)."""
         if not segments:
             return last_speech
         per_segment = [[t for t in s.tokens if t < self.eot] for s in segments]
         text_tokens = [t for seg in per_segment for t in seg]
-        weights, text_probs = yield AlignWork(window, sot_seq, text_tokens, num_frames)
+        weights, text_probs = yield AlignWork(window, sot_seq, text_tokens, num_frames, probabilities)
         alignment = self._alignment_from(weights, text_probs, sot_seq, text_tokens, language)
         durations = np.array([t.end - t.start for t in alignment])
         durations = durations[durations.nonzero()]
@@ -1085,7 +1093,10 @@ class WhisperEngine:
                 seek += segment_size
 
             if options.word_timestamps:
-                last_speech = yield from self._word_timestamp_steps(current, window, sot_seq, segment_size, language, last_speech)
+                last_speech = yield from self._word_timestamp_steps(
+                    current, window, sot_seq, segment_size, language, last_speech,
+                    probabilities=options.hallucination_silence_threshold is not None,
+                )
                 if not single_timestamp_ending:
                     last_word_end = _last_word_end(current)
                     if last_word_end is not None and last_word_end > time_offset:
@@ -1163,7 +1174,7 @@ class _Timing:
     tokens: list[int]
     start: float
     end: float
-    probability: float
+    probability: float | None
 
 
 def _merge_punctuations(alignment: list[_Timing]) -> None:
@@ -1199,7 +1210,7 @@ def _last_word_end(segments: list[Segment]) -> float | None:
 def _word_anomaly(word: Word) -> float:
     duration = word.end - word.start
     score = 0.0
-    if word.probability < 0.15:
+    if word.probability is not None and word.probability < 0.15:
         score += 1.0
     if duration < 0.133:
         score += (0.133 - duration) * 15

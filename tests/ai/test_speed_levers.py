@@ -284,6 +284,43 @@ def test_batched_transcripts_equal_unbatched_ones(engines, audio):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("quantize", ["int8", "fp16"])
+def test_scripted_token_step_equals_the_eager_one(engines, audio, quantize):
+    """The per-token TorchScript graph (bindings.ai.token_step) is the eager decoder step, bit for
+    bit: one row; three rows of two windows at different lengths (masked, per-row cache writes);
+    beams sharing one window."""
+    import torch
+
+    from bindings.ai.decoder import DecodeBatch
+
+    engine = engines(quantize)
+    lean = engine.lean
+    assert lean.plan is not None
+    mels = [engine.log_mel(audio(n))[:, :3000] for n in ("jfk.flac", "katiesteve_mono.wav")]
+    a, b = [w.cross for w in engine.encode_windows(mels)]
+    prompt = engine.sot_sequence("en", "transcribe")
+    cases = {
+        "one row": ([a], [prompt]),
+        "rows at different lengths": ([a, b, a], [prompt, prompt + [50365, 440, 1110], prompt + [50365]]),
+        "beams of one window": ([b, b, b], [prompt] * 3),
+    }
+    plan = lean.plan
+    for case, (cross, prompts) in cases.items():
+        results = []
+        for use_plan in (True, False):
+            lean.plan = plan if use_plan else None
+            try:
+                with torch.inference_mode():
+                    batch = DecodeBatch(lean, cross, 64)
+                    batch.forward_prompts(prompts)
+                    tokens = torch.tensor([440, 1110, 2068][: len(cross)])
+                    results.append(torch.stack([batch.step(tokens) for _ in range(5)]))
+            finally:
+                lean.plan = plan
+        assert torch.equal(results[0], results[1]), case
+
+
+@pytest.mark.slow
 def test_int8_batched_is_near_unbatched(engines, audio):
     """int8 activations are quantized per batch (one scale for all rows), so a batch mate can
     change a row's rounding: transcripts stay within a small word distance of the unbatched ones."""
