@@ -17,7 +17,9 @@ arithmetic with
   GEMM; exact for Whisper's fp16-published weights and half the bytes -- at one row per step the
   decoder is bound by reading its weights, 73 MB a token for tiny.en in fp32); or int8 dynamic
   quantization (a quarter of the bytes, small accuracy cost; layer norms folded into the int8
-  layers they feed, :func:`fold_layer_norm`).
+  layers they feed, :func:`fold_layer_norm`);
+* in those two CPU formats, a token's pass through all layers is one TorchScript graph
+  (:mod:`bindings.ai.token_step`): the same kernels without ~100 Python-level calls a token.
 
 In fp32 the results equal transformers' decoder (same operations; the folded scaling is exact),
 which ``tests/ai/test_speed_levers.py`` checks.

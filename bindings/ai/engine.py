@@ -198,12 +198,15 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Vectorised along anti-diagonals, stored skewed (``D[i + j, i]``) so that each diagonal's
     three predecessors are plain slices of the two previous rows; same tie-breaking as the
-    reference loop: diagonal only if strictly smallest, then up, else left.
+    reference loop: diagonal only if strictly smallest, then up, else left. The choices are
+    kept as two boolean planes (fewer array operations per diagonal than a trace of codes:
+    ~1600 diagonals for a 30 s window, so each operation saved is ~2 ms).
     """
     n, m = cost.shape
     cost = cost.astype(np.float32, copy=False)
     acc = np.full((n + m + 1, n + 1), np.inf, dtype=np.float32)
-    trace = np.full((n + m + 1, n + 1), -1, dtype=np.int8)
+    go_diag = np.zeros((n + m + 1, n + 1), dtype=bool)
+    go_up = np.zeros((n + m + 1, n + 1), dtype=bool)
     skewed = np.full((n + m + 1, n + 1), np.inf, dtype=np.float32)
     ii, jj = np.meshgrid(np.arange(1, n + 1), np.arange(1, m + 1), indexing="ij")
     skewed[ii + jj, ii] = cost
@@ -213,18 +216,24 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c0 = acc[d - 2, lo - 1 : hi]  # acc[i-1, j-1]
         c1 = acc[d - 1, lo - 1 : hi]  # acc[i-1, j]
         c2 = acc[d - 1, lo : hi + 1]  # acc[i, j-1]
-        diag = (c0 < c1) & (c0 < c2)
+        diag = c0 < np.minimum(c1, c2)
         up = (c1 < c0) & (c1 < c2)
-        acc[d, lo : hi + 1] = skewed[d, lo : hi + 1] + np.where(diag, c0, np.where(up, c1, c2))
-        trace[d, lo : hi + 1] = np.where(diag, 0, np.where(up, 1, 2))
+        best = np.where(up, c1, c2)
+        np.copyto(best, c0, where=diag)
+        np.add(skewed[d, lo : hi + 1], best, out=acc[d, lo : hi + 1])
+        go_diag[d, lo : hi + 1] = diag
+        go_up[d, lo : hi + 1] = up
     i, j = n, m
     path = []
     while i > 0 or j > 0:
         path.append((i - 1, j - 1))
-        t = 2 if i == 0 else 1 if j == 0 else trace[i + j, i]
-        if t == 0:
+        if i == 0:
+            j -= 1
+        elif j == 0:
+            i -= 1
+        elif go_diag[i + j, i]:
             i, j = i - 1, j - 1
-        elif t == 1:
+        elif go_up[i + j, i]:
             i -= 1
         else:
             j -= 1
@@ -586,7 +595,9 @@ class WhisperEngine:
         # logit space is the same test as openai's in log-probability space (same offset both sides).
         ts_mass = torch.logsumexp(logits[:, tb:], dim=-1)
         text_max = logits[:, :tb].max(dim=-1).values
-        logits[:, :tb].masked_fill_((ts_mass > text_max)[:, None], neg)
+        for b, force in enumerate((ts_mass > text_max).tolist()):  # (a masked fill scans every row)
+            if force:
+                logits[b, :tb] = neg
 
     # -- decoding -----------------------------------------------------------------------------
 
