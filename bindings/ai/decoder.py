@@ -338,9 +338,9 @@ class LeanDecoder(nn.Module):
         """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
         :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
         (:mod:`bindings.ai.token_step`), else eagerly."""
-        from .token_step import compiled
+        from .token_step import SCRIPTED
 
-        fn = compiled() if self.plan is not None else None
+        fn = SCRIPTED if self.plan is not None else None
         if fn is None:
             hidden, _ = self.forward_tokens(ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position)
             return hidden[:, 0]
@@ -348,7 +348,7 @@ class LeanDecoder(nn.Module):
         rows = cross[:1] if shared else cross
         x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
         plan = self.plan
-        with torch.jit.optimized_execution(False):  # see token_step.compiled
+        with torch.jit.optimized_execution(False):  # see token_step.SCRIPTED
             x = fn(x, positions, -1 if position is None else position, mask, kv_len, cache_k, cache_v,
                    [c.keys_t for c in rows], [c.values for c in rows], plan.packed, plan.int8, plan.norms, self.heads, plan.eps)
         return self.ln(x)

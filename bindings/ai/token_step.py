@@ -92,26 +92,22 @@ def token_layers(
     return x
 
 
-_compiled: Any = None
-_tried = False
+def _script() -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "torch.jit.script is deprecated" (see the module doc)
+            return torch.jit.script(token_layers)
+    except Exception as exc:  # a torch without TorchScript: the eager path does the same work
+        log.warning("decoder: TorchScript step unavailable (%s); decoding eagerly", exc)
+        return None
 
 
-def compiled() -> Any:
-    """:func:`token_layers` scripted (once per process), or None where TorchScript fails.
-
-    Called under ``torch.jit.optimized_execution(False)`` (a per-thread setting): the gain is the
-    Python and dispatch it skips, not graph rewriting, and the plain graph runs exactly the
-    kernels the eager step runs, in order."""
-    global _compiled, _tried
-    if not _tried:
-        _tried = True
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "torch.jit.script is deprecated" (see the module doc)
-                _compiled = torch.jit.script(token_layers)
-        except Exception as exc:  # a torch without TorchScript: the eager path does the same work
-            log.warning("decoder: TorchScript step unavailable (%s); decoding eagerly", exc)
-    return _compiled
+#: :func:`token_layers` scripted, or None where TorchScript fails. Scripted at import, not on first
+#: use: TorchScript reads this file's source again, which must still be the one imported. Call it
+#: under ``torch.jit.optimized_execution(False)`` (a per-thread setting): the gain is the Python and
+#: dispatch it skips, not graph rewriting, and the plain graph runs exactly the eager step's kernels
+#: in order.
+SCRIPTED: Any = _script()
 
 
 class StepPlan:
