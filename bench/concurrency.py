@@ -200,12 +200,12 @@ def quantile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(len(s) * q))]
 
 
-def load_clips() -> list[tuple[str, bytes, float]]:
+def load_clips(names: list[str] = CLIPS) -> list[tuple[str, bytes, float]]:
     sys.path.insert(0, str(REPO))
     from bindings.ai.audio import decode_audio
 
     out = []
-    for name in CLIPS:
+    for name in names:
         path = SHARED_AUDIO / name
         if path.is_file():
             data = path.read_bytes()
@@ -235,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="server settings, e.g. max_batch=1 or workers=2,max_batch=1 (repeatable; 'default' = as shipped)")
     parser.add_argument("--repeat", type=int, default=1, help="repeat the levels, interleaved with the other configs; medians are shown")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--clips", default=None,
+                        help="comma-separated file names from the shared audio (default: 8 English clips of 5-19 s); "
+                             "e.g. librivox_sonnet001.mp3 for long-form requests, where the decoder -- the part batching "
+                             "shares -- is most of the work")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
     configs = args.config or ["default", "max_batch=1"]
-    clips = load_clips()
+    clips = load_clips([c for c in args.clips.split(",") if c] if args.clips else CLIPS)
     load_before = os.getloadavg()
     results = []
     print(f"{len(clips)} clips ({sum(c[2] for c in clips):.0f} s of audio), {args.requests} requests per level, "
