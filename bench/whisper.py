@@ -8,6 +8,8 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
+* ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
+  TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
   would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
@@ -84,6 +86,8 @@ CLIPS: dict[str, tuple[str, str | None]] = {
     "sonnet": ("librivox_sonnet001.mp3", None),  # 53 s, real read speech
 }
 ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
+#: levers that can be switched off for a side-by-side run (``--engines flarelet,flarelet-eager``), not run by default
+EXTRA_ENGINES = ("flarelet-eager",)
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -129,18 +133,22 @@ def _rss_mb() -> float:
 
 
 class _FlareletEngine:
-    def __init__(self, model: str, threads: int | None, quantize: str | None = None) -> None:
+    def __init__(self, model: str, threads: int | None, variant: str | None = None) -> None:
+        """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``) or ``"eager"``
+        (the decoder step without its TorchScript graph, :mod:`bindings.ai.token_step`)."""
         from bindings.ai import catalog, engine
         from bindings.ai.settings import AiSettings
 
         settings = AiSettings.from_options({})
         if threads is not None:
             settings = settings.replace(threads=threads)
-        if quantize is not None:
-            settings = settings.replace(quantize=quantize)
+        if variant == "fp16":
+            settings = settings.replace(quantize="fp16")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
+        if variant == "eager":
+            self.engine.lean.plan = None
 
     def transcribe(self, samples: Any) -> str:
         from bindings.ai import inference
@@ -369,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                              "encoder's threads -- its decoder always runs on one)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per engine and clip (after one warm-up)")
     parser.add_argument("--clips", default="c10,c60,jfk,sonnet", help=f"comma-separated, from {', '.join(CLIPS)}")
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, from {', '.join(ENGINES)}")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} (default: all but {', '.join(EXTRA_ENGINES)})")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -384,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.threads = AiSettings.from_options({}).threads
     engines = [e for e in args.engines.split(",") if e]
-    unknown = set(engines) - set(ENGINES)
+    unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES)
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
