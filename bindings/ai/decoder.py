@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import token_step
+
 
 def _dynamic_qconfig():
     try:
@@ -236,9 +238,7 @@ class LeanDecoder(nn.Module):
                     self.ln = _plain_norm(self.ln)
                 else:
                     self.proj = fp16_linear(out, None)
-        from .token_step import StepPlan
-
-        self.plan = StepPlan.of(self.layers)  # one scripted graph per token, where the kernels allow
+        self.plan = token_step.StepPlan.of(self.layers)  # one scripted graph per token, where the kernels allow
 
     # -- per window -------------------------------------------------------------------------------
 
@@ -338,9 +338,7 @@ class LeanDecoder(nn.Module):
         """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
         :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
         (:mod:`bindings.ai.token_step`), else eagerly."""
-        from .token_step import SCRIPTED
-
-        fn = SCRIPTED if self.plan is not None else None
+        fn = token_step.SCRIPTED if self.plan is not None else None
         if fn is None:
             hidden, _ = self.forward_tokens(ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position)
             return hidden[:, 0]
