@@ -77,7 +77,7 @@ class Server:
 
     def __init__(self, settings: dict[str, str], timeout: float = 600) -> None:
         flarelet = Path(sys.executable).with_name("flarelet")
-        cmd = [str(flarelet), "ai", "serve"] if flarelet.is_file() else [sys.executable, "-m", "wrangler_compat.ai_command", "serve"]
+        cmd = [str(flarelet), "ai", "serve"] if flarelet.is_file() else [sys.executable, "-m", "flarelet.cli.ai_command", "serve"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLARELET_AI_")}
         env.update({"HF_HUB_OFFLINE": "1", **{f"FLARELET_AI_{k.upper()}": v for k, v in settings.items()}})
         self.proc = subprocess.Popen(
@@ -202,7 +202,7 @@ def quantile(values: list[float], q: float) -> float:
 
 def load_clips(names: list[str] = CLIPS) -> list[tuple[str, bytes, float]]:
     sys.path.insert(0, str(REPO))
-    from bindings.ai.audio import decode_audio
+    from flarelet.bindings.ai.audio import decode_audio
 
     out = []
     for name in names:

@@ -1,4 +1,4 @@
-"""Cost of testing a worker in process with ``runtime.testing.Worker``, next to HTTP to ``flarelet dev``.
+"""Cost of testing a worker in process with ``flarelet.testing.Worker``, next to HTTP to ``flarelet dev``.
 
     .venv/bin/python bench/harness_bench.py [--requests 2000] [--builds 30]
 
@@ -43,7 +43,7 @@ async def per_call(n: int, call) -> float:
 
 
 async def bench_worker(requests: int, builds: int) -> list[tuple[str, float]]:
-    from runtime.testing import Worker
+    from flarelet.testing import Worker
 
     setup = []
     for _ in range(builds):
@@ -91,7 +91,7 @@ async def bench_http(requests: int) -> list[tuple[str, float]]:
 
 
 async def bench_fake_ai(calls: int) -> list[tuple[str, float]]:
-    from bindings.ai.fake import FakeAi
+    from flarelet.bindings.ai.fake import FakeAi
 
     audio = {"audio": list(SAMPLE.read_bytes())}
     decoded, raw = FakeAi(), FakeAi(decode_audio=False)

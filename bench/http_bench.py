@@ -208,7 +208,7 @@ def measure(target: str, cmd: list[str], port: int, cwd: Path, env: dict[str, st
 
 def flarelet_target(port: int) -> tuple[list[str], Path, dict[str, str]]:
     exe = Path(sys.executable).with_name("flarelet")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "wrangler_compat"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "flarelet"]
     cmd += ["dev", str(WORKER), "--port", str(port), "--log-level", "warn", "--no-watch", "--no-crons"]
     return cmd, REPO, dict(os.environ, HF_HUB_OFFLINE="1")
 

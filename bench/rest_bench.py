@@ -29,10 +29,10 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bindings.ai.rest import create_app  # noqa: E402
-from bindings.ai.rest_auth import RestCredentials  # noqa: E402
-from bindings.ai.service import get_service  # noqa: E402
-from bindings.ai.settings import AiSettings  # noqa: E402
+from flarelet.bindings.ai.rest import create_app  # noqa: E402
+from flarelet.bindings.ai.rest_auth import RestCredentials  # noqa: E402
+from flarelet.bindings.ai.service import get_service  # noqa: E402
+from flarelet.bindings.ai.settings import AiSettings  # noqa: E402
 
 TOKEN = "bench-token"
 ACCOUNT = "0" * 32
@@ -68,7 +68,7 @@ def timed(fn, n: int) -> list[float]:
 def startup_ms() -> float:
     """``flarelet ai serve --port 0`` until uvicorn reports start-up complete."""
     flarelet = Path(sys.executable).with_name("flarelet")
-    cmd = [str(flarelet), "ai", "serve", "--port", "0"] if flarelet.exists() else [sys.executable, "-m", "wrangler_compat.ai_command", "serve", "--port", "0"]
+    cmd = [str(flarelet), "ai", "serve", "--port", "0"] if flarelet.exists() else [sys.executable, "-m", "flarelet.cli.ai_command", "serve", "--port", "0"]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:

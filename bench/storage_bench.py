@@ -21,9 +21,9 @@ from typing import Awaitable, Callable
 from rich.console import Console
 from rich.table import Table
 
-from bindings.d1 import D1Database
-from bindings.kv import KVNamespace
-from bindings.r2 import R2Bucket
+from flarelet.bindings.d1 import D1Database
+from flarelet.bindings.kv import KVNamespace
+from flarelet.bindings.r2 import R2Bucket
 
 
 async def timed(ops: int, make: Callable[[int], Awaitable[object]]) -> tuple[float, float]:

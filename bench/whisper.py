@@ -4,7 +4,7 @@
 Same weights for all three (the CTranslate2 package flarelet converts from), same decoded audio
 (16 kHz mono float32, decoded once by the parent), greedy decoding, English:
 
-* ``flarelet``     -- ``bindings.ai.inference.transcribe_request`` on the engine the service uses
+* ``flarelet``     -- ``flarelet.bindings.ai.inference.transcribe_request`` on the engine the service uses
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
@@ -135,9 +135,9 @@ def _rss_mb() -> float:
 class _FlareletEngine:
     def __init__(self, model: str, threads: int | None, variant: str | None = None) -> None:
         """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``) or ``"eager"``
-        (the decoder step without its TorchScript graph, :mod:`bindings.ai.token_step`)."""
-        from bindings.ai import catalog, engine
-        from bindings.ai.settings import AiSettings
+        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.token_step`)."""
+        from flarelet.bindings.ai import catalog, engine
+        from flarelet.bindings.ai.settings import AiSettings
 
         settings = AiSettings.from_options({})
         if threads is not None:
@@ -151,8 +151,8 @@ class _FlareletEngine:
             self.engine.lean.plan = None
 
     def transcribe(self, samples: Any) -> str:
-        from bindings.ai import inference
-        from bindings.ai.schemas import AsrRequest
+        from flarelet.bindings.ai import inference
+        from flarelet.bindings.ai.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
         return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
@@ -164,8 +164,8 @@ class _PipelineEngine:
         import transformers
         from transformers import pipeline
 
-        from bindings.ai.settings import AiSettings
-        from bindings.ai.weights import ensure_weights
+        from flarelet.bindings.ai.settings import AiSettings
+        from flarelet.bindings.ai.weights import ensure_weights
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -197,8 +197,8 @@ class _FasterWhisperEngine:
 
 def ct2_folder(model: str) -> Path:
     """The CTranslate2 folder faster-whisper reads: the package's own, or base's parts joined once."""
-    from bindings.ai.settings import AiSettings
-    from bindings.ai.weights import BUNDLED, read_bundled_bytes
+    from flarelet.bindings.ai.settings import AiSettings
+    from flarelet.bindings.ai.weights import BUNDLED, read_bundled_bytes
 
     bundled = BUNDLED[model]
     if len(bundled.parts) == 1:
@@ -224,7 +224,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     if engine_name.startswith("flarelet"):
-        import bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
+        import flarelet.bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
         import torch  # noqa: F401
         import transformers  # noqa: F401
     elif engine_name == "pipeline":
@@ -305,7 +305,7 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from bindings.ai.audio import decode_audio
+    from flarelet.bindings.ai.audio import decode_audio
 
     manifest: dict[str, dict] = {}
     if (SHARED_AUDIO / "manifest.json").is_file():
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads is None:
         sys.path.insert(0, str(REPO))
-        from bindings.ai.settings import AiSettings
+        from flarelet.bindings.ai.settings import AiSettings
 
         args.threads = AiSettings.from_options({}).threads
     engines = [e for e in args.engines.split(",") if e]
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
                                "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
     print()
-    from bindings.ai.settings import DEFAULT_QUANTIZE
+    from flarelet.bindings.ai.settings import DEFAULT_QUANTIZE
 
     quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
     print(f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "

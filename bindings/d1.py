@@ -27,11 +27,11 @@ from typing import Any, Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from bindings import registry
-from bindings.jsobject import JsDict, JsException, check_rpc_value, merge_options
-from bindings.storage import paths
-from bindings.storage.config import StoragePlugin
-from bindings.storage.sqlite import SqliteStore, connect, shared_store, synchronous_mode
+from flarelet.bindings import registry
+from flarelet.bindings.jsobject import JsDict, JsException, check_rpc_value, merge_options
+from flarelet.bindings.storage import paths
+from flarelet.bindings.storage.config import StoragePlugin
+from flarelet.bindings.storage.sqlite import SqliteStore, connect, shared_store, synchronous_mode
 
 __all__ = [
     "D1Limits",

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from bindings import registry
-from bindings.jsobject import (
+from flarelet.bindings import registry
+from flarelet.bindings.jsobject import (
     ByteStream,
     JsDict,
     JsException,
@@ -31,9 +31,9 @@ from bindings.jsobject import (
     read_body_bytes,
     to_js_dict,
 )
-from bindings.storage import paths
-from bindings.storage.config import StoragePlugin
-from bindings.storage.keys import (
+from flarelet.bindings.storage import paths
+from flarelet.bindings.storage.config import StoragePlugin
+from flarelet.bindings.storage.keys import (
     decode_cursor,
     decode_key,
     encode_cursor,
@@ -43,7 +43,7 @@ from bindings.storage.keys import (
     prefix_upper_bound,
     utf8_length,
 )
-from bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
+from flarelet.bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
 
 __all__ = ["KvLimits", "KVNamespace", "KvPlugin", "plugin", "kv_database_path"]
 

@@ -33,9 +33,9 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bindings import registry
-from bindings.jsobject import JsException, JsTypeError, check_rpc_value, merge_options, to_js_dict
-from bindings.storage.config import validate_entries, validate_model
+from flarelet.bindings import registry
+from flarelet.bindings.jsobject import JsException, JsTypeError, check_rpc_value, merge_options, to_js_dict
+from flarelet.bindings.storage.config import validate_entries, validate_model
 
 __all__ = ["QueueLimits", "WorkerQueue", "QueueBroker", "QueuesHub", "QueuesPlugin", "plugin"]
 

@@ -8,7 +8,7 @@ and ``put`` return ``None``, errors are ``R2Error`` with messages like
 
 Storage: object metadata in one SQLite file per bucket; each body in its own file named by a
 random id (never by the key), written to a temp file, fsynced and renamed before the metadata
-row that points at it commits (see :mod:`bindings.storage.blobs`). Reads open the file while
+row that points at it commits (see :mod:`flarelet.bindings.storage.blobs`). Reads open the file while
 holding the bucket's thread, so a concurrent overwrite or delete never truncates a read in
 progress. A completed multipart upload is stored as one body (parts are concatenated).
 """
@@ -32,8 +32,8 @@ from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from bindings import registry
-from bindings.jsobject import (
+from flarelet.bindings import registry
+from flarelet.bindings.jsobject import (
     ByteStream,
     JsDict,
     JsException,
@@ -46,11 +46,11 @@ from bindings.jsobject import (
     read_body_bytes,
     to_js_dict,
 )
-from bindings.storage import paths
-from bindings.storage.blobs import BlobStore, FileBlobStore, MemoryBlobStore
-from bindings.storage.config import StoragePlugin
-from bindings.storage.keys import decode_cursor, decode_key, encode_cursor, encode_key, prefix_upper_bound, utf8_length
-from bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
+from flarelet.bindings.storage import paths
+from flarelet.bindings.storage.blobs import BlobStore, FileBlobStore, MemoryBlobStore
+from flarelet.bindings.storage.config import StoragePlugin
+from flarelet.bindings.storage.keys import decode_cursor, decode_key, encode_cursor, encode_key, prefix_upper_bound, utf8_length
+from flarelet.bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
 
 __all__ = [
     "R2Limits",

@@ -24,12 +24,12 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, runtim
 
 #: config key -> "module:attribute" of the plugin object that owns it.
 PLUGIN_PATHS: dict[str, str] = {
-    "vars": "bindings.vars:plugin",
-    "ai": "bindings.ai.plugin:plugin",
-    "kv_namespaces": "bindings.kv:plugin",
-    "d1_databases": "bindings.d1:plugin",
-    "r2_buckets": "bindings.r2:plugin",
-    "queues": "bindings.queues:plugin",
+    "vars": "flarelet.bindings.vars:plugin",
+    "ai": "flarelet.bindings.ai.plugin:plugin",
+    "kv_namespaces": "flarelet.bindings.kv:plugin",
+    "d1_databases": "flarelet.bindings.d1:plugin",
+    "r2_buckets": "flarelet.bindings.r2:plugin",
+    "queues": "flarelet.bindings.queues:plugin",
 }
 
 

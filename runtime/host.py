@@ -9,14 +9,14 @@ watcher, and the in-process test harness::
     await host.aclose()
 
 Building it (synchronous, once per process) reads the config and ``.dev.vars``/``.env``, hands
-each binding section to its plugin (``bindings.registry.load_plugin``), puts the results on
+each binding section to its plugin (``flarelet.bindings.registry.load_plugin``), puts the results on
 ``env``, sets up static assets, and imports the worker module. A binding kind without a plugin
 is listed with mode ``not supported`` and its ``env`` entry raises a clear error when used.
 
 Reloading is split the way wrangler dev behaves: :meth:`reload_code` re-imports only the
 worker's own modules (bindings, their storage and the AI binding's loaded models stay);
 :meth:`reload_config` rebuilds the bindings when the config or the secrets files change.
-It implements :class:`bindings.registry.WorkerHost` (``dispatch_queue``) for plugins.
+It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``) for plugins.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qs, unquote
 
-from bindings.registry import BindingContext, BindingInfo, ConfigSectionError, load_plugin
-from wrangler_compat.config import ConfigError, WorkerConfig, load_config
-from wrangler_compat.devvars import DevVars, load_dev_vars
+from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectionError, load_plugin
+from flarelet.wrangler_compat.config import ConfigError, WorkerConfig, load_config
+from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
 from . import outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
@@ -325,7 +325,7 @@ class WorkerHost:
 
     # -- events -------------------------------------------------------------------------------
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
-        """``bindings.registry.WorkerHost``: run the worker's ``queue`` handler on a batch."""
+        """``flarelet.bindings.registry.WorkerHost``: run the worker's ``queue`` handler on a batch."""
         return await self.dispatcher.queue(queue, messages)
 
     async def scheduled(self, cron: str = "", scheduled_time: float | None = None) -> dict[str, Any]:
@@ -379,6 +379,6 @@ class WorkerHost:
     @property
     def watch_paths(self) -> list[Path]:
         """Files whose change should rebuild bindings (the config and secrets files)."""
-        from wrangler_compat.devvars import candidate_files
+        from flarelet.wrangler_compat.devvars import candidate_files
 
         return [self.config.path, *candidate_files(self.config.dir, self.env_name)]

@@ -31,7 +31,7 @@ _client_loop: asyncio.AbstractEventLoop | None = None
 
 #: Consulted before the network when set: ``await service(request)`` answers the subrequest in
 #: process (a ``Response``) or lets it go out (``None``). The in-process test harness
-#: (:mod:`runtime.testing`) sets it per call, so a worker's fetch of its own origin reaches itself
+#: (:mod:`flarelet.testing`) sets it per call, so a worker's fetch of its own origin reaches itself
 #: as it does under ``flarelet dev``, and a test can answer other hosts (Miniflare's ``outboundService``).
 outbound_service: contextvars.ContextVar[Callable[[Request], Awaitable["Response | None"]] | None] = \
     contextvars.ContextVar("flarelet_outbound_service", default=None)

@@ -3,7 +3,7 @@
 Tuned for the request path: uvloop and the httptools parser when installed, uvicorn's access log
 off (the app writes its own cheaper line), no ``server`` header, no proxy-headers middleware
 (a local dev server has no trusted proxy in front of it), and each response written with one
-syscall (:mod:`runtime.http_protocol`). The listening socket is bound
+syscall (:mod:`flarelet.runtime.http_protocol`). The listening socket is bound
 here before uvicorn starts, so ``--port 0`` works and the printed ``Ready on`` URL is the real
 one; connections that arrive before the loop accepts simply wait in the backlog.
 

@@ -58,11 +58,11 @@ def free_port() -> int:
 
 
 def flarelet_command() -> list[str]:
-    """The installed ``flarelet`` script next to this interpreter, else ``python -m wrangler_compat``."""
+    """The installed ``flarelet`` script next to this interpreter, else ``python -m flarelet``."""
     script = Path(sys.executable).with_name("flarelet")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "wrangler_compat"]
+    return [sys.executable, "-m", "flarelet"]
 
 
 class RunningWorker:

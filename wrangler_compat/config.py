@@ -411,6 +411,6 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
 
 
 def _plugin_keys() -> frozenset[str]:
-    from bindings.registry import PLUGIN_PATHS  # a plain dict; importing it loads no plugin
+    from flarelet.bindings.registry import PLUGIN_PATHS  # a plain dict; importing it loads no plugin
 
     return frozenset(PLUGIN_PATHS)

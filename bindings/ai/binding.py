@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Any, Mapping
 
-from bindings.jsobject import JsException, to_js_dict
+from flarelet.bindings.jsobject import JsException, to_js_dict
 
 from . import errors
 from .service import AiService

@@ -25,7 +25,7 @@ faster-whisper follows) on the model:
   boundary heuristics.
 
 Speed (README "Speed"): the encoder and decoder are lean torch modules on the folder's weights
-(:mod:`bindings.ai.encoder`, :mod:`bindings.ai.decoder`: fused projections, static caches, fp16 or
+(:mod:`flarelet.bindings.ai.encoder`, :mod:`flarelet.bindings.ai.decoder`: fused projections, static caches, fp16 or
 int8 weights per ``quantize``), not transformers' model classes. :meth:`WhisperEngine.transcribe_steps`
 is the long-form algorithm as a generator of model work (:data:`Work`), so :meth:`WhisperEngine.run_round`
 can serve many transcriptions at once: one batched decoder pass for all their windows (the service's
@@ -1291,7 +1291,7 @@ def load_engine(
     """The engine for ``folder``, loaded once per process (dev-server reloads keep it).
 
     ``quantize="none"`` (the default here) is fp32, transformers' arithmetic; the service passes
-    its ``quantize`` setting (int8 weights by default, see :mod:`bindings.ai.settings`).
+    its ``quantize`` setting (int8 weights by default, see :mod:`flarelet.bindings.ai.settings`).
     """
     key = (str(Path(folder).resolve()), device, threads, quantize)
     with _engines_lock:

@@ -5,13 +5,13 @@ examples' tests do). These aids are for the other tests: fast ones that must not
 ones that need an exact transcript or a failure on demand, and ones replaying what the real
 model said once. None of them is ever used unless a test asks for it by name.
 
-* :class:`FakeAi` is the real :class:`~bindings.ai.binding.Ai` binding with a fake service behind
+* :class:`FakeAi` is the real :class:`~flarelet.bindings.ai.binding.Ai` binding with a fake service behind
   it. Inputs go through the *real* checks -- the catalog (5007 for an unknown model) and the
   pydantic input schemas (5006/3006), and by default the audio is decoded with PyAV as the real
   service does (5006 for bytes that are not audio) -- so a worker that would fail on Cloudflare
   fails here with the same ``InferenceUpstreamError``. Outputs are canned per model (a default
   transcript, a dict, a function of the call, an ``AiError`` to raise) and every output is
-  checked against the model's output schema (:mod:`bindings.ai.output_schemas`). Each call is
+  checked against the model's output schema (:mod:`flarelet.bindings.ai.output_schemas`). Each call is
   kept in ``fake.calls`` for assertions.
 * :class:`RecordingAi` wraps a real binding and writes each output to a JSON *cassette*, keyed
   by the model and a hash of the validated input; :meth:`FakeAi.from_cassette` replays it.
@@ -179,7 +179,7 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
 
 
 class _FakeService:
-    """Stands where :class:`~bindings.ai.service.AiService` stands behind :class:`Ai`: same checks, canned answers."""
+    """Stands where :class:`~flarelet.bindings.ai.service.AiService` stands behind :class:`Ai`: same checks, canned answers."""
 
     def __init__(self, owner: "FakeAi", settings: AiSettings, decode_audio: bool) -> None:
         self.owner = owner
@@ -210,7 +210,7 @@ class FakeAi(Ai):
     """A Workers AI binding for tests that answers without a model (see the module docstring).
 
     ``responses`` maps a model id to its answer: an output dict (checked against the model's
-    output schema now), an :class:`~bindings.ai.errors.AiError` to raise (``errors.timeout()``,
+    output schema now), an :class:`~flarelet.bindings.ai.errors.AiError` to raise (``errors.timeout()``,
     ``errors.out_of_capacity()``...), or a function ``f(call: AiCall)`` returning either (checked
     when called). Models without an entry answer ``text`` (default :data:`DEFAULT_TEXT`) in the
     model's full output shape, words spread over the decoded audio's duration.

@@ -1,7 +1,7 @@
 """One validated request through the engine: VAD, transcription, Cloudflare's shape.
 
-Runs on the service's worker thread. Kept apart from :mod:`bindings.ai.service` (queueing,
-timeouts) and :mod:`bindings.ai.engine` (the model) so each can change alone.
+Runs on the service's worker thread. Kept apart from :mod:`flarelet.bindings.ai.service` (queueing,
+timeouts) and :mod:`flarelet.bindings.ai.engine` (the model) so each can change alone.
 
 Silero VAD is used twice, for different reasons:
 

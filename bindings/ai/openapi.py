@@ -7,8 +7,8 @@ per model (``/accounts/{account_id}/ai/run/@cf/openai/whisper``) with that model
 Bearer-token security, and the v4 envelope around every answer.
 
 Model input schemas come from the pydantic models the service validates with
-(:mod:`bindings.ai.schemas`) when that module offers them, else from Cloudflare's published JSON
-Schema in :mod:`bindings.ai.catalog`; output schemas are Cloudflare's.
+(:mod:`flarelet.bindings.ai.schemas`) when that module offers them, else from Cloudflare's published JSON
+Schema in :mod:`flarelet.bindings.ai.catalog`; output schemas are Cloudflare's.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Pydantic models of what the Whisper models return, to check outputs that did not come from the engine.
 
-The engine's outputs are shaped by :mod:`bindings.ai.output`; these models describe the same
+The engine's outputs are shaped by :mod:`flarelet.bindings.ai.output`; these models describe the same
 shapes as Cloudflare publishes them (``catalog.CLASSIC_OUTPUT_SCHEMA`` / ``TURBO_OUTPUT_SCHEMA``,
 cloudflare-spec.md §1.2, §1.3), so a canned or recorded output given to
-:class:`bindings.ai.fake.FakeAi` can be refused when a real ``env.AI.run`` could never return it.
+:class:`flarelet.bindings.ai.fake.FakeAi` can be refused when a real ``env.AI.run`` could never return it.
 
 As in Cloudflare's schemas only ``text`` is required. Two things are stricter than the published
 JSON Schema, on purpose, because these models check hand-written test data:

@@ -3,7 +3,7 @@
 Wrangler marks AI as remote-only ("will never have a local simulator"); flarelet runs it here.
 ``remote`` / ``staging`` keys, meaningful to wrangler, are accepted and ignored with a log line.
 Settings (weights cache, limits, threads, model folders) come from ``[flarelet.ai]`` and the
-environment (:mod:`bindings.ai.settings`); ``--preload`` (``options["preload"]``) loads models
+environment (:mod:`flarelet.bindings.ai.settings`); ``--preload`` (``options["preload"]``) loads models
 when the worker starts instead of on the first request.
 
 Importing this module loads no model and imports neither torch nor transformers.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-from bindings.registry import BindingContext, BindingInfo, ConfigSectionError
+from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectionError
 
 from . import catalog
 from .settings import AiSettings, SettingsError
@@ -70,7 +70,7 @@ class AiPlugin:
     def routes(self, ctx: BindingContext) -> list:
         """The Workers AI REST API beside the worker (``/client/v4/accounts/{id}/ai/...``).
 
-        Implemented in :mod:`bindings.ai.rest`; it shares this process's service and models.
+        Implemented in :mod:`flarelet.bindings.ai.rest`; it shares this process's service and models.
         """
         from .rest import routes
 

@@ -44,7 +44,7 @@ from .errors import AiError
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
 
 if TYPE_CHECKING:
-    from bindings.registry import BindingContext
+    from flarelet.bindings.registry import BindingContext
 
     from .settings import AiSettings
 
@@ -70,7 +70,7 @@ REST_CONFIG_KEYS = ("api_token", "api_tokens", "account_id")
 
 
 class AiBackend(Protocol):
-    """What the REST API needs from the AI service (``bindings.ai.service.AiService``)."""
+    """What the REST API needs from the AI service (``flarelet.bindings.ai.service.AiService``)."""
 
     async def run(self, model: str, inputs: dict[str, Any] | bytes) -> dict[str, Any]: ...
 

@@ -10,7 +10,7 @@ Two input families (cloudflare-spec.md §1.2, §1.3):
   no_speech_threshold, compression_ratio_threshold, log_prob_threshold,
   hallucination_silence_threshold}``.
 
-Every failure becomes an :class:`~bindings.ai.errors.AiError`: 5006 ``AiError: Bad input: Error:
+Every failure becomes an :class:`~flarelet.bindings.ai.errors.AiError`: 5006 ``AiError: Bad input: Error:
 <what> at '/<json pointer>'`` naming the field, or 3006 when the audio is over
 ``max_input_bytes``. Unknown keys are ignored, as Cloudflare's schemas allow them.
 
@@ -124,7 +124,7 @@ def json_type(value: Any) -> str:
 
 
 #: ``audio`` is validated by :func:`_byte_list_to_bytes` (numpy, one pass); these annotations give
-#: the OpenAPI document (``bindings.ai.openapi``) the JSON Schema a client sees.
+#: the OpenAPI document (``flarelet.bindings.ai.openapi``) the JSON Schema a client sees.
 ByteArrayAudio = Annotated[
     Any,
     WithJsonSchema(

@@ -2,7 +2,7 @@
 
 ``AiService.run(model, inputs)`` does what Cloudflare's backend does for a Whisper call: validate
 the inputs against the model's schema, decode the audio, transcribe it, and shape the output --
-or raise :class:`~bindings.ai.errors.AiError` with Cloudflare's code and words.
+or raise :class:`~flarelet.bindings.ai.errors.AiError` with Cloudflare's code and words.
 
 Why a service object and a process-wide instance (:func:`get_service`):
 
@@ -23,7 +23,7 @@ Why a service object and a process-wide instance (:func:`get_service`):
   also *cancelled* in the engine (checked between decoding steps), so its batch slot frees soon;
 * ``vad_filter``'s VAD pass (the whole clip's speech spans, needed before transcribing) runs on
   a thread of its own while the request queues; the silence gate every request gets asks its
-  questions lazily inside the transcription (:class:`bindings.ai.vad.SpeechGate`);
+  questions lazily inside the transcription (:class:`flarelet.bindings.ai.vad.SpeechGate`);
 * the service may be called from several event loops (the dev server, tests), so admission uses a
   thread lock, not asyncio primitives bound to one loop.
 
@@ -370,7 +370,7 @@ def get_service(settings: AiSettings | None = None) -> AiService:
     """The process-wide service for ``settings`` (default: from the environment).
 
     One service per distinct settings value; all share the process-wide model cache in
-    :mod:`bindings.ai.engine`, so a dev-server reload never reloads a model.
+    :mod:`flarelet.bindings.ai.engine`, so a dev-server reload never reloads a model.
     """
     settings = settings if settings is not None else AiSettings.from_options()
     with _services_lock:

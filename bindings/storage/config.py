@@ -6,7 +6,7 @@ from typing import Any, Mapping, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from bindings import registry
+from flarelet.bindings import registry
 
 M = TypeVar("M", bound=BaseModel)
 

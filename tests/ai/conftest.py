@@ -27,8 +27,8 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 import pytest
 
-from bindings.ai.service import AiService
-from bindings.ai.settings import AiSettings
+from flarelet.bindings.ai.service import AiService
+from flarelet.bindings.ai.settings import AiSettings
 
 TINY = "@cf/openai/whisper-tiny-en"
 BASE = "@cf/openai/whisper"
@@ -151,7 +151,7 @@ def synth(tmp_path_factory) -> Callable[[str], np.ndarray]:
         out = folder / f"s{abs(hash((text, voice, speed)))}.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), text], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        from bindings.ai.audio import decode_audio
+        from flarelet.bindings.ai.audio import decode_audio
 
         return decode_audio(out.read_bytes())
 

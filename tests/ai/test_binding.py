@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from bindings.ai import catalog, errors
-from bindings.ai import engine as engine_mod
-from bindings.ai.binding import Ai, InferenceUpstreamError
-from bindings.ai.plugin import DEFAULT_PRELOAD, AiPlugin
-from bindings.ai.service import AiService
-from bindings.ai.settings import AiSettings
-from bindings.ai.weights import ensure_weights
-from bindings.jsobject import JsDict, JsException
-from bindings.registry import BindingContext, ConfigSectionError, load_plugin
+from flarelet.bindings.ai import catalog, errors
+from flarelet.bindings.ai import engine as engine_mod
+from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
+from flarelet.bindings.ai.plugin import DEFAULT_PRELOAD, AiPlugin
+from flarelet.bindings.ai.service import AiService
+from flarelet.bindings.ai.settings import AiSettings
+from flarelet.bindings.ai.weights import ensure_weights
+from flarelet.bindings.jsobject import JsDict, JsException
+from flarelet.bindings.registry import BindingContext, ConfigSectionError, load_plugin
 
 from .conftest import BASE, TINY, TURBO, inputs_for, wer
 
@@ -142,7 +142,7 @@ def test_importing_and_creating_the_binding_loads_no_torch(tmp_path):
         f"""
         import asyncio, sys, logging
         from pathlib import Path
-        from bindings.registry import BindingContext, load_plugin
+        from flarelet.bindings.registry import BindingContext, load_plugin
         plugin = load_plugin("ai")
         ctx = BindingContext(config_dir=Path("."), persist_to=None, options={{"flarelet": {{"ai": {{"cache_dir": {str(tmp_path)!r}}}}}}})
         ai = plugin.create({{"binding": "AI"}}, ctx)[0].value

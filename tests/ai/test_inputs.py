@@ -8,10 +8,10 @@ import base64
 import numpy as np
 import pytest
 
-from bindings.ai import errors, schemas
-from bindings.ai.catalog import MODELS
-from bindings.ai.service import AiService
-from bindings.ai.settings import AiSettings
+from flarelet.bindings.ai import errors, schemas
+from flarelet.bindings.ai.catalog import MODELS
+from flarelet.bindings.ai.service import AiService
+from flarelet.bindings.ai.settings import AiSettings
 
 from .conftest import BASE, TINY, TURBO, wav_bytes
 

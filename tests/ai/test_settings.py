@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bindings.ai import settings as s
-from bindings.ai.settings import AiSettings, SettingsError
+from flarelet.bindings.ai import settings as s
+from flarelet.bindings.ai.settings import AiSettings, SettingsError
 
 
 def test_defaults_are_the_named_constants(monkeypatch):

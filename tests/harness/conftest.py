@@ -1,4 +1,4 @@
-"""Fixtures for the harness tests (runtime.testing, the pytest plugin, FakeAi and cassettes).
+"""Fixtures for the harness tests (flarelet.testing, the pytest plugin, FakeAi and cassettes).
 
 ``project``: a copy of ``tests/harness/project`` (a worker with vars, KV, D1, assets, an
 ``[env.staging]``, and one route per behaviour under test) in a temp folder, so a test may write

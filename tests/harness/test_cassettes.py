@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bindings.ai import errors
-from bindings.ai.binding import Ai, InferenceUpstreamError
-from bindings.ai.fake import RECORD_ENV, CassetteMiss, FakeAi, RecordingAi, cassette_binding, record_mode
-from runtime.testing import Worker
+from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
+from flarelet.bindings.ai.fake import RECORD_ENV, CassetteMiss, FakeAi, RecordingAi, cassette_binding, record_mode
+from flarelet.testing import Worker
 
 BASE = "@cf/openai/whisper"
 TINY = "@cf/openai/whisper-tiny-en"

@@ -11,14 +11,14 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from bindings.ai import errors
-from bindings.ai.binding import Ai, InferenceUpstreamError
-from bindings.ai.catalog import MODELS
-from bindings.ai.fake import DEFAULT_TEXT, AiCall, FakeAi
-from bindings.ai.output_schemas import OutputSchemaError, validate_output
-from bindings.ai.service import AiService
-from bindings.ai.settings import AiSettings
-from bindings.jsobject import JsDict
+from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
+from flarelet.bindings.ai.catalog import MODELS
+from flarelet.bindings.ai.fake import DEFAULT_TEXT, AiCall, FakeAi
+from flarelet.bindings.ai.output_schemas import OutputSchemaError, validate_output
+from flarelet.bindings.ai.service import AiService
+from flarelet.bindings.ai.settings import AiSettings
+from flarelet.bindings.jsobject import JsDict
 
 BASE = "@cf/openai/whisper"
 TINY = "@cf/openai/whisper-tiny-en"
@@ -165,7 +165,7 @@ async def test_models_is_the_catalog(real_ai: Ai) -> None:
 
 
 async def test_is_never_the_default(project) -> None:
-    from runtime.testing import Worker
+    from flarelet.testing import Worker
 
     (project / "wrangler.toml").write_text((project / "wrangler.toml").read_text() + '\n[ai]\nbinding = "AI"\n')
     async with Worker.from_config(project) as worker:

@@ -1,4 +1,4 @@
-"""``bindings.ai.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
+"""``flarelet.bindings.ai.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from bindings.ai import catalog
-from bindings.ai.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
+from flarelet.bindings.ai import catalog
+from flarelet.bindings.ai.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
 
 
 def published_keys(schema: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def test_refusals_name_the_field(bad: Any, where: str) -> None:
 
 
 def test_unknown_model() -> None:
-    from bindings.ai.errors import AiError
+    from flarelet.bindings.ai.errors import AiError
 
     with pytest.raises(AiError, match="5007"):
         validate_output("@cf/nope", {"text": ""})
@@ -81,8 +81,8 @@ def _first_seconds(wav_bytes: bytes, seconds: float) -> bytes:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["@cf/openai/whisper-tiny-en", "@cf/openai/whisper-large-v3-turbo"])
 async def test_real_outputs_validate(model: str, sample_wav: bytes) -> None:
-    from bindings.ai.binding import Ai
-    from bindings.ai.service import get_service
+    from flarelet.bindings.ai.binding import Ai
+    from flarelet.bindings.ai.service import get_service
 
     clip = _first_seconds(sample_wav, 4.0)
     inputs = {"audio": base64.b64encode(clip).decode()} if "turbo" in model else {"audio": list(clip)}

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-import runtime.testing  # noqa: F401 - imported before the in-process runs, which restore sys.modules after each
-from runtime import workers_sdk
+import flarelet.testing  # noqa: F401 - imported before the in-process runs, which restore sys.modules after each
+from flarelet.runtime import workers_sdk
 
 pytest_plugins = ["pytester"]
 workers_sdk.install()

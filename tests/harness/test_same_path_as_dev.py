@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from runtime.testing import Worker
+from flarelet.testing import Worker
 
 REQUESTS = [
     ("GET", "/"),

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bindings.ai.fake import FakeAi
-from bindings.kv import KVNamespace
-from runtime.loader import WorkerLoadError
-from runtime.testing import Worker
-from wrangler_compat.config import ConfigError
+from flarelet.bindings.ai.fake import FakeAi
+from flarelet.bindings.kv import KVNamespace
+from flarelet.runtime.loader import WorkerLoadError
+from flarelet.testing import Worker
+from flarelet.wrangler_compat.config import ConfigError
 
 
 async def env_values(worker: Worker, *names: str) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import QueueResult, ScheduledResult, Worker
+from flarelet.testing import QueueResult, ScheduledResult, Worker
 
 
 async def events(worker: Worker) -> list[str]:

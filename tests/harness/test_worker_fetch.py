@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.request import Request
-from runtime.response import Response
-from runtime.testing import DEFAULT_URL, Worker
+from flarelet.runtime.request import Request
+from flarelet.runtime.response import Response
+from flarelet.testing import DEFAULT_URL, Worker
 
 
 async def test_path_is_sent_to_the_default_origin(project: Path) -> None:

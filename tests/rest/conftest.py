@@ -72,21 +72,15 @@ class ScriptedAiBackend:
         return {"text": f"scripted:{kind}:{len(inputs)}"}
 
     def models(self) -> list[dict]:
-        from bindings.ai.catalog import MODELS
+        from flarelet.bindings.ai.catalog import MODELS
 
         return [spec.search_entry() for spec in MODELS.values()]
 
 
 def serve_command() -> list[str]:
-    """``flarelet ai serve`` through the console script when the CLI wires it, else the module."""
-    flarelet = Path(sys.executable).with_name("flarelet")
-    try:
-        from wrangler_compat import cli  # noqa: F401
-
-        wired = flarelet.is_file()
-    except ImportError:
-        wired = False
-    return [str(flarelet), "ai", "serve"] if wired else [sys.executable, "-m", "wrangler_compat.ai_command", "serve"]
+    """``flarelet ai serve`` through the console script next to this interpreter, else ``python -m flarelet``."""
+    script = Path(sys.executable).with_name("flarelet")
+    return [str(script), "ai", "serve"] if script.is_file() else [sys.executable, "-m", "flarelet", "ai", "serve"]
 
 
 class Served:

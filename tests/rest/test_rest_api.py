@@ -14,10 +14,10 @@ import cloudflare
 import httpx
 import pytest
 
-from bindings.ai import errors
-from bindings.ai.rest import create_app
-from bindings.ai.rest_auth import RestCredentials
-from bindings.ai.settings import AiSettings
+from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.rest import create_app
+from flarelet.bindings.ai.rest_auth import RestCredentials
+from flarelet.bindings.ai.settings import AiSettings
 
 MAX_INPUT = 64 * 1024
 
@@ -270,7 +270,7 @@ def test_body_kinds_reach_the_service_as_documented(scripted: tuple[str, Any], r
 
 
 def test_non_finite_numbers_in_a_result_go_out_as_null() -> None:
-    from bindings.ai.rest import envelope, v4_response
+    from flarelet.bindings.ai.rest import envelope, v4_response
 
     resp = v4_response(envelope({"text": "x", "segments": [{"avg_logprob": float("-inf"), "t": float("nan")}]}))
     assert json.loads(resp.body) == {

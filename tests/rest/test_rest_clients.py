@@ -22,10 +22,10 @@ import httpx
 import jiwer
 import pytest
 
-from bindings.ai.rest import create_app
-from bindings.ai.rest_auth import RestCredentials
-from bindings.ai.service import get_service
-from bindings.ai.settings import AiSettings
+from flarelet.bindings.ai.rest import create_app
+from flarelet.bindings.ai.rest_auth import RestCredentials
+from flarelet.bindings.ai.service import get_service
+from flarelet.bindings.ai.settings import AiSettings
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from bindings.ai.rest import ai_settings_from_options, announce, banner, routes
-from bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
-from bindings.ai.settings import AiSettings
-from bindings.registry import BindingContext
+from flarelet.bindings.ai.rest import ai_settings_from_options, announce, banner, routes
+from flarelet.bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
+from flarelet.bindings.ai.settings import AiSettings
+from flarelet.bindings.registry import BindingContext
 
 # -- credentials ------------------------------------------------------------------------------------
 

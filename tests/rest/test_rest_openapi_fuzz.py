@@ -23,9 +23,9 @@ from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from bindings.ai.rest import create_app
-from bindings.ai.rest_auth import RestCredentials
-from bindings.ai.settings import AiSettings
+from flarelet.bindings.ai.rest import create_app
+from flarelet.bindings.ai.rest_auth import RestCredentials
+from flarelet.bindings.ai.settings import AiSettings
 
 #: per operation; 5 operations, each request answered in milliseconds
 MAX_EXAMPLES = 30

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from runtime.host import WorkerHost
-from runtime.server import DevServer, bind_socket
+from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.server import DevServer, bind_socket
 
 
 @pytest.fixture

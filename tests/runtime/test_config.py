@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bindings.registry import BindingContext, ConfigSectionError
-from runtime.host import WorkerHost
-from wrangler_compat.config import ConfigError, find_config, load_config
-from wrangler_compat.jsonc import JsoncError, parse_jsonc
+from flarelet.bindings.registry import BindingContext, ConfigSectionError
+from flarelet.runtime.host import WorkerHost
+from flarelet.wrangler_compat.config import ConfigError, find_config, load_config
+from flarelet.wrangler_compat.jsonc import JsoncError, parse_jsonc
 
 HELLO = 'from workers import Response\nasync def on_fetch(request, env):\n    return Response(env.WHO)\n'
 
@@ -105,7 +105,7 @@ def test_plugin_section_errors_become_one_line(tmp_path):
 
 def test_flarelet_table_and_cli_options_reach_plugins(tmp_path, monkeypatch):
     """Plugins get ``options["flarelet"]`` (the [flarelet] table) and the CLI options."""
-    import bindings.registry as registry
+    import flarelet.bindings.registry as registry
 
     seen: dict[str, BindingContext] = {}
 

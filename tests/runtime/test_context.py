@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from runtime.host import WorkerHost
-from runtime.request import Request
+from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.request import Request
 
 WORKER = '''
 import asyncio

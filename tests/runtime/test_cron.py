@@ -62,8 +62,8 @@ def test_wrangler_test_scheduled_path(make_worker, run_worker):
 
 @pytest.mark.parametrize("cron", ["* * *", "61 * * * *", "* * * * * *"])
 def test_invalid_crons_are_config_errors(make_worker, cron):
-    from runtime.host import WorkerHost
-    from wrangler_compat.config import ConfigError
+    from flarelet.runtime.host import WorkerHost
+    from flarelet.wrangler_compat.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"triggers\.crons\[0\]: invalid cron expression"):
         WorkerHost.from_config(make_worker(WORKER, f'[triggers]\ncrons = ["{cron}"]\n'))

@@ -137,7 +137,7 @@ def test_explicit_port_in_use_is_an_error(serve_worker, hello_copy):
 
 
 def test_cli_loads_extension_subcommands(monkeypatch):
-    from wrangler_compat import cli
+    import flarelet.cli as cli
 
     calls = []
 
@@ -145,9 +145,9 @@ def test_cli_loads_extension_subcommands(monkeypatch):
         parser = subparsers.add_parser("probe-cmd")
         parser.set_defaults(func=lambda args: calls.append("ran") or 7)
 
-    fake = types.ModuleType("wrangler_compat.ai_command")
+    fake = types.ModuleType("flarelet.cli.ai_command")
     fake.register = register
-    monkeypatch.setitem(sys.modules, "wrangler_compat.ai_command", fake)
+    monkeypatch.setitem(sys.modules, "flarelet.cli.ai_command", fake)
     assert cli.main(["probe-cmd"]) == 7 and calls == ["ran"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from runtime.host import WorkerHost
+from flarelet.runtime.host import WorkerHost
 
 ECHO_ENV = '''
 import json
@@ -154,7 +154,7 @@ async def test_workers_env_module_level(make_worker):
                     patched = env.WHO
                 return Response(f"{AT_IMPORT} {env.WHO} {patched}")
     ''', '[vars]\nWHO = "me"\n')
-    from runtime.request import Request
+    from flarelet.runtime.request import Request
 
     host = WorkerHost.from_config(root, raise_on_load_error=True)
     response = await host.dispatcher.fetch(Request("http://localhost/"))
@@ -163,7 +163,7 @@ async def test_workers_env_module_level(make_worker):
 
 @pytest.mark.parametrize("bad", ["vars = 3", '[vars]\nWHEN = 1979-05-27T07:32:00Z'])
 def test_bad_vars_are_config_errors(make_worker, bad):
-    from wrangler_compat.config import ConfigError
+    from flarelet.wrangler_compat.config import ConfigError
 
     with pytest.raises(ConfigError) as info:
         WorkerHost.from_config(make_worker(ECHO_ENV, bad))

@@ -70,7 +70,7 @@ def test_body_limit_gives_413(server):
 
 
 def test_default_body_limit_is_cloudflares_100_mb(make_worker):
-    from runtime.host import DEFAULT_MAX_BODY_BYTES, WorkerHost
+    from flarelet.runtime.host import DEFAULT_MAX_BODY_BYTES, WorkerHost
 
     assert DEFAULT_MAX_BODY_BYTES == 100 * 1024 * 1024
     assert WorkerHost.from_config(make_worker(WORKER)).max_body_bytes == DEFAULT_MAX_BODY_BYTES

@@ -7,10 +7,10 @@ import asyncio
 import httpx
 import pytest
 
-from runtime.body import FormData
-from runtime.headers import Headers
-from runtime.request import Request
-from runtime.response import Response
+from flarelet.runtime.body import FormData
+from flarelet.runtime.headers import Headers
+from flarelet.runtime.request import Request
+from flarelet.runtime.response import Response
 
 READER = '''
 import json

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from runtime.server import bind_socket
+from flarelet.runtime.server import bind_socket
 
 
 async def upstream_app(scope, receive, send):
@@ -95,8 +95,8 @@ class Default(WorkerEntrypoint):
 
 @pytest.fixture(scope="module")
 def worker_server(tmp_path_factory):
-    from runtime.host import WorkerHost
-    from runtime.server import DevServer
+    from flarelet.runtime.host import WorkerHost
+    from flarelet.runtime.server import DevServer
 
     root = tmp_path_factory.mktemp("outbound")
     (root / "src").mkdir()
@@ -150,7 +150,7 @@ def test_network_failure_is_a_type_error(worker_server, free_port):
 
 
 def test_httpx_is_not_imported_at_start(make_worker):
-    code = ("import sys; from runtime.host import WorkerHost; import runtime.server, runtime.app; "
+    code = ("import sys; from flarelet.runtime.host import WorkerHost; import flarelet.runtime.server, flarelet.runtime.app; "
             f"WorkerHost.from_config({str(make_worker(WORKER))!r}); "
             "print(sorted(m for m in ('httpx', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

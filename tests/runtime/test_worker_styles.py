@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from runtime.host import WorkerHost
-from runtime.loader import WorkerLoadError
+from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.loader import WorkerLoadError
 
 
 def test_class_entrypoint_fetch_with_request(make_worker, run_worker):
@@ -214,7 +214,7 @@ async def test_queue_handler_failure_and_missing_handler(make_worker):
 
 
 def test_workers_module_exports_sdk_names():
-    import runtime.workers_sdk as sdk
+    import flarelet.runtime.workers_sdk as sdk
 
     names = ("Blob BlobEnding BlobValue Body Context DurableObject FetchKwargs FetchResponse File FormData "
              "FormDataValue Headers JSBody Request RequestInitCfProperties Response WorkerEntrypoint "

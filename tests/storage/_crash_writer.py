@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from bindings.d1 import D1Database
-from bindings.kv import KVNamespace
-from bindings.r2 import R2Bucket
+from flarelet.bindings.d1 import D1Database
+from flarelet.bindings.kv import KVNamespace
+from flarelet.bindings.r2 import R2Bucket
 
 
 async def main(kind: str, root: Path) -> None:

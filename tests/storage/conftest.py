@@ -9,9 +9,9 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from bindings.d1 import D1Database
-from bindings.kv import KVNamespace
-from bindings.r2 import R2Bucket
+from flarelet.bindings.d1 import D1Database
+from flarelet.bindings.kv import KVNamespace
+from flarelet.bindings.r2 import R2Bucket
 
 
 class FakeClock:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bindings.d1 import D1Database, d1_database_path
-from bindings.kv import KVNamespace, kv_database_path
-from bindings.r2 import R2Bucket, r2_database_path
+from flarelet.bindings.d1 import D1Database, d1_database_path
+from flarelet.bindings.kv import KVNamespace, kv_database_path
+from flarelet.bindings.r2 import R2Bucket, r2_database_path
 
 WRITER = Path(__file__).with_name("_crash_writer.py")
 ACKS_BEFORE_KILL = 150

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bindings.d1 import D1Database, D1Limits, split_statements
-from bindings.jsobject import JsDict, JsException
+from flarelet.bindings.d1 import D1Database, D1Limits, split_statements
+from flarelet.bindings.jsobject import JsDict, JsException
 
 SCHEMA = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT UNIQUE NOT NULL, score REAL, avatar BLOB);\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bindings.d1 import D1Database
-from wrangler_compat.cli import main
+from flarelet.bindings.d1 import D1Database
+from flarelet.cli import main
 
 CONFIG = """
 name = "cli-test"
@@ -136,7 +136,7 @@ def test_persist_to_option(project: Path, capsys, tmp_path: Path) -> None:
 
 def test_console_script(project: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "wrangler_compat", "d1", "execute", "DB", "--json", "--command", "SELECT 40 + 2 AS answer"],
+        [sys.executable, "-m", "flarelet", "d1", "execute", "DB", "--json", "--command", "SELECT 40 + 2 AS answer"],
         capture_output=True, text=True, timeout=60, cwd=project,
     )
     assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ def project(tmp_path: Path) -> Path:
     """A copy of the example (its .wrangler/state lands in tmp), with migrations applied by the CLI."""
     target = tmp_path / "storage"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".wrangler", "__pycache__"))
-    out = subprocess.run([sys.executable, "-m", "wrangler_compat", "d1", "migrations", "apply", "DB", "--local"],
+    out = subprocess.run([sys.executable, "-m", "flarelet", "d1", "migrations", "apply", "DB", "--local"],
                          cwd=target, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0001_notes.sql" in out.stdout
@@ -103,7 +103,7 @@ def test_d1_cli_sees_what_the_server_wrote(project: Path, serve_worker) -> None:
         assert client.post("/notes", json={"text": "from the worker"}).status_code == 201
         # the CLI and the running server share the database file
         out = subprocess.run(
-            [sys.executable, "-m", "wrangler_compat", "d1", "execute", "DB", "--json", "--command",
+            [sys.executable, "-m", "flarelet", "d1", "execute", "DB", "--json", "--command",
              "INSERT INTO notes (text) VALUES ('from the cli'); SELECT text FROM notes ORDER BY id"],
             cwd=project, capture_output=True, text=True, timeout=60,
         )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bindings import registry
-from bindings.d1 import D1Plugin
-from bindings.kv import KvPlugin
-from bindings.r2 import R2Plugin
+from flarelet.bindings import registry
+from flarelet.bindings.d1 import D1Plugin
+from flarelet.bindings.kv import KvPlugin
+from flarelet.bindings.r2 import R2Plugin
 
 HOSTILE_KEYS = [
     "../../../../etc/passwd",
@@ -81,7 +81,7 @@ async def test_hostile_r2_and_kv_keys_stay_inside(tmp_path: Path) -> None:
 
 async def test_very_long_keys_are_rejected_not_written(tmp_path: Path) -> None:
     kv, r2, db = env_for(tmp_path)
-    from bindings.jsobject import JsException
+    from flarelet.bindings.jsobject import JsException
 
     with pytest.raises(JsException):
         await r2.put("x" * 100_000, b"data")

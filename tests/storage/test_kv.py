@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bindings.jsobject import ByteStream, JsDict, JsException
-from bindings.kv import KvLimits, KVNamespace
+from flarelet.bindings.jsobject import ByteStream, JsDict, JsException
+from flarelet.bindings.kv import KvLimits, KVNamespace
 
 
 async def test_put_get_text_and_types(kv: KVNamespace) -> None:

@@ -10,11 +10,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from bindings import registry
-from bindings.d1 import D1Plugin
-from bindings.kv import KvPlugin
-from bindings.r2 import R2Bucket, R2Plugin
-from bindings.storage.paths import hashed_name
+from flarelet.bindings import registry
+from flarelet.bindings.d1 import D1Plugin
+from flarelet.bindings.kv import KvPlugin
+from flarelet.bindings.r2 import R2Bucket, R2Plugin
+from flarelet.bindings.storage.paths import hashed_name
 
 CONFIG = {
     "kv_namespaces": [{"binding": "KV", "id": "kv-id"}],
@@ -78,9 +78,9 @@ async def test_data_is_read_by_a_new_process(tmp_path: Path) -> None:
         f"""
         import asyncio
         from pathlib import Path
-        from bindings.kv import KVNamespace
-        from bindings.d1 import D1Database
-        from bindings.r2 import R2Bucket
+        from flarelet.bindings.kv import KVNamespace
+        from flarelet.bindings.d1 import D1Database
+        from flarelet.bindings.r2 import R2Bucket
         async def main():
             root = Path({str(tmp_path)!r})
             print(await KVNamespace.open(root, "kv-id").get("greeting"))

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bindings import registry
-from bindings.d1 import D1Database
-from bindings.kv import KVNamespace
-from bindings.queues import WorkerQueue
-from bindings.r2 import R2Bucket
+from flarelet.bindings import registry
+from flarelet.bindings.d1 import D1Database
+from flarelet.bindings.kv import KVNamespace
+from flarelet.bindings.queues import WorkerQueue
+from flarelet.bindings.r2 import R2Bucket
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from bindings import registry
-from bindings.jsobject import JsDict, JsException
-from bindings.queues import QueueConsumerConfig, QueueLimits, QueuesHub, QueuesPlugin, WorkerQueue
+from flarelet.bindings import registry
+from flarelet.bindings.jsobject import JsDict, JsException
+from flarelet.bindings.queues import QueueConsumerConfig, QueueLimits, QueuesHub, QueuesPlugin, WorkerQueue
 
 
 class FakeMessage:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bindings.jsobject import ByteStream
-from bindings.r2 import R2Bucket, R2Error, R2Limits, R2Object, R2ObjectBody
+from flarelet.bindings.jsobject import ByteStream
+from flarelet.bindings.r2 import R2Bucket, R2Error, R2Limits, R2Object, R2ObjectBody
 
 
 async def test_put_get_head_roundtrip(r2: R2Bucket) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import Worker
+from flarelet.testing import Worker
 
 PROJECT = Path(__file__).resolve().parent.parent
 

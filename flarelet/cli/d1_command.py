@@ -92,16 +92,16 @@ class LocalDatabase:
 
     @property
     def path(self) -> Path:
-        from bindings.d1 import d1_database_path
+        from flarelet.bindings.d1 import d1_database_path
 
         return d1_database_path(self.persist_root, self.database_id)
 
 
 def resolve_database(args: argparse.Namespace) -> LocalDatabase:
-    from bindings import registry
-    from bindings.d1 import D1DatabaseConfig, local_database_id
-    from bindings.storage.config import validate_entries
-    from wrangler_compat.config import ConfigError, load_config
+    from flarelet.bindings import registry
+    from flarelet.bindings.d1 import D1DatabaseConfig, local_database_id
+    from flarelet.bindings.storage.config import validate_entries
+    from flarelet.wrangler_compat.config import ConfigError, load_config
 
     if getattr(args, "remote", False):
         raise CommandError("--remote is not supported: flarelet only works with local databases (drop --remote)")
@@ -134,13 +134,13 @@ def resolve_database(args: argparse.Namespace) -> LocalDatabase:
 
 
 def _connect(db: LocalDatabase) -> tuple[sqlite3.Connection, Any]:
-    from bindings.d1 import open_connection
+    from flarelet.bindings.d1 import open_connection
 
     return open_connection(db.persist_root, db.database_id)
 
 
 def _run(conn: sqlite3.Connection, engine: Any, queries: list[tuple[str, Sequence[Any]]]) -> list[dict]:
-    from bindings.d1 import D1Error
+    from flarelet.bindings.d1 import D1Error
 
     try:
         return engine.transaction(conn, queries)
@@ -186,7 +186,7 @@ def _fail(message: str, as_json: bool = False) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from bindings.d1 import split_statements
+    from flarelet.bindings.d1 import split_statements
 
     as_json = bool(args.json)
     try:
@@ -266,7 +266,7 @@ def cmd_migrations_list(args: argparse.Namespace) -> int:
 
 
 def cmd_migrations_apply(args: argparse.Namespace) -> int:
-    from bindings.d1 import split_statements
+    from flarelet.bindings.d1 import split_statements
 
     try:
         db = resolve_database(args)

@@ -4,7 +4,7 @@ For people who only want ``POST /client/v4/accounts/{id}/ai/run/{model}`` on the
 script, a notebook, a CI job that must not call Cloudflare): the same routes ``flarelet dev``
 mounts beside a worker, served alone with uvicorn.
 
-``wrangler_compat.cli`` calls :func:`register` when this module is present. Importing it is cheap:
+``flarelet.cli`` calls :func:`register` when this module is present. Importing it is cheap:
 the AI modules are imported only when the command runs, and models load on first use (or at
 start with ``--preload``).
 """
@@ -72,7 +72,7 @@ def load_ai_table(config: Path | None, cwd: Path | None = None) -> dict[str, Any
     elif not config.is_file():
         raise SystemExit(f"flarelet ai serve: config file not found: {config}")
     text = config.read_text(encoding="utf-8")
-    from .jsonc import JsoncError, parse_jsonc
+    from flarelet.wrangler_compat.jsonc import JsoncError, parse_jsonc
 
     try:
         data = tomllib.loads(text) if config.suffix == ".toml" else parse_jsonc(text)[0]
@@ -100,10 +100,10 @@ def serve_command(args: argparse.Namespace) -> int:
     """Run the endpoint until Ctrl-C."""
     import uvicorn
 
-    from bindings.ai import catalog
-    from bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
-    from bindings.ai.rest_auth import RestCredentials
-    from bindings.ai.settings import SettingsError
+    from flarelet.bindings.ai import catalog
+    from flarelet.bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
+    from flarelet.bindings.ai.rest_auth import RestCredentials
+    from flarelet.bindings.ai.settings import SettingsError
 
     options = build_options(args, load_ai_table(args.config))
     try:
@@ -157,7 +157,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wrangler_compat.ai_command serve ...`` (same as ``flarelet ai serve ...``)."""
+    """``python -m flarelet.cli.ai_command serve ...`` (same as ``flarelet ai serve ...``)."""
     parser = argparse.ArgumentParser(prog="flarelet")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ai", *(sys.argv[1:] if argv is None else argv)])

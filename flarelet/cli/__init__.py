@@ -5,7 +5,7 @@ bindings table, serves the worker on ``--ip``/``--port`` (default 127.0.0.1:8787
 the config), logs each request, reloads on file changes and runs cron triggers. Everything runs
 locally; ``--remote`` is refused.
 
-Other modules add subcommands: if ``wrangler_compat.ai_command`` or ``wrangler_compat.d1_command``
+Other modules add subcommands: if ``flarelet.cli.ai_command`` or ``flarelet.cli.d1_command``
 exist, their ``register(subparsers)`` is called (each sets ``func`` on its parser; ``func(args)``
 returns the exit code). A bad config prints one line (file:line: key: message) and exits 1.
 """
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-EXTENSION_MODULES = ("wrangler_compat.ai_command", "wrangler_compat.d1_command")
+EXTENSION_MODULES = ("flarelet.cli.ai_command", "flarelet.cli.d1_command")
 LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
@@ -82,8 +82,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """``flarelet dev``."""
     if args.remote:
         return _error("--remote is not supported: flarelet runs every binding locally")
-    from runtime.logs import setup_logging
-    from wrangler_compat.config import ConfigError, find_config
+    from flarelet.runtime.logs import setup_logging
+    from flarelet.wrangler_compat.config import ConfigError, find_config
 
     setup_logging(args.log_level)
     import logging
@@ -101,7 +101,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if args.account_id is not None:
         options["account_id"] = args.account_id
 
-    from runtime.host import WorkerHost
+    from flarelet.runtime.host import WorkerHost
 
     try:
         host = WorkerHost.from_config(config_path, args.env_name, vars=dict(args.vars), persist_to=persist_to,
@@ -111,8 +111,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     for warning in host.config.warnings:
         log.warning("%s", warning)
 
-    from runtime.server import DevServer, PortInUseError, bind_socket
-    from wrangler_compat.table import print_bindings
+    from flarelet.runtime.server import DevServer, PortInUseError, bind_socket
+    from flarelet.cli.table import print_bindings
 
     verbose = args.log_level in ("debug", "info", "log")
     if verbose:
@@ -135,7 +135,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if args.log_level != "none":
             print(f"[flarelet:info] Ready on {url}", flush=True)
         if "ai" in host.config.bindings and verbose:  # the Workers AI REST API: token + curl line
-            from bindings.ai.rest import announce
+            from flarelet.bindings.ai.rest import announce
 
             announce(host.ctx, url)
 

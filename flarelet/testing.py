@@ -2,7 +2,7 @@
 
 ::
 
-    from runtime.testing import Worker
+    from flarelet.testing import Worker
 
     async def test_hello():
         async with Worker.from_config("examples/hello") as worker:
@@ -12,9 +12,9 @@
 
 What runs is what ``flarelet dev`` runs, minus the socket: the config is read by the same code,
 the bindings are the real ones (KV, D1, R2, queues, and ``env.AI`` running Whisper), and each
-request goes through :meth:`runtime.host.WorkerHost.serve` -- the method the dev server's ASGI
+request goes through :meth:`flarelet.runtime.host.WorkerHost.serve` -- the method the dev server's ASGI
 app calls -- so the test-scheduled paths, static assets and the worker's ``fetch`` handler answer
-exactly as they do there. Events go through the same :class:`~runtime.dispatch.WorkerDispatcher`.
+exactly as they do there. Events go through the same :class:`~flarelet.runtime.dispatch.WorkerDispatcher`.
 
 Differences from the dev server, all on purpose:
 
@@ -27,7 +27,7 @@ Differences from the dev server, all on purpose:
   any other subrequest (Miniflare's ``outboundService``);
 * edge concerns stay with the dev server: the request body limit (413) and the Workers AI REST
   routes are not part of ``worker.fetch``, as they are not part of Miniflare's ``dispatchFetch``;
-* a worker module that fails to import raises :class:`~runtime.loader.WorkerLoadError` at once
+* a worker module that fails to import raises :class:`~flarelet.runtime.loader.WorkerLoadError` at once
   instead of serving a 500 page.
 
 Each ``Worker`` imports the worker module afresh, so module-level state does not leak between
@@ -44,13 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
-from .app import DEFAULT_CF
-from .context import ExecutionContext
-from .env import Env
-from .host import WorkerHost
-from .outbound import outbound_service
-from .request import Request
-from .response import Response, dumps_json
+from flarelet.runtime.app import DEFAULT_CF
+from flarelet.runtime.context import ExecutionContext
+from flarelet.runtime.env import Env
+from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.outbound import outbound_service
+from flarelet.runtime.request import Request
+from flarelet.runtime.response import Response, dumps_json
 
 __all__ = ["Worker", "ScheduledResult", "QueueResult", "DEFAULT_URL", "DEFAULT_WAIT_UNTIL_TIMEOUT_S"]
 
@@ -176,17 +176,17 @@ class Worker:
         * ``persist_to``: ``None`` (default) keeps KV/D1/R2/queues in memory; a folder keeps
           them on disk there; ``True`` uses the dev server's ``<config dir>/.wrangler/state``.
         * ``ai_cassette``: a JSON file for the ``[ai]`` binding: replayed by
-          :class:`~bindings.ai.fake.FakeAi`, or recorded from the real model when
+          :class:`~flarelet.bindings.ai.fake.FakeAi`, or recorded from the real model when
           ``FLARELET_AI_RECORD=1``.
         * ``url``: the origin of requests given as a path.
         * ``wait_until``, ``wait_until_timeout``: see :meth:`fetch`.
         * ``outbound``: ``handler(request)`` answering subrequests (return ``None`` to let one through).
         * ``options``: harness options for the plugins (``preload``, ``queue_limits``...).
 
-        Raises :class:`~wrangler_compat.config.ConfigError` for a bad config and
-        :class:`~runtime.loader.WorkerLoadError` when the worker module does not import.
+        Raises :class:`~flarelet.wrangler_compat.config.ConfigError` for a bad config and
+        :class:`~flarelet.runtime.loader.WorkerLoadError` when the worker module does not import.
         """
-        from wrangler_compat.config import find_config
+        from flarelet.wrangler_compat.config import find_config
 
         config_path = find_config(config)
         cli_vars: dict[str, str] = {}
@@ -276,10 +276,10 @@ class Worker:
         cf: Mapping[str, Any] | None = None,
         wait_until: bool | None = None,
     ) -> Response:
-        """Send a request to the worker, in process; returns its :class:`~runtime.response.Response`.
+        """Send a request to the worker, in process; returns its :class:`~flarelet.runtime.response.Response`.
 
         ``input`` is a path (``"/notes?limit=2"``, sent to :attr:`url`), a full URL, or a
-        :class:`~runtime.request.Request`. ``json=`` sends a JSON body with its content type;
+        :class:`~flarelet.runtime.request.Request`. ``json=`` sends a JSON body with its content type;
         ``body=`` takes str, bytes, FormData, or an (async) iterator of chunks. Failures of the
         worker come back as the dev server's 500 page, not as exceptions.
 
@@ -358,7 +358,7 @@ class Worker:
         one transaction with its bookkeeping row -- the table ``flarelet d1 migrations apply``
         and wrangler keep. Returns the names applied.
         """
-        from bindings.d1 import split_statements
+        from flarelet.bindings.d1 import split_statements
 
         entry = next((e for e in self.host.config.bindings.get("d1_databases") or []
                       if isinstance(e, Mapping) and e.get("binding") == binding), None)
@@ -465,7 +465,7 @@ def _origin(url: str) -> str:
 
 def _var_value(value: Any) -> Any:
     """A non-string var as a JSON ``[vars]`` entry appears: objects also allow ``obj.key``."""
-    from bindings.vars import JsonObject
+    from flarelet.bindings.vars import JsonObject
 
     if isinstance(value, Mapping):
         return JsonObject({str(k): _var_value(v) for k, v in value.items()})
@@ -476,7 +476,7 @@ def _var_value(value: Any) -> Any:
 
 def _use_cassette(host: WorkerHost, path: Path) -> None:
     """Put a cassette (replay, or recording when ``FLARELET_AI_RECORD=1``) in place of each AI binding."""
-    from bindings.ai.fake import cassette_binding
+    from flarelet.bindings.ai.fake import cassette_binding
 
     rows = [row for row in host.bindings if row.type_label == "AI" and row.name not in host.binding_overrides]
     if not rows:

@@ -10,7 +10,7 @@
     async def test_bindings(env):
         await env.KV.put("k", "v")
 
-``worker`` is a started :class:`runtime.testing.Worker`, fresh for each test (in-memory storage,
+``worker`` is a started :class:`flarelet.testing.Worker`, fresh for each test (in-memory storage,
 the worker module imported anew) and closed after it; ``env`` is ``worker.env``.
 
 Which worker, in order of precedence:
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "flarelet(config=None, env=None, vars=None, bindings=None, persist_to=None, ai_cassette=None, url=None, "
         "wait_until=True, outbound=None, options=None): configure flarelet's `worker`/`env` fixtures "
-        "(runtime.testing.Worker.from_config arguments; paths relative to the test file)",
+        "(flarelet.testing.Worker.from_config arguments; paths relative to the test file)",
     )
 
 
@@ -113,9 +113,9 @@ def _relative_to(base: Path, value: Any) -> Path:
 
 
 def _build(options: dict[str, Any]) -> Any:
-    from runtime.loader import WorkerLoadError
-    from runtime.testing import Worker
-    from wrangler_compat.config import ConfigError
+    from flarelet.runtime.loader import WorkerLoadError
+    from flarelet.testing import Worker
+    from flarelet.wrangler_compat.config import ConfigError
 
     try:
         return Worker.from_config(**options)
@@ -129,7 +129,7 @@ if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
     async def worker(flarelet_options: dict[str, Any]) -> AsyncIterator[Any]:
-        """A started ``runtime.testing.Worker`` for this test (see the module docstring)."""
+        """A started ``flarelet.testing.Worker`` for this test (see the module docstring)."""
         built = _build(flarelet_options)
         async with built:
             yield built
