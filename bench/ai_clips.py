@@ -95,8 +95,15 @@ def worker(name: str, threads: int, runs: int) -> None:
                 ref = manifest[clip]["reference"]
                 zh = manifest[clip]["language"] == "zh"
                 score = helpers.cer(ref, text) if zh else helpers.wer(ref, text)
-                rows.append({"clip": clip, "seconds": manifest[clip]["duration_s"], "times": times,
-                             "metric": "CER" if zh else "WER", "score": score})
+                rows.append(
+                    {
+                        "clip": clip,
+                        "seconds": manifest[clip]["duration_s"],
+                        "times": times,
+                        "metric": "CER" if zh else "WER",
+                        "score": score,
+                    }
+                )
 
         asyncio.run(measure())
         out["clips"] = rows
@@ -124,7 +131,10 @@ def main() -> None:
     for name in args.models.split(","):
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--runs", str(args.runs)],
-            capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         if proc.returncode != 0:
             console.print(proc.stderr[-3000:])
@@ -135,7 +145,9 @@ def main() -> None:
     for col in ("model", "import torch+transformers s", "convert s (once)", "load s", "peak RSS MB"):
         summary.add_column(col, justify="right")
     for r in results:
-        summary.add_row(r["model"], f"{r['import_s']:.1f}", f"{r['convert_s']:.1f}", f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f}")
+        summary.add_row(
+            r["model"], f"{r['import_s']:.1f}", f"{r['convert_s']:.1f}", f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f}"
+        )
     console.print(summary)
 
     table = Table(title=f"AiService.run per clip (median of {args.runs} [min-max], threads={args.threads})")
@@ -144,9 +156,14 @@ def main() -> None:
     for r in results:
         for c in r["clips"]:
             med = statistics.median(c["times"])
-            table.add_row(r["model"], c["clip"], f"{c['seconds']:.1f}",
-                          f"{med:.2f} [{min(c['times']):.2f}-{max(c['times']):.2f}]",
-                          f"{med / c['seconds']:.3f}", f"{c['metric']} {c['score']:.3f}")
+            table.add_row(
+                r["model"],
+                c["clip"],
+                f"{c['seconds']:.1f}",
+                f"{med:.2f} [{min(c['times']):.2f}-{max(c['times']):.2f}]",
+                f"{med / c['seconds']:.3f}",
+                f"{c['metric']} {c['score']:.3f}",
+            )
     console.print(table)
     console.print(f"load average after: {os.getloadavg()[0]:.2f}")
 

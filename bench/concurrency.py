@@ -77,12 +77,20 @@ class Server:
 
     def __init__(self, settings: dict[str, str], timeout: float = 600) -> None:
         flarelet = Path(sys.executable).with_name("flarelet")
-        cmd = [str(flarelet), "ai", "serve"] if flarelet.is_file() else [sys.executable, "-m", "flarelet.cli.ai_command", "serve"]
+        cmd = (
+            [str(flarelet), "ai", "serve"]
+            if flarelet.is_file()
+            else [sys.executable, "-m", "flarelet.cli.ai_command", "serve"]
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLARELET_AI_")}
         env.update({"HF_HUB_OFFLINE": "1", **{f"FLARELET_AI_{k.upper()}": v for k, v in settings.items()}})
         self.proc = subprocess.Popen(
             [*cmd, "--port", "0", "--api-token", TOKEN, "--preload", MODEL, "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         lines: list[str] = []
         deadline = time.monotonic() + timeout
@@ -116,7 +124,11 @@ class Server:
 
         while time.monotonic() < deadline:
             try:
-                r = httpx.get(f"{self.base}/accounts/{ACCOUNT}/ai/models/search", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+                r = httpx.get(
+                    f"{self.base}/accounts/{ACCOUNT}/ai/models/search",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=5,
+                )
                 if r.status_code == 200:
                     return
             except httpx.HTTPError:
@@ -228,25 +240,39 @@ def parse_config(text: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", default="1,4,16", help="comma-separated numbers of concurrent clients")
     parser.add_argument("--requests", type=int, default=16, help="transcriptions per level (default 16)")
-    parser.add_argument("--config", action="append", default=None,
-                        help="server settings, e.g. max_batch=1 or workers=2,max_batch=1 (repeatable; 'default' = as shipped)")
-    parser.add_argument("--repeat", type=int, default=1, help="repeat the levels, interleaved with the other configs; medians are shown")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="server settings, e.g. max_batch=1 or workers=2,max_batch=1 (repeatable; 'default' = as shipped)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="repeat the levels, interleaved with the other configs; medians are shown"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
-    parser.add_argument("--clips", default=None,
-                        help="comma-separated file names from the shared audio (default: 8 English clips of 5-19 s); "
-                             "e.g. librivox_sonnet001.mp3 for long-form requests, where the decoder -- the part batching "
-                             "shares -- is most of the work")
+    parser.add_argument(
+        "--clips",
+        default=None,
+        help="comma-separated file names from the shared audio (default: 8 English clips of 5-19 s); "
+        "e.g. librivox_sonnet001.mp3 for long-form requests, where the decoder -- the part batching "
+        "shares -- is most of the work",
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
     configs = args.config or ["default", "max_batch=1"]
     clips = load_clips([c for c in args.clips.split(",") if c] if args.clips else CLIPS)
     load_before = os.getloadavg()
     results = []
-    print(f"{len(clips)} clips ({sum(c[2] for c in clips):.0f} s of audio), {args.requests} requests per level, "
-          f"{args.repeat} repeat(s), {os.cpu_count()} CPUs, load average {load_before[0]:.2f}", flush=True)
+    print(
+        f"{len(clips)} clips ({sum(c[2] for c in clips):.0f} s of audio), {args.requests} requests per level, "
+        f"{args.repeat} repeat(s), {os.cpu_count()} CPUs, load average {load_before[0]:.2f}",
+        flush=True,
+    )
     servers: dict[str, Server] = {}
     loaded_rss: dict[str, float] = {}
     idle_rss: dict[str, float] = {}
@@ -280,30 +306,66 @@ def main(argv: list[str] | None = None) -> int:
             for lvl in lvls:
                 for k, v in lvl.errors.items():
                     errors[k] = errors.get(k, 0) + v
-            results.append({
-                "config": config, "clients": n, "requests": args.requests * len(lvls),
-                "wall_s": statistics.median(lvl.wall for lvl in lvls), "throughput": tp,
-                "throughput_range": [min(tps), max(tps)], "p50": quantile(lat, 0.5), "p99": quantile(lat, 0.99),
-                "errors": errors, "peak_rss_mb": max(lvl.peak_rss_mb for lvl in lvls), "x_one_by_one": tp / base_tp,
-                "loaded_rss_mb": loaded_rss[config], "idle_rss_mb": idle_rss.get(config),
-            })
+            results.append(
+                {
+                    "config": config,
+                    "clients": n,
+                    "requests": args.requests * len(lvls),
+                    "wall_s": statistics.median(lvl.wall for lvl in lvls),
+                    "throughput": tp,
+                    "throughput_range": [min(tps), max(tps)],
+                    "p50": quantile(lat, 0.5),
+                    "p99": quantile(lat, 0.99),
+                    "errors": errors,
+                    "peak_rss_mb": max(lvl.peak_rss_mb for lvl in lvls),
+                    "x_one_by_one": tp / base_tp,
+                    "loaded_rss_mb": loaded_rss[config],
+                    "idle_rss_mb": idle_rss.get(config),
+                }
+            )
     load_after = os.getloadavg()
     print(f"\nload average {load_before[0]:.2f} before / {load_after[0]:.2f} after\n")
-    header = ["config", "clients", "requests", "errors", "wall s", "audio s/s (range)", "p50 s", "p99 s", "peak RSS MB", "x 1-by-1"]
+    header = [
+        "config",
+        "clients",
+        "requests",
+        "errors",
+        "wall s",
+        "audio s/s (range)",
+        "p50 s",
+        "p99 s",
+        "peak RSS MB",
+        "x 1-by-1",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for r in results:
         errors = ", ".join(f"{k} x{v}" for k, v in r["errors"].items()) or "0"
         lo, hi = r["throughput_range"]
-        print("| " + " | ".join([
-            r["config"], str(r["clients"]), str(r["requests"]), errors, f"{r['wall_s']:.1f}",
-            f"{r['throughput']:.1f} ({lo:.1f}-{hi:.1f})", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
-            f"{r['peak_rss_mb']:.0f}", f"{r['x_one_by_one']:.2f}",
-        ]) + " |")
+        print(
+            "| "
+            + " | ".join(
+                [
+                    r["config"],
+                    str(r["clients"]),
+                    str(r["requests"]),
+                    errors,
+                    f"{r['wall_s']:.1f}",
+                    f"{r['throughput']:.1f} ({lo:.1f}-{hi:.1f})",
+                    f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{r['x_one_by_one']:.2f}",
+                ]
+            )
+            + " |"
+        )
     print()
     for config in configs:
-        print(f"{config}: RSS {loaded_rss[config]:.0f} MB with the model loaded (after preload), "
-              f"{idle_rss.get(config, float('nan')):.0f} MB idle after the runs")
+        print(
+            f"{config}: RSS {loaded_rss[config]:.0f} MB with the model loaded (after preload), "
+            f"{idle_rss.get(config, float('nan')):.0f} MB idle after the runs"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -55,9 +55,18 @@ async def bench_worker(requests: int, builds: int) -> list[tuple[str, float]]:
     rows = [("Worker setup + teardown (examples/hello)", statistics.median(setup))]
     async with Worker.from_config(HELLO) as worker:
         await per_call(100, lambda: worker.fetch("/"))  # warm-up
-        rows.append(('worker.fetch("/") (waits for waitUntil: 50 ms sleep in hello)', await per_call(min(requests, 100), lambda: worker.fetch("/"))))
-        rows.append(('worker.fetch("/hello.txt") (asset)', await per_call(requests, lambda: worker.fetch("/hello.txt"))))
-        rows.append(('worker.fetch("/ticks") (worker, no waitUntil)', await per_call(requests, lambda: worker.fetch("/ticks"))))
+        rows.append(
+            (
+                'worker.fetch("/") (waits for waitUntil: 50 ms sleep in hello)',
+                await per_call(min(requests, 100), lambda: worker.fetch("/")),
+            )
+        )
+        rows.append(
+            ('worker.fetch("/hello.txt") (asset)', await per_call(requests, lambda: worker.fetch("/hello.txt")))
+        )
+        rows.append(
+            ('worker.fetch("/ticks") (worker, no waitUntil)', await per_call(requests, lambda: worker.fetch("/ticks")))
+        )
     return rows
 
 
@@ -65,9 +74,14 @@ async def bench_http(requests: int) -> list[tuple[str, float]]:
     import httpx
 
     script = Path(sys.executable).with_name("flarelet")
-    proc = subprocess.Popen([str(script), "dev", str(HELLO), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [str(script), "dev", str(HELLO), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
     try:
         assert proc.stdout is not None
         url = ""
@@ -82,7 +96,10 @@ async def bench_http(requests: int) -> list[tuple[str, float]]:
         async with httpx.AsyncClient(base_url=url) as client:
             await per_call(100, lambda: client.get("/ticks"))
             return [
-                ("httpx GET /hello.txt to flarelet dev (asset)", await per_call(requests, lambda: client.get("/hello.txt"))),
+                (
+                    "httpx GET /hello.txt to flarelet dev (asset)",
+                    await per_call(requests, lambda: client.get("/hello.txt")),
+                ),
                 ("httpx GET /ticks to flarelet dev (worker)", await per_call(requests, lambda: client.get("/ticks"))),
             ]
     finally:
@@ -97,7 +114,10 @@ async def bench_fake_ai(calls: int) -> list[tuple[str, float]]:
     decoded, raw = FakeAi(), FakeAi(decode_audio=False)
     await decoded.run("@cf/openai/whisper", audio)
     return [
-        ("FakeAi.run (18 s WAV as a byte list, decoded)", await per_call(calls, lambda: decoded.run("@cf/openai/whisper", audio))),
+        (
+            "FakeAi.run (18 s WAV as a byte list, decoded)",
+            await per_call(calls, lambda: decoded.run("@cf/openai/whisper", audio)),
+        ),
         ("FakeAi.run (same, decode_audio=False)", await per_call(calls, lambda: raw.run("@cf/openai/whisper", audio))),
     ]
 

@@ -54,14 +54,22 @@ CONCURRENCY = (1, 16, 64)
 #: research/peer-runtime.md §4, medians of 3 runs (req/s, p50 ms, p99 ms, server CPU µs/req); cold start s
 RECORDED = {
     "miniflare": {
-        ("/", 1): (4788, 0.157, 0.36, 188), ("/", 16): (5085, 2.212, 25.41, 187), ("/", 64): (4981, 10.523, 71.40, 203),
-        ("/json", 1): (4079, 0.183, 0.33, 220), ("/json", 16): (4626, 2.752, 26.39, 209),
-        ("/json", 64): (3968, 3.328, 155.99, 235), "cold_start_s": 0.98,
+        ("/", 1): (4788, 0.157, 0.36, 188),
+        ("/", 16): (5085, 2.212, 25.41, 187),
+        ("/", 64): (4981, 10.523, 71.40, 203),
+        ("/json", 1): (4079, 0.183, 0.33, 220),
+        ("/json", 16): (4626, 2.752, 26.39, 209),
+        ("/json", 64): (3968, 3.328, 155.99, 235),
+        "cold_start_s": 0.98,
     },
     "wrangler dev": {
-        ("/", 1): (577, 1.586, 7.35, 1779), ("/", 16): (794, 14.353, 81.41, 1296), ("/", 64): (790, 87.008, 276.64, 1264),
-        ("/json", 1): (575, 1.582, 3.01, 1797), ("/json", 16): (779, 17.921, 93.21, 1256),
-        ("/json", 64): (864, 65.037, 191.94, 1265), "cold_start_s": 1.85,
+        ("/", 1): (577, 1.586, 7.35, 1779),
+        ("/", 16): (794, 14.353, 81.41, 1296),
+        ("/", 64): (790, 87.008, 276.64, 1264),
+        ("/json", 1): (575, 1.582, 3.01, 1797),
+        ("/json", 16): (779, 17.921, 93.21, 1256),
+        ("/json", 64): (864, 65.037, 191.94, 1265),
+        "cold_start_s": 1.85,
     },
 }
 
@@ -104,8 +112,15 @@ def http_ok(port: int) -> bool:
 def launch(cmd: list[str], port: int, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
     """Start ``cmd``; return it and seconds from exec to the first 200."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = start + 60
     while time.perf_counter() < deadline:
         if http_ok(port):
@@ -140,7 +155,7 @@ def tree_cpu_seconds(pid: int) -> float:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
+        fields = raw[raw.rindex(")") + 2 :].split()
         stats[int(entry)] = fields
         children.setdefault(int(fields[1]), []).append(int(entry))
     todo = [pid]
@@ -184,8 +199,9 @@ def h2load(port: int, route: str, conc: int, duration: int, pid: int, workdir: P
     return Cell(route, conc, rps, p50, p99, (after - before) * 1e6 / max(n, 1), bad, n)
 
 
-def measure(target: str, cmd: list[str], port: int, cwd: Path, env: dict[str, str], args: argparse.Namespace,
-            workdir: Path) -> Result:
+def measure(
+    target: str, cmd: list[str], port: int, cwd: Path, env: dict[str, str], args: argparse.Namespace, workdir: Path
+) -> Result:
     result = Result(target)
     for _ in range(args.cold_starts):
         proc, seconds = launch(cmd, port, cwd, env)
@@ -194,8 +210,9 @@ def measure(target: str, cmd: list[str], port: int, cwd: Path, env: dict[str, st
         time.sleep(0.3)
     proc, _ = launch(cmd, port, cwd, env)
     try:
-        subprocess.run(["h2load", "--h1", "-t1", "-c16", "-D", "3", f"http://127.0.0.1:{port}/"],
-                       capture_output=True, check=True)
+        subprocess.run(
+            ["h2load", "--h1", "-t1", "-c16", "-D", "3", f"http://127.0.0.1:{port}/"], capture_output=True, check=True
+        )
         for route in ROUTES:
             for conc in args.concurrency:
                 result.cells.append(h2load(port, route, conc, args.duration, proc.pid, workdir))
@@ -215,7 +232,9 @@ def flarelet_target(port: int) -> tuple[list[str], Path, dict[str, str]]:
 
 def miniflare_target(peer_dir: Path, port: int) -> tuple[list[str], Path, dict[str, str]]:
     if not (peer_dir / "node_modules" / "miniflare").is_dir():
-        raise SystemExit(f"--peer-dir {peer_dir}: install Miniflare there first (npm install --no-save miniflare@4.20260426.0)")
+        raise SystemExit(
+            f"--peer-dir {peer_dir}: install Miniflare there first (npm install --no-save miniflare@4.20260426.0)"
+        )
     return ["node", "mf.mjs"], peer_dir, dict(os.environ, SERVE="1", PORT=str(port), WRANGLER_SEND_METRICS="false")
 
 
@@ -223,53 +242,98 @@ def median_cells(runs: list[Result]) -> Result:
     merged = Result(runs[0].target, cold_starts=[c for r in runs for c in r.cold_starts])
     for i, cell in enumerate(runs[0].cells):
         same = [r.cells[i] for r in runs]
-        merged.cells.append(Cell(cell.route, cell.conc, statistics.median(c.rps for c in same),
-                                 statistics.median(c.p50_ms for c in same), statistics.median(c.p99_ms for c in same),
-                                 statistics.median(c.cpu_us for c in same), sum(c.non2xx for c in same),
-                                 sum(c.n for c in same)))
+        merged.cells.append(
+            Cell(
+                cell.route,
+                cell.conc,
+                statistics.median(c.rps for c in same),
+                statistics.median(c.p50_ms for c in same),
+                statistics.median(c.p99_ms for c in same),
+                statistics.median(c.cpu_us for c in same),
+                sum(c.non2xx for c in same),
+                sum(c.n for c in same),
+            )
+        )
     return merged
 
 
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
     mf, wd = RECORDED["miniflare"], RECORDED["wrangler dev"]
     print()
-    print(f"HTTP on 127.0.0.1, h2load --h1 -t1 -D {args.duration}, median of {args.runs} run(s); "
-          f"{os.cpu_count()} CPUs, load average at start {args.load_start:.2f}, at end {os.getloadavg()[0]:.2f}")
-    header = ["target", "route", "conc", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "non-200",
-              "MF req/s*", "MF p50*", "MF p99*", "MF CPU*", "wd req/s*", "wd p99*"]
+    print(
+        f"HTTP on 127.0.0.1, h2load --h1 -t1 -D {args.duration}, median of {args.runs} run(s); "
+        f"{os.cpu_count()} CPUs, load average at start {args.load_start:.2f}, at end {os.getloadavg()[0]:.2f}"
+    )
+    header = [
+        "target",
+        "route",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "non-200",
+        "MF req/s*",
+        "MF p50*",
+        "MF p99*",
+        "MF CPU*",
+        "wd req/s*",
+        "wd p99*",
+    ]
     rows = []
     for res in results:
         for c in res.cells:
             m = mf.get((c.route, c.conc))
             w = wd.get((c.route, c.conc))
-            rows.append([res.target, c.route, str(c.conc), f"{c.rps:,.0f}", f"{c.p50_ms:.3f}", f"{c.p99_ms:.2f}",
-                         f"{c.cpu_us:.0f}", str(c.non2xx),
-                         *([f"{m[0]:,}", f"{m[1]:.3f}", f"{m[2]:.2f}", f"{m[3]}"] if m else [""] * 4),
-                         *([f"{w[0]:,}", f"{w[2]:.2f}"] if w else [""] * 2)])
+            rows.append(
+                [
+                    res.target,
+                    c.route,
+                    str(c.conc),
+                    f"{c.rps:,.0f}",
+                    f"{c.p50_ms:.3f}",
+                    f"{c.p99_ms:.2f}",
+                    f"{c.cpu_us:.0f}",
+                    str(c.non2xx),
+                    *([f"{m[0]:,}", f"{m[1]:.3f}", f"{m[2]:.2f}", f"{m[3]}"] if m else [""] * 4),
+                    *([f"{w[0]:,}", f"{w[2]:.2f}"] if w else [""] * 2),
+                ]
+            )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(header)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(v.ljust(widths[i]) for i, v in enumerate(r)) + " |")
-    print("* recorded, not re-run: Miniflare (MF) and wrangler dev (wd) medians of 3 runs from "
-          "research/peer-runtime.md §4, same h2load method, same kind of 2-core VM (idle then).")
+    print(
+        "* recorded, not re-run: Miniflare (MF) and wrangler dev (wd) medians of 3 runs from "
+        "research/peer-runtime.md §4, same h2load method, same kind of 2-core VM (idle then)."
+    )
     print("  CPU µs/req = server process CPU time / requests: the figure least disturbed by other load on the box.")
     print()
     for res in results:
         cs = sorted(res.cold_starts)
-        print(f"cold start {res.target}: median {statistics.median(cs):.3f} s  (exec -> first 200; all: "
-              + ", ".join(f"{c:.3f}" for c in res.cold_starts) + ")")
-    print(f"cold start recorded: Miniflare {mf['cold_start_s']} s, wrangler dev {wd['cold_start_s']} s "
-          "(research/peer-runtime.md, polled every 50 ms)")
+        print(
+            f"cold start {res.target}: median {statistics.median(cs):.3f} s  (exec -> first 200; all: "
+            + ", ".join(f"{c:.3f}" for c in res.cold_starts)
+            + ")"
+        )
+    print(
+        f"cold start recorded: Miniflare {mf['cold_start_s']} s, wrangler dev {wd['cold_start_s']} s "
+        "(research/peer-runtime.md, polled every 50 ms)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-D", "--duration", type=int, default=10, help="seconds per h2load cell (default 10, as the peers)")
+    parser.add_argument(
+        "-D", "--duration", type=int, default=10, help="seconds per h2load cell (default 10, as the peers)"
+    )
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole sequence and report medians (peers: 3)")
     parser.add_argument("--cold-starts", type=int, default=5, help="launches for the cold-start median (default 5)")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
-    parser.add_argument("--peer-dir", type=Path, help="copy of research/peer-worker with node_modules: run Miniflare too")
+    parser.add_argument(
+        "--peer-dir", type=Path, help="copy of research/peer-worker with node_modules: run Miniflare too"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if shutil.which("h2load") is None:
@@ -292,8 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([{"target": r.target, "cold_starts": r.cold_starts,
-                                          "cells": [c.__dict__ for c in r.cells]} for r in results], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {"target": r.target, "cold_starts": r.cold_starts, "cells": [c.__dict__ for c in r.cells]}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -9,17 +9,15 @@ httpx (keep-alive) and the official ``cloudflare`` SDK.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 import argparse
 import asyncio
 import os
 import statistics
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -68,9 +66,15 @@ def timed(fn, n: int) -> list[float]:
 def startup_ms() -> float:
     """``flarelet ai serve --port 0`` until uvicorn reports start-up complete."""
     flarelet = Path(sys.executable).with_name("flarelet")
-    cmd = [str(flarelet), "ai", "serve", "--port", "0"] if flarelet.exists() else [sys.executable, "-m", "flarelet.cli.ai_command", "serve", "--port", "0"]
+    cmd = (
+        [str(flarelet), "ai", "serve", "--port", "0"]
+        if flarelet.exists()
+        else [sys.executable, "-m", "flarelet.cli.ai_command", "serve", "--port", "0"]
+    )
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     try:
         assert proc.stderr is not None
         while True:
@@ -103,9 +107,18 @@ def main() -> None:
 
     with httpx.Client(timeout=600) as client:
         for label, fn in (
-            ("refused: bad token (10000)", lambda: client.post(run_url, content=b"x", headers={"Authorization": "Bearer no"})),
-            ("refused: unknown model (5007)", lambda: client.post(run_url.replace(TINY, "@cf/x/y"), content=b"x", headers=auth)),
-            ("refused: not audio (5006, decoded)", lambda: client.post(run_url, content=b"not audio" * 100, headers=auth)),
+            (
+                "refused: bad token (10000)",
+                lambda: client.post(run_url, content=b"x", headers={"Authorization": "Bearer no"}),
+            ),
+            (
+                "refused: unknown model (5007)",
+                lambda: client.post(run_url.replace(TINY, "@cf/x/y"), content=b"x", headers=auth),
+            ),
+            (
+                "refused: not audio (5006, decoded)",
+                lambda: client.post(run_url, content=b"not audio" * 100, headers=auth),
+            ),
             ("GET models/search", lambda: client.get(search_url, headers=auth)),
         ):
             fn()
@@ -130,9 +143,20 @@ def main() -> None:
     server.should_exit = True
     thread.join(10)
 
-    rows.append((f"tiny.en {audio_file.name} (5.9 s of speech): service.run direct", f"{args.runs} runs", statistics.median(direct_ms), min(direct_ms)))
-    rows.append(("  same via REST, raw body (curl-style)", f"{args.runs} runs", statistics.median(rest_ms), min(rest_ms)))
-    rows.append(("  same via cloudflare SDK, JSON audio=[...]", f"{args.runs} runs", statistics.median(sdk_ms), min(sdk_ms)))
+    rows.append(
+        (
+            f"tiny.en {audio_file.name} (5.9 s of speech): service.run direct",
+            f"{args.runs} runs",
+            statistics.median(direct_ms),
+            min(direct_ms),
+        )
+    )
+    rows.append(
+        ("  same via REST, raw body (curl-style)", f"{args.runs} runs", statistics.median(rest_ms), min(rest_ms))
+    )
+    rows.append(
+        ("  same via cloudflare SDK, JSON audio=[...]", f"{args.runs} runs", statistics.median(sdk_ms), min(sdk_ms))
+    )
 
     table = Table(title="Workers AI REST API (bench/rest_bench.py)")
     table.add_column("what")
@@ -142,8 +166,10 @@ def main() -> None:
     for label, n, med, extra in rows:
         table.add_row(label, n, f"{med:.1f}", f"{extra:.1f}")
     Console().print(table)
-    print(f"REST overhead on a transcription (median): raw body {statistics.median(rest_ms) - statistics.median(direct_ms):+.1f} ms, "
-          f"SDK JSON {statistics.median(sdk_ms) - statistics.median(direct_ms):+.1f} ms")
+    print(
+        f"REST overhead on a transcription (median): raw body {statistics.median(rest_ms) - statistics.median(direct_ms):+.1f} ms, "
+        f"SDK JSON {statistics.median(sdk_ms) - statistics.median(direct_ms):+.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -41,7 +41,11 @@ async def run(ops: int, value_bytes: int) -> list[tuple[str, str, str, float, fl
     value = os.urandom(value_bytes)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        backends = [("memory", None, None), ("disk FULL", Path(tmp) / "full", "FULL"), ("disk NORMAL", Path(tmp) / "normal", "NORMAL")]
+        backends = [
+            ("memory", None, None),
+            ("disk FULL", Path(tmp) / "full", "FULL"),
+            ("disk NORMAL", Path(tmp) / "normal", "NORMAL"),
+        ]
         for label, root, sync in backends:
             kv = KVNamespace.in_memory() if root is None else KVNamespace.open(root, "bench", synchronous=sync)
             rows.append(("KV", "put", label, *await timed(ops, lambda i: kv.put(f"k{i}", value))))

@@ -191,7 +191,9 @@ class _FasterWhisperEngine:
         self.model = WhisperModel(str(ct2_folder(model)), device="cpu", compute_type="int8", cpu_threads=threads or 1)
 
     def transcribe(self, samples: Any) -> str:
-        segments, _info = self.model.transcribe(samples, beam_size=1, word_timestamps=self.words, language=self.language)
+        segments, _info = self.model.transcribe(
+            samples, beam_size=1, word_timestamps=self.words, language=self.language
+        )
         return "".join(s.text for s in segments)
 
 
@@ -224,9 +226,10 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     if engine_name.startswith("flarelet"):
-        import flarelet.bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
         import torch  # noqa: F401
         import transformers  # noqa: F401
+
+        import flarelet.bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
     elif engine_name == "pipeline":
         import transformers  # noqa: F401
         from transformers import pipeline  # noqa: F401
@@ -254,7 +257,10 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         t0 = time.perf_counter()
         text = eng.transcribe(samples)
         seconds = time.perf_counter() - t0
-        print(json.dumps({"text": text, "seconds": seconds, "cpu_s": time.process_time() - cpu0, "rss_mb": _rss_mb()}), flush=True)
+        print(
+            json.dumps({"text": text, "seconds": seconds, "cpu_s": time.process_time() - cpu0, "rss_mb": _rss_mb()}),
+            flush=True,
+        )
 
 
 class Worker:
@@ -263,7 +269,11 @@ class Worker:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine_name, "--model", model]
         if threads is not None:
             cmd += ["--threads", str(threads)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.info = self._read()
 
@@ -317,8 +327,12 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
             if shutil.which("espeak-ng") is None:
                 raise SystemExit("espeak-ng is needed for the synthetic clips (scripts/setup installs it)")
             wav = folder / f"{name}.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             data = wav.read_bytes()
             reference = text or ""
         else:
@@ -340,7 +354,7 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
 # -- the table ----------------------------------------------------------------------------------------
 
 
-def summarize(clips: list["Clip"], engines: list[str], cells: dict) -> dict[str, dict[str, Any]]:
+def summarize(clips: list[Clip], engines: list[str], cells: dict) -> dict[str, dict[str, Any]]:
     """Per engine over all clips: summed median latency, RTF, pooled WER (errors over all reference
     words, so a long clip weighs what its words weigh) and flarelet's ratios."""
     import jiwer
@@ -352,8 +366,11 @@ def summarize(clips: list["Clip"], engines: list[str], cells: dict) -> dict[str,
         latency = sum(statistics.median(cells[(c.name, name)].times) for c in clips)
         refs = [normalize(c.reference) for c in clips if c.reference]
         hyps = [normalize(cells[(c.name, name)].text) or "<empty>" for c in clips if c.reference]
-        out[name] = {"latency_s": latency, "rtf": latency / sum(c.seconds for c in clips),
-                     "wer": float(jiwer.wer(refs, hyps)) if refs else float("nan")}
+        out[name] = {
+            "latency_s": latency,
+            "rtf": latency / sum(c.seconds for c in clips),
+            "wer": float(jiwer.wer(refs, hyps)) if refs else float("nan"),
+        }
     for name, row in out.items():
         if name.startswith("flarelet"):
             for other in ("fw", "pipeline"):
@@ -370,15 +387,24 @@ class Cell:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=("tiny.en", "base"), default="tiny.en")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for every engine (default: flarelet's `threads` setting; for flarelet the "
-                             "encoder's threads -- its decoder always runs on one)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for every engine (default: flarelet's `threads` setting; for flarelet the "
+        "encoder's threads -- its decoder always runs on one)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per engine and clip (after one warm-up)")
     parser.add_argument("--clips", default="c10,c60,jfk,sonnet", help=f"comma-separated, from {', '.join(CLIPS)}")
-    parser.add_argument("--engines", default=",".join(ENGINES),
-                        help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} (default: all but {', '.join(EXTRA_ENGINES)})")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} (default: all but {', '.join(EXTRA_ENGINES)})",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -423,14 +449,22 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     rows = []
-    results: dict[str, Any] = {"model": args.model, "threads": args.threads, "runs": args.runs,
-                               "loadavg_before": load_before, "loadavg_after": load_after, "cells": []}
+    results: dict[str, Any] = {
+        "model": args.model,
+        "threads": args.threads,
+        "runs": args.runs,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "cells": [],
+    }
     print()
     from flarelet.bindings.ai.settings import DEFAULT_QUANTIZE
 
     quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
-    print(f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
+    print(
+        f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
+    )
     print()
     header = ["clip", "engine", "load s", "latency s (min-max)", "RTF", "RSS MB", "WER", "x fw", "x fw-words", "x pipe"]
     print("| " + " | ".join(header) + " |")
@@ -450,31 +484,53 @@ def main(argv: list[str] | None = None) -> int:
                 return f"{medians[name] / medians[other]:.2f}"
 
             row = [
-                f"{clip.name} ({clip.seconds:.1f} s)", name, f"{workers[name].info['load_s']:.2f}",
-                f"{med:.2f} ({min(cell.times):.2f}-{max(cell.times):.2f})", f"{med / clip.seconds:.3f}",
-                f"{rss.get(name, float('nan')):.0f}", f"{w:.3f}" + ("" if cell.consistent else "*"),
-                ratio("fw"), ratio("fw-words"), ratio("pipeline"),
+                f"{clip.name} ({clip.seconds:.1f} s)",
+                name,
+                f"{workers[name].info['load_s']:.2f}",
+                f"{med:.2f} ({min(cell.times):.2f}-{max(cell.times):.2f})",
+                f"{med / clip.seconds:.3f}",
+                f"{rss.get(name, float('nan')):.0f}",
+                f"{w:.3f}" + ("" if cell.consistent else "*"),
+                ratio("fw"),
+                ratio("fw-words"),
+                ratio("pipeline"),
             ]
             rows.append(row)
             print("| " + " | ".join(row) + " |")
-            results["cells"].append({"clip": clip.name, "clip_s": clip.seconds, "engine": name, "times": cell.times,
-                                     "load_s": workers[name].info["load_s"], "import_s": workers[name].info["import_s"],
-                                     "rss_mb": rss.get(name), "wer": w, "text": cell.text})
+            results["cells"].append(
+                {
+                    "clip": clip.name,
+                    "clip_s": clip.seconds,
+                    "engine": name,
+                    "times": cell.times,
+                    "load_s": workers[name].info["load_s"],
+                    "import_s": workers[name].info["import_s"],
+                    "rss_mb": rss.get(name),
+                    "wer": w,
+                    "text": cell.text,
+                }
+            )
     print()
-    print("x fw / x fw-words / x pipe: that flarelet row's latency divided by that engine's (< 1 = flarelet faster). "
-          "* = transcript changed between runs.")
+    print(
+        "x fw / x fw-words / x pipe: that flarelet row's latency divided by that engine's (< 1 = flarelet faster). "
+        "* = transcript changed between runs."
+    )
     summary = summarize(clips, engines, cells)
     results["summary"] = summary
     if len(clips) > 1 and summary:
         print()
-        print(f"All clips together ({sum(c.seconds for c in clips):.1f} s of audio): latency = sum of the medians, "
-              "WER = all word errors / all reference words")
+        print(
+            f"All clips together ({sum(c.seconds for c in clips):.1f} s of audio): latency = sum of the medians, "
+            "WER = all word errors / all reference words"
+        )
         print()
         print("| engine | latency s | RTF | WER | x fw | x pipe |")
         print("|---|---|---|---|---|---|")
         for name, row in summary.items():
-            print(f"| {name} | {row['latency_s']:.2f} | {row['rtf']:.3f} | {row['wer']:.3f} | "
-                  f"{row.get('x_fw', '')} | {row.get('x_pipeline', '')} |")
+            print(
+                f"| {name} | {row['latency_s']:.2f} | {row['rtf']:.3f} | {row['wer']:.3f} | "
+                f"{row.get('x_fw', '')} | {row.get('x_pipeline', '')} |"
+            )
     for clip in clips:
         if "flarelet" in engines:
             print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}", end="")

@@ -21,9 +21,10 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -102,12 +103,32 @@ PRELUDE_BINDINGS_MESSAGE = (
 
 #: SQLite primary result codes -> names (workerd appends ``: SQLITE_<NAME>`` to messages)
 _RESULT_CODE_NAMES = {
-    1: "SQLITE_ERROR", 2: "SQLITE_INTERNAL", 3: "SQLITE_PERM", 4: "SQLITE_ABORT", 5: "SQLITE_BUSY",
-    6: "SQLITE_LOCKED", 7: "SQLITE_NOMEM", 8: "SQLITE_READONLY", 9: "SQLITE_INTERRUPT",
-    10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 12: "SQLITE_NOTFOUND", 13: "SQLITE_FULL",
-    14: "SQLITE_CANTOPEN", 15: "SQLITE_PROTOCOL", 16: "SQLITE_EMPTY", 17: "SQLITE_SCHEMA",
-    18: "SQLITE_TOOBIG", 19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH", 21: "SQLITE_MISUSE",
-    22: "SQLITE_NOLFS", 23: "SQLITE_AUTH", 24: "SQLITE_FORMAT", 25: "SQLITE_RANGE", 26: "SQLITE_NOTADB",
+    1: "SQLITE_ERROR",
+    2: "SQLITE_INTERNAL",
+    3: "SQLITE_PERM",
+    4: "SQLITE_ABORT",
+    5: "SQLITE_BUSY",
+    6: "SQLITE_LOCKED",
+    7: "SQLITE_NOMEM",
+    8: "SQLITE_READONLY",
+    9: "SQLITE_INTERRUPT",
+    10: "SQLITE_IOERR",
+    11: "SQLITE_CORRUPT",
+    12: "SQLITE_NOTFOUND",
+    13: "SQLITE_FULL",
+    14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
+    16: "SQLITE_EMPTY",
+    17: "SQLITE_SCHEMA",
+    18: "SQLITE_TOOBIG",
+    19: "SQLITE_CONSTRAINT",
+    20: "SQLITE_MISMATCH",
+    21: "SQLITE_MISUSE",
+    22: "SQLITE_NOLFS",
+    23: "SQLITE_AUTH",
+    24: "SQLITE_FORMAT",
+    25: "SQLITE_RANGE",
+    26: "SQLITE_NOTADB",
 }
 
 
@@ -202,12 +223,13 @@ def convert_bind_value(value: Any) -> Any:
         return None if math.isnan(value) else value
     if isinstance(value, (bytes, memoryview)):
         return bytes(value)
-    if isinstance(value, list) and all(
-        isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value
-    ):
+    if isinstance(value, list) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value):
         return bytes(value)
     kind, text = _js_typeof(value), _js_string(value)
-    raise D1Error(f"D1_TYPE_ERROR: Type '{kind}' not supported for value '{text}'", f"Type '{kind}' not supported for value '{text}'")
+    raise D1Error(
+        f"D1_TYPE_ERROR: Type '{kind}' not supported for value '{text}'",
+        f"Type '{kind}' not supported for value '{text}'",
+    )
 
 
 def _out_value(value: Any) -> Any:
@@ -383,7 +405,7 @@ def _d1_result(result: dict, with_results: bool = True) -> JsDict:
 class D1PreparedStatement:
     """A statement and its bound values; ``bind()`` returns a new statement, as in D1."""
 
-    def __init__(self, database: "D1Database", statement: str, params: Sequence[Any] = ()) -> None:
+    def __init__(self, database: D1Database, statement: str, params: Sequence[Any] = ()) -> None:
         self._database = database
         self.statement = statement
         self.params = list(params)
@@ -391,7 +413,7 @@ class D1PreparedStatement:
     def __repr__(self) -> str:
         return f"D1PreparedStatement({self.statement!r}, params={self.params!r})"
 
-    def bind(self, *values: Any) -> "D1PreparedStatement":
+    def bind(self, *values: Any) -> D1PreparedStatement:
         return D1PreparedStatement(self._database, self.statement, [convert_bind_value(v) for v in values])
 
     async def _run(self) -> dict:
@@ -438,14 +460,14 @@ class D1Database:
         self.database_id = database_id
 
     @classmethod
-    def in_memory(cls, database_id: str = "test", limits: D1Limits = D1Limits()) -> "D1Database":
+    def in_memory(cls, database_id: str = "test", limits: D1Limits = D1Limits()) -> D1Database:
         engine = D1Engine(limits)
         return cls(SqliteStore(None, engine.setup, name="d1", cached_statements=0), engine, database_id=database_id)
 
     @classmethod
     def open(
         cls, persist_root: Path, database_id: str, *, synchronous: str | None = None, limits: D1Limits = D1Limits()
-    ) -> "D1Database":
+    ) -> D1Database:
         engine = D1Engine(limits)
         path = d1_database_path(persist_root, database_id)
         # no statement cache: the authorizer must see every statement a Worker prepares
@@ -485,9 +507,7 @@ class D1Database:
 
     async def batch(self, statements: Sequence[D1PreparedStatement]) -> list[JsDict]:
         """Run statements in one transaction: all succeed, or none is applied."""
-        if not isinstance(statements, (list, tuple)) or not all(
-            isinstance(s, D1PreparedStatement) for s in statements
-        ):
+        if not isinstance(statements, (list, tuple)) or not all(isinstance(s, D1PreparedStatement) for s in statements):
             raise JsException("TypeError", "D1 batch() expects a list of prepared statements")
         if not statements:
             raise D1Error("D1_ERROR: No SQL statements detected.", "No SQL statements detected.")
@@ -529,7 +549,7 @@ class D1Database:
         """The database file's bytes (deprecated in D1, kept for old code)."""
         return await self._store.run(lambda conn: bytes(conn.serialize()))
 
-    def withSession(self, constraintOrBookmark: str | None = None) -> "D1DatabaseSession":
+    def withSession(self, constraintOrBookmark: str | None = None) -> D1DatabaseSession:
         return D1DatabaseSession(self, constraintOrBookmark)
 
     with_session = withSession
@@ -540,7 +560,9 @@ class D1DatabaseSession:
 
     def __init__(self, database: D1Database, constraint: str | None) -> None:
         self._database = database
-        self._bookmark: str | None = None if constraint in (None, "", "first-primary", "first-unconstrained") else constraint
+        self._bookmark: str | None = (
+            None if constraint in (None, "", "first-primary", "first-unconstrained") else constraint
+        )
 
     def prepare(self, query: str) -> D1PreparedStatement:
         return self._database.prepare(query)
@@ -576,7 +598,9 @@ def local_database_id(entry: D1DatabaseConfig) -> str:
     return entry.preview_database_id or entry.database_id or entry.database_name or entry.binding
 
 
-def open_connection(persist_root: Path, database_id: str, limits: D1Limits = D1Limits()) -> tuple[sqlite3.Connection, D1Engine]:
+def open_connection(
+    persist_root: Path, database_id: str, limits: D1Limits = D1Limits()
+) -> tuple[sqlite3.Connection, D1Engine]:
     """A plain connection + engine for command-line use (``flarelet d1``)."""
     engine = D1Engine(limits)
     conn = connect(d1_database_path(persist_root, database_id), synchronous_mode(None), cached_statements=0)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import re
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 __all__ = [
     "JsDict",
@@ -132,14 +133,14 @@ def js_date(millis: float) -> _dt.datetime:
     Workers run with ``TZ=UTC``, so that is a naive datetime in UTC; we build the same value
     regardless of this machine's time zone.
     """
-    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).replace(tzinfo=None)
+    return _dt.datetime.fromtimestamp(millis / 1000, _dt.UTC).replace(tzinfo=None)
 
 
 def js_date_millis(value: Any) -> float:
     """Milliseconds since the epoch of a ``datetime`` (naive = UTC, as in Workers) or a number."""
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
+            value = value.replace(tzinfo=_dt.UTC)
         return value.timestamp() * 1000
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -200,7 +201,7 @@ class ByteStream:
         return (await self.bytes()).decode("utf-8", errors="replace")
 
     @classmethod
-    def from_bytes(cls, data: bytes, chunk_size: int = 64 * 1024) -> "ByteStream":
+    def from_bytes(cls, data: bytes, chunk_size: int = 64 * 1024) -> ByteStream:
         async def gen() -> AsyncIterator[bytes]:
             for start in range(0, len(data), chunk_size):
                 yield data[start : start + chunk_size]

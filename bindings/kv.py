@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -81,7 +82,9 @@ def _setup(namespace_id: str, clock: Callable[[], float]) -> Callable[[sqlite3.C
         conn.executescript(_SCHEMA)
         with transaction(conn):
             conn.execute("INSERT OR IGNORE INTO _flarelet_meta VALUES ('namespace_id', ?)", (namespace_id,))
-            conn.execute("DELETE FROM _mf_entries WHERE expiration IS NOT NULL AND expiration <= ?", (int(clock() * 1000),))
+            conn.execute(
+                "DELETE FROM _mf_entries WHERE expiration IS NOT NULL AND expiration <= ?", (int(clock() * 1000),)
+            )
 
     return setup
 
@@ -122,12 +125,14 @@ class KVNamespace:
         self._clock = clock
 
     @classmethod
-    def in_memory(cls, namespace_id: str = "test", **kwargs: Any) -> "KVNamespace":
+    def in_memory(cls, namespace_id: str = "test", **kwargs: Any) -> KVNamespace:
         clock = kwargs.get("clock", time.time)
         return cls(SqliteStore(None, _setup(namespace_id, clock), name="kv"), namespace_id=namespace_id, **kwargs)
 
     @classmethod
-    def open(cls, persist_root: Path, namespace_id: str, *, synchronous: str | None = None, **kwargs: Any) -> "KVNamespace":
+    def open(
+        cls, persist_root: Path, namespace_id: str, *, synchronous: str | None = None, **kwargs: Any
+    ) -> KVNamespace:
         clock = kwargs.get("clock", time.time)
         path = kv_database_path(persist_root, namespace_id)
         store = shared_store(path, _setup(namespace_id, clock), synchronous=synchronous_mode(synchronous), name="kv")
@@ -202,9 +207,7 @@ class KVNamespace:
             return value
         if type_name == "stream":
             return ByteStream.from_bytes(value)
-        raise JsTypeError(
-            'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".'
-        )
+        raise JsTypeError('Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".')
 
     async def get(self, key: str | Sequence[str], options: Any = None, **kwargs: Any) -> Any:
         """The value (``str``, parsed JSON, ``bytes`` or a stream by ``type``), ``None`` if absent.
@@ -287,7 +290,9 @@ class KVNamespace:
                 result[key] = to_js_dict(value)
         if total > self.limits.max_bulk_bytes:
             raise _kv_error(
-                "GET_BULK", 413, f"Total size of request exceeds the limit of {self.limits.max_bulk_bytes // 1024 // 1024}MB"
+                "GET_BULK",
+                413,
+                f"Total size of request exceeds the limit of {self.limits.max_bulk_bytes // 1024 // 1024}MB",
             )
         return result
 
@@ -405,7 +410,9 @@ class KVNamespace:
             size = utf8_length(prefix)
             if size > self.limits.max_key_bytes:
                 raise _kv_error(
-                    "GET", 414, f"UTF-8 encoded length of {size} exceeds key length limit of {self.limits.max_key_bytes}."
+                    "GET",
+                    414,
+                    f"UTF-8 encoded length of {size} exceeds key length limit of {self.limits.max_key_bytes}.",
                 )
             prefix_raw = encode_key(prefix)
         cursor = opts.get("cursor")
@@ -471,7 +478,9 @@ class KvPlugin(StoragePlugin):
         if ctx.persist_to is None:
             return KVNamespace.in_memory(namespace_id, limits=limits), namespace_id
         synchronous = ctx.options.get("sqlite_synchronous")
-        return KVNamespace.open(Path(ctx.persist_to), namespace_id, synchronous=synchronous, limits=limits), namespace_id
+        return KVNamespace.open(
+            Path(ctx.persist_to), namespace_id, synchronous=synchronous, limits=limits
+        ), namespace_id
 
 
 plugin = KvPlugin()

@@ -28,8 +28,9 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -115,18 +116,20 @@ def encode_body(body: Any, content_type: str | None, method: str) -> _Body:
     check_rpc_value(body)
     if content_type == "text":
         if not isinstance(body, str):
-            raise JsTypeError(f"Content Type \"text\" requires a value of type string, but received: {type(body).__name__}")
+            raise JsTypeError(
+                f'Content Type "text" requires a value of type string, but received: {type(body).__name__}'
+            )
         return _Body("text", body, len(body.encode("utf-8", "surrogatepass")))
     if content_type == "json":
         try:
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise JsTypeError(f"Content Type \"json\" requires a JSON-serializable value: {exc}") from None
+            raise JsTypeError(f'Content Type "json" requires a JSON-serializable value: {exc}') from None
         return _Body("json", text, len(text.encode("utf-8", "surrogatepass")))
     if content_type == "bytes":
         if not isinstance(body, (bytes, memoryview)):
             raise JsTypeError(
-                f"Content Type \"bytes\" requires a value of type ArrayBuffer (bytes), but received: {type(body).__name__}"
+                f'Content Type "bytes" requires a value of type ArrayBuffer (bytes), but received: {type(body).__name__}'
             )
         return _Body("bytes", bytes(body), len(body))
     cloned = _clone(body)
@@ -190,7 +193,7 @@ def _as_delay(value: Any) -> float | None:
 class QueueBroker:
     """One queue: holds messages, batches them for its consumer, applies retries and DLQ."""
 
-    def __init__(self, hub: "QueuesHub", name: str) -> None:
+    def __init__(self, hub: QueuesHub, name: str) -> None:
         self.hub = hub
         self.name = name
         self.consumer: QueueConsumerConfig | None = None
@@ -274,7 +277,7 @@ class QueueBroker:
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
             try:
@@ -293,8 +296,13 @@ class QueueBroker:
             result = await host.dispatch_queue(self.name, [m.for_handler() for m in batch])
         except Exception as exc:  # noqa: BLE001 - a failed dispatch retries the batch
             self.hub.log.error("queue %s: %s", self.name, exc)
-            result = {"outcome": "exception", "retryBatch": {"retry": False}, "ackAll": False,
-                      "retryMessages": [], "explicitAcks": []}
+            result = {
+                "outcome": "exception",
+                "retryBatch": {"retry": False},
+                "ackAll": False,
+                "retryMessages": [],
+                "explicitAcks": [],
+            }
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         self.delivered += len(batch)
         result = result if isinstance(result, Mapping) else {"outcome": "ok"}
@@ -330,14 +338,21 @@ class QueueBroker:
                 plural = "" if self.max_attempts == 1 else "s"
                 self.hub.log.warning(
                     'Moving message "%s" on queue "%s" to dead letter queue "%s" after %d failed attempt%s...',
-                    message.id, self.name, self.consumer.dead_letter_queue, self.max_attempts, plural,
+                    message.id,
+                    self.name,
+                    self.consumer.dead_letter_queue,
+                    self.max_attempts,
+                    plural,
                 )
                 to_dlq.append(message)
             else:
                 plural = "" if self.max_attempts == 1 else "s"
                 self.hub.log.warning(
                     'Dropped message "%s" on queue "%s" after %d failed attempt%s!',
-                    message.id, self.name, self.max_attempts, plural,
+                    message.id,
+                    self.name,
+                    self.max_attempts,
+                    plural,
                 )
                 self.dropped += 1
         self.acked += acked
@@ -360,15 +375,21 @@ class QueueBroker:
             except asyncio.CancelledError:
                 pass
         if self._pending:
-            self.hub.log.warning("queue %s: %d undelivered message(s) dropped at shutdown", self.name, len(self._pending))
+            self.hub.log.warning(
+                "queue %s: %d undelivered message(s) dropped at shutdown", self.name, len(self._pending)
+            )
             self._pending.clear()
 
 
 class QueuesHub:
     """All queues of one worker config, and the host whose ``queue`` handler consumes them."""
 
-    def __init__(self, limits: QueueLimits = QueueLimits(), log: logging.Logger | None = None,
-                 ctx: registry.BindingContext | None = None) -> None:
+    def __init__(
+        self,
+        limits: QueueLimits = QueueLimits(),
+        log: logging.Logger | None = None,
+        ctx: registry.BindingContext | None = None,
+    ) -> None:
         self.limits = limits
         self.log = log or logging.getLogger("flarelet")
         self._ctx = ctx
@@ -477,11 +498,16 @@ class WorkerQueue:
                     f"single message size limit of {limits.max_message_bytes}",
                 )
             total += encoded.size
-            delay = self._delay("sendBatch", entry.get("delaySeconds")) if entry.get("delaySeconds") is not None else batch_delay
+            delay = (
+                self._delay("sendBatch", entry.get("delaySeconds"))
+                if entry.get("delaySeconds") is not None
+                else batch_delay
+            )
             prepared.append((self._message(encoded), delay))
         if total > limits.max_batch_bytes:
             raise JsException(
-                "Error", f"Queue sendBatch failed: batch size of {total} bytes exceeds limit of {limits.max_batch_bytes}"
+                "Error",
+                f"Queue sendBatch failed: batch size of {total} bytes exceeds limit of {limits.max_batch_bytes}",
             )
         broker = self._hub.broker(self.queue_name)
         for message, delay in prepared:

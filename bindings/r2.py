@@ -24,11 +24,12 @@ import secrets
 import sqlite3
 import time
 import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timezone
+from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,7 +50,14 @@ from flarelet.bindings.jsobject import (
 from flarelet.bindings.storage import paths
 from flarelet.bindings.storage.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from flarelet.bindings.storage.config import StoragePlugin
-from flarelet.bindings.storage.keys import decode_cursor, decode_key, encode_cursor, encode_key, prefix_upper_bound, utf8_length
+from flarelet.bindings.storage.keys import (
+    decode_cursor,
+    decode_key,
+    encode_cursor,
+    encode_key,
+    prefix_upper_bound,
+    utf8_length,
+)
 from flarelet.bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode, transaction
 
 __all__ = [
@@ -66,7 +74,13 @@ __all__ = [
 TYPE_LABEL = "R2 Bucket"
 OBJECT_CLASS = "miniflare-R2BucketObject"
 READ_CHUNK = 1024 * 1024
-HASH_ALGORITHMS = (("md5", "MD5", 16), ("sha1", "SHA-1", 20), ("sha256", "SHA-256", 32), ("sha384", "SHA-384", 48), ("sha512", "SHA-512", 64))
+HASH_ALGORITHMS = (
+    ("md5", "MD5", 16),
+    ("sha1", "SHA-1", 20),
+    ("sha256", "SHA-256", 32),
+    ("sha384", "SHA-384", 48),
+    ("sha512", "SHA-512", 64),
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,14 @@ def _invalid_object_name(action: str) -> R2Error:
 
 # -- metadata ----------------------------------------------------------------------------------
 
-_HTTP_FIELDS = ("contentType", "contentLanguage", "contentDisposition", "contentEncoding", "cacheControl", "cacheExpiry")
+_HTTP_FIELDS = (
+    "contentType",
+    "contentLanguage",
+    "contentDisposition",
+    "contentEncoding",
+    "cacheControl",
+    "cacheExpiry",
+)
 _HEADER_FOR_FIELD = {
     "contentType": "content-type",
     "contentLanguage": "content-language",
@@ -219,7 +240,9 @@ def _set_header(headers: Any, name: str, value: str) -> None:
 class R2Object:
     """Metadata of an object (``head``, ``put``, ``list``; ``get`` when ``onlyIf`` failed)."""
 
-    def __init__(self, row: _Row, *, range_: Mapping[str, int] | None = None, include: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, row: _Row, *, range_: Mapping[str, int] | None = None, include: Sequence[str] | None = None
+    ) -> None:
         self.key = decode_key(row.key)
         self.version = row.version
         self.size = row.size
@@ -249,7 +272,7 @@ class R2Object:
             if value is None:
                 continue
             if field_name == "cacheExpiry":
-                value = format_datetime(value.replace(tzinfo=timezone.utc), usegmt=True)
+                value = format_datetime(value.replace(tzinfo=UTC), usegmt=True)
             _set_header(headers, header, value)
 
     write_http_metadata = writeHttpMetadata
@@ -351,7 +374,7 @@ def _parse_etags(value: Any, *, split_commas: bool) -> list[_Etag]:
     items = value if isinstance(value, list) else [value]
     out: list[_Etag] = []
     for item in items:
-        for part in (str(item).split(",") if split_commas else [str(item)]):
+        for part in str(item).split(",") if split_commas else [str(item)]:
             part = part.strip()
             if not part:
                 continue
@@ -588,12 +611,14 @@ class R2Bucket:
         self._clock = clock
 
     @classmethod
-    def in_memory(cls, bucket_name: str = "test", **kwargs: Any) -> "R2Bucket":
+    def in_memory(cls, bucket_name: str = "test", **kwargs: Any) -> R2Bucket:
         blobs = MemoryBlobStore()
-        return cls(SqliteStore(None, _setup(bucket_name, blobs, False), name="r2"), blobs, bucket_name=bucket_name, **kwargs)
+        return cls(
+            SqliteStore(None, _setup(bucket_name, blobs, False), name="r2"), blobs, bucket_name=bucket_name, **kwargs
+        )
 
     @classmethod
-    def open(cls, persist_root: Path, bucket_name: str, *, synchronous: str | None = None, **kwargs: Any) -> "R2Bucket":
+    def open(cls, persist_root: Path, bucket_name: str, *, synchronous: str | None = None, **kwargs: Any) -> R2Bucket:
         blobs = FileBlobStore(paths.blob_dir(persist_root, "r2", bucket_name))
         store = shared_store(
             r2_database_path(persist_root, bucket_name),
@@ -634,7 +659,9 @@ class R2Bucket:
 
         await self._store.run(unlink)
 
-    async def _write_blob(self, action: str, value: Any, algorithms: Sequence[str], max_size: int) -> tuple[str, int, dict[str, str]]:
+    async def _write_blob(
+        self, action: str, value: Any, algorithms: Sequence[str], max_size: int
+    ) -> tuple[str, int, dict[str, str]]:
         """Store a body; ``(blob id, size, {algorithm: hex digest})``."""
         check_rpc_value(value)
         hashers = {name: hashlib.new(name) for name in algorithms}
@@ -742,8 +769,15 @@ class R2Bucket:
             include = []
         if limit is None:
             limit = self.limits.max_list_keys
-        elif not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit < 1 or limit > self.limits.max_list_keys:
-            raise R2Error("list", 400, f"MaxKeys params must be positive integer <= {self.limits.max_list_keys}.", 10022)
+        elif (
+            not isinstance(limit, (int, float))
+            or isinstance(limit, bool)
+            or limit < 1
+            or limit > self.limits.max_list_keys
+        ):
+            raise R2Error(
+                "list", 400, f"MaxKeys params must be positive integer <= {self.limits.max_list_keys}.", 10022
+            )
         limit = int(limit)
         if include:
             limit = min(limit, self.limits.max_list_keys_with_metadata)
@@ -809,7 +843,10 @@ class R2Bucket:
         cond = _conditional_from(opts.get("onlyIf"))
         http = _http_metadata_from(opts.get("httpMetadata"))
         custom = _custom_metadata_from(opts.get("customMetadata"))
-        if sum(_serialised_length(k) + _serialised_length(v) for k, v in custom.items()) > self.limits.max_metadata_bytes:
+        if (
+            sum(_serialised_length(k) + _serialised_length(v) for k, v in custom.items())
+            > self.limits.max_metadata_bytes
+        ):
             raise R2Error("put", 400, "Your metadata headers exceed the maximum allowed metadata size.", 10012)
         expected: dict[str, str] = {}
         for name, label, length in HASH_ALGORITHMS:
@@ -862,7 +899,9 @@ class R2Bucket:
 
         def write(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
-                previous = conn.execute("SELECT blob_id, etag, uploaded FROM _mf_objects WHERE key = ?", (raw,)).fetchone()
+                previous = conn.execute(
+                    "SELECT blob_id, etag, uploaded FROM _mf_objects WHERE key = ?", (raw,)
+                ).fetchone()
                 if cond is not None and not _condition_holds(
                     cond, previous[1] if previous else None, previous[2] if previous else None
                 ):
@@ -871,8 +910,18 @@ class R2Bucket:
                     held = True
                     conn.execute(
                         f"INSERT OR REPLACE INTO _mf_objects ({_Row.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (row.key, row.blob_id, row.version, row.size, row.etag, row.uploaded, row.checksums,
-                         row.http_metadata, row.custom_metadata, row.storage_class),
+                        (
+                            row.key,
+                            row.blob_id,
+                            row.version,
+                            row.size,
+                            row.etag,
+                            row.uploaded,
+                            row.checksums,
+                            row.http_metadata,
+                            row.custom_metadata,
+                            row.storage_class,
+                        ),
                     )
             if not held:
                 blobs.delete(blob_id)
@@ -915,13 +964,16 @@ class R2Bucket:
 
     # -- multipart ---------------------------------------------------------------------------
 
-    async def createMultipartUpload(self, key: str, options: Any = None, **kwargs: Any) -> "R2MultipartUpload":
+    async def createMultipartUpload(self, key: str, options: Any = None, **kwargs: Any) -> R2MultipartUpload:
         """Start a multipart upload; add parts with ``uploadPart``, finish with ``complete``."""
         opts = merge_options(options, kwargs)
         raw = self._key("createMultipartUpload", key)
         http = _http_metadata_from(opts.get("httpMetadata"))
         custom = _custom_metadata_from(opts.get("customMetadata"))
-        if sum(_serialised_length(k) + _serialised_length(v) for k, v in custom.items()) > self.limits.max_metadata_bytes:
+        if (
+            sum(_serialised_length(k) + _serialised_length(v) for k, v in custom.items())
+            > self.limits.max_metadata_bytes
+        ):
             raise R2Error(
                 "createMultipartUpload", 400, "Your metadata headers exceed the maximum allowed metadata size.", 10012
             )
@@ -941,7 +993,7 @@ class R2Bucket:
 
     create_multipart_upload = createMultipartUpload
 
-    def resumeMultipartUpload(self, key: str, uploadId: str) -> "R2MultipartUpload":
+    def resumeMultipartUpload(self, key: str, uploadId: str) -> R2MultipartUpload:
         """The upload ``uploadId`` of ``key`` (not checked until used, as in R2)."""
         return R2MultipartUpload(self, str(key), str(uploadId))
 
@@ -1005,9 +1057,12 @@ class R2Bucket:
                     return "missing"
                 if state[0] != _IN_PROGRESS:
                     return None  # aborting twice, or after completion, is a no-op
-                old = [r[0] for r in conn.execute(
-                    "DELETE FROM _mf_multipart_parts WHERE upload_id = ? RETURNING blob_id", (upload_id,)
-                )]
+                old = [
+                    r[0]
+                    for r in conn.execute(
+                        "DELETE FROM _mf_multipart_parts WHERE upload_id = ? RETURNING blob_id", (upload_id,)
+                    )
+                ]
                 conn.execute("UPDATE _mf_multipart_uploads SET state = ? WHERE upload_id = ?", (_ABORTED, upload_id))
             for blob_id in old:
                 blobs.delete(blob_id)
@@ -1037,7 +1092,8 @@ class R2Bucket:
             if upload is None or upload[3] != _IN_PROGRESS:
                 raise _no_such_upload(action)
             uploaded = {
-                r[0]: r for r in conn.execute(
+                r[0]: r
+                for r in conn.execute(
                     "SELECT part_number, blob_id, size, etag, checksum_md5 FROM _mf_multipart_parts WHERE upload_id = ?",
                     (upload_id,),
                 )
@@ -1107,12 +1163,25 @@ class R2Bucket:
                 previous = conn.execute("SELECT blob_id FROM _mf_objects WHERE key = ?", (raw,)).fetchone()
                 conn.execute(
                     f"INSERT OR REPLACE INTO _mf_objects ({_Row.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.key, row.blob_id, row.version, row.size, row.etag, row.uploaded, row.checksums,
-                     row.http_metadata, row.custom_metadata, row.storage_class),
+                    (
+                        row.key,
+                        row.blob_id,
+                        row.version,
+                        row.size,
+                        row.etag,
+                        row.uploaded,
+                        row.checksums,
+                        row.http_metadata,
+                        row.custom_metadata,
+                        row.storage_class,
+                    ),
                 )
-                old = [r[0] for r in conn.execute(
-                    "DELETE FROM _mf_multipart_parts WHERE upload_id = ? RETURNING blob_id", (upload_id,)
-                )]
+                old = [
+                    r[0]
+                    for r in conn.execute(
+                        "DELETE FROM _mf_multipart_parts WHERE upload_id = ? RETURNING blob_id", (upload_id,)
+                    )
+                ]
                 conn.execute("UPDATE _mf_multipart_uploads SET state = ? WHERE upload_id = ?", (_COMPLETED, upload_id))
             if previous and previous[0]:
                 old.append(previous[0])

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 #: config key -> "module:attribute" of the plugin object that owns it.
 PLUGIN_PATHS: dict[str, str] = {

@@ -16,7 +16,8 @@ The runtime hands this plugin the ``vars`` section even when the config has none
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .registry import BindingContext, BindingInfo, ConfigSectionError
 

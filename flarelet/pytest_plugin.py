@@ -34,8 +34,9 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -46,15 +47,29 @@ except ImportError:  # pragma: no cover - exercised only where pytest-asyncio is
 
 MARKER = "flarelet"
 #: keyword arguments of ``@pytest.mark.flarelet`` (those of ``Worker.from_config``)
-MARKER_KEYS = ("config", "env", "vars", "bindings", "persist_to", "ai_cassette", "url", "wait_until",
-               "wait_until_timeout", "outbound", "options")
+MARKER_KEYS = (
+    "config",
+    "env",
+    "vars",
+    "bindings",
+    "persist_to",
+    "ai_cassette",
+    "url",
+    "wait_until",
+    "wait_until_timeout",
+    "outbound",
+    "options",
+)
 _MERGED_KEYS = ("vars", "bindings", "options")
 _PATH_KEYS = ("config", "persist_to", "ai_cassette")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("flarelet_config", "wrangler.toml / wrangler.json(c), or its folder, for flarelet's worker "
-                  "fixture (relative to the ini file)", default="")
+    parser.addini(
+        "flarelet_config",
+        "wrangler.toml / wrangler.json(c), or its folder, for flarelet's worker fixture (relative to the ini file)",
+        default="",
+    )
     parser.addini("flarelet_env", "wrangler environment (--env) for flarelet's worker fixture", default="")
 
 
@@ -82,7 +97,9 @@ def flarelet_options(request: pytest.FixtureRequest) -> dict[str, Any]:
             kwargs["config"] = marker.args[0]
         for key, value in kwargs.items():
             if key not in MARKER_KEYS:
-                raise pytest.UsageError(f"@pytest.mark.flarelet: unknown argument {key!r} (known: {', '.join(MARKER_KEYS)})")
+                raise pytest.UsageError(
+                    f"@pytest.mark.flarelet: unknown argument {key!r} (known: {', '.join(MARKER_KEYS)})"
+                )
             if key == "bindings" and callable(value):
                 value = value()
             if key in _MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -96,7 +113,11 @@ def flarelet_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     if merged.get("config") is None:
         ini = request.config.getini("flarelet_config")
         if ini:
-            base = Path(str(request.config.inipath)).parent if request.config.inipath else Path(str(request.config.rootpath))
+            base = (
+                Path(str(request.config.inipath)).parent
+                if request.config.inipath
+                else Path(str(request.config.rootpath))
+            )
             merged["config"] = _relative_to(base, ini)
         else:
             merged["config"] = test_dir
@@ -138,8 +159,11 @@ else:  # pragma: no cover
 
     @pytest.fixture
     def worker(flarelet_options: dict[str, Any]) -> Any:
-        pytest.fail("flarelet's `worker` fixture is async and needs pytest-asyncio: pip install pytest-asyncio "
-                    "(then mark async tests @pytest.mark.asyncio, or set asyncio_mode = auto)", pytrace=False)
+        pytest.fail(
+            "flarelet's `worker` fixture is async and needs pytest-asyncio: pip install pytest-asyncio "
+            "(then mark async tests @pytest.mark.asyncio, or set asyncio_mode = auto)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

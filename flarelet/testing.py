@@ -40,9 +40,10 @@ import contextlib
 import datetime as _dt
 import inspect
 import os
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from flarelet.runtime.app import DEFAULT_CF
 from flarelet.runtime.context import ExecutionContext
@@ -98,10 +99,14 @@ class QueueResult:
     retry_messages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "QueueResult":
-        return cls(outcome=str(raw.get("outcome", "ok")), ack_all=bool(raw.get("ackAll", False)),
-                   retry_batch=dict(raw.get("retryBatch") or {"retry": False}),
-                   explicit_acks=list(raw.get("explicitAcks") or []), retry_messages=list(raw.get("retryMessages") or []))
+    def from_dict(cls, raw: Mapping[str, Any]) -> QueueResult:
+        return cls(
+            outcome=str(raw.get("outcome", "ok")),
+            ack_all=bool(raw.get("ackAll", False)),
+            retry_batch=dict(raw.get("retryBatch") or {"retry": False}),
+            explicit_acks=list(raw.get("explicitAcks") or []),
+            retry_messages=list(raw.get("retryMessages") or []),
+        )
 
     @property
     def ok(self) -> bool:
@@ -136,9 +141,15 @@ class QueueResult:
 class Worker:
     """A worker running in this process for tests; build it with :meth:`from_config`."""
 
-    def __init__(self, host: WorkerHost, *, url: str = DEFAULT_URL, wait_until: bool = True,
-                 wait_until_timeout: float | None = DEFAULT_WAIT_UNTIL_TIMEOUT_S,
-                 outbound: OutboundHandler | None = None) -> None:
+    def __init__(
+        self,
+        host: WorkerHost,
+        *,
+        url: str = DEFAULT_URL,
+        wait_until: bool = True,
+        wait_until_timeout: float | None = DEFAULT_WAIT_UNTIL_TIMEOUT_S,
+        outbound: OutboundHandler | None = None,
+    ) -> None:
         self.host = host
         self.url = url.rstrip("/")
         #: default for ``fetch(wait_until=...)``
@@ -164,7 +175,7 @@ class Worker:
         wait_until_timeout: float | None = DEFAULT_WAIT_UNTIL_TIMEOUT_S,
         outbound: OutboundHandler | None = None,
         options: Mapping[str, Any] | None = None,
-    ) -> "Worker":
+    ) -> Worker:
         """Build a worker from a wrangler config file, or the folder holding one (searched upwards).
 
         * ``env``: the wrangler environment (``--env``; ``[env.<name>]`` sections).
@@ -203,14 +214,21 @@ class Worker:
             persist = None
         else:
             persist = Path(persist_to)
-        host = WorkerHost.from_config(config_path, env, vars=cli_vars, persist_to=persist, options=options,
-                                      bindings=overrides, raise_on_load_error=True)
+        host = WorkerHost.from_config(
+            config_path,
+            env,
+            vars=cli_vars,
+            persist_to=persist,
+            options=options,
+            bindings=overrides,
+            raise_on_load_error=True,
+        )
         if ai_cassette is not None:
             _use_cassette(host, Path(ai_cassette))
         return cls(host, url=url, wait_until=wait_until, wait_until_timeout=wait_until_timeout, outbound=outbound)
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self) -> "Worker":
+    async def start(self) -> Worker:
         """Run the plugins' start hooks (queue consumers, AI ``preload``); ``fetch`` does it if needed."""
         if self._closed:
             raise RuntimeError("this Worker is closed; build a new one")
@@ -231,7 +249,7 @@ class Worker:
             await self.host.aclose()
         self._closed = True
 
-    async def __aenter__(self) -> "Worker":
+    async def __aenter__(self) -> Worker:
         return await self.start()
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -247,8 +265,8 @@ class Worker:
     def override(self, **values: Any) -> Iterator[Env]:
         """Replace ``env`` entries (bindings or vars) inside a ``with`` block, then restore them::
 
-            with worker.override(AI=FakeAi(text="hi"), GREETING="Hey"):
-                resp = await worker.fetch("/")
+        with worker.override(AI=FakeAi(text="hi"), GREETING="Hey"):
+            resp = await worker.fetch("/")
         """
         env = self.host.env
         saved = {name: (env[name] if name in env else _MISSING) for name in values}
@@ -320,8 +338,9 @@ class Worker:
             outbound_service.reset(token)
         return ScheduledResult(str(raw["outcome"]), bool(raw.get("noRetry", False)))
 
-    async def queue(self, queue_name: str, messages: Sequence[Any] | None = None, *,
-                    bodies: Sequence[Any] | None = None) -> QueueResult:
+    async def queue(
+        self, queue_name: str, messages: Sequence[Any] | None = None, *, bodies: Sequence[Any] | None = None
+    ) -> QueueResult:
         """Deliver one batch to the ``queue`` handler, as the consumer of ``queue_name`` would.
 
         ``messages`` are mappings with a ``body`` (and optionally ``id``, ``timestamp`` in ms or
@@ -338,7 +357,9 @@ class Worker:
             for i, message in enumerate(messages or ()):
                 if isinstance(message, Mapping):
                     if "body" not in message:
-                        raise TypeError(f"queue message {i} has no 'body' key: pass {{'body': ...}} or use bodies=[...]")
+                        raise TypeError(
+                            f"queue message {i} has no 'body' key: pass {{'body': ...}} or use bodies=[...]"
+                        )
                     message = {"id": f"message-{i}", **message}
                 batch.append(message)
         await self._ensure_started()
@@ -360,8 +381,14 @@ class Worker:
         """
         from flarelet.bindings.d1 import split_statements
 
-        entry = next((e for e in self.host.config.bindings.get("d1_databases") or []
-                      if isinstance(e, Mapping) and e.get("binding") == binding), None)
+        entry = next(
+            (
+                e
+                for e in self.host.config.bindings.get("d1_databases") or []
+                if isinstance(e, Mapping) and e.get("binding") == binding
+            ),
+            None,
+        )
         if entry is None:
             raise ValueError(f"{self.host.config.path.name} has no [[d1_databases]] entry with binding = {binding!r}")
         table = str(entry.get("migrations_table") or "d1_migrations")
@@ -369,8 +396,10 @@ class Worker:
             raise ValueError(f"migrations_table {table!r} is not a valid table name")
         folder = self.host.config.dir / str(entry.get("migrations_dir") or "migrations")
         db = self.host.env[binding]
-        await db.prepare(f'CREATE TABLE IF NOT EXISTS "{table}"(id INTEGER PRIMARY KEY AUTOINCREMENT, '
-                         "name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)").run()
+        await db.prepare(
+            f'CREATE TABLE IF NOT EXISTS "{table}"(id INTEGER PRIMARY KEY AUTOINCREMENT, '
+            "name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+        ).run()
         applied = {row["name"] for row in (await db.prepare(f'SELECT name FROM "{table}"').all()).results}
         files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
         done: list[str] = []
@@ -409,23 +438,33 @@ class Worker:
         if not self._started:
             await self.start()
 
-    def _request(self, input: str | Request, *, method: str | None, headers: Any, body: Any,  # noqa: A002
-                 json: Any, cf: Mapping[str, Any] | None) -> Request:
+    def _request(
+        self,
+        input: str | Request,
+        *,
+        method: str | None,
+        headers: Any,
+        body: Any,  # noqa: A002
+        json: Any,
+        cf: Mapping[str, Any] | None,
+    ) -> Request:
         if json is not _MISSING:
             if body is not None:
                 raise TypeError("fetch() takes body= or json=, not both")
             body = dumps_json(json)
         if isinstance(input, Request):
-            request = Request(input, method=method, headers=headers, body=body, cf=cf) \
-                if any(v is not None for v in (method, headers, body, cf)) else input
+            request = (
+                Request(input, method=method, headers=headers, body=body, cf=cf)
+                if any(v is not None for v in (method, headers, body, cf))
+                else input
+            )
         else:
             target = str(input)
             if target.startswith("/"):
                 target = self.url + target
             elif "://" not in target:
                 raise ValueError(f"fetch() takes a path starting with '/' or a full URL, got {target!r}")
-            request = Request(target, method=method, headers=headers, body=body,
-                              cf={**DEFAULT_CF, **dict(cf or {})})
+            request = Request(target, method=method, headers=headers, body=body, cf={**DEFAULT_CF, **dict(cf or {})})
         if json is not _MISSING and not request.headers.has("content-type"):
             request.headers.set("content-type", "application/json")
         if not request.headers.has("host"):
@@ -480,8 +519,10 @@ def _use_cassette(host: WorkerHost, path: Path) -> None:
 
     rows = [row for row in host.bindings if row.type_label == "AI" and row.name not in host.binding_overrides]
     if not rows:
-        raise ValueError(f"ai_cassette={str(path)!r} was given, but {host.config.path.name} has no [ai] binding "
-                         "(or it is replaced by bindings=)")
+        raise ValueError(
+            f"ai_cassette={str(path)!r} was given, but {host.config.path.name} has no [ai] binding "
+            "(or it is replaced by bindings=)"
+        )
     for row in rows:
         binding = cassette_binding(row.value, path)
         host.binding_overrides[row.name] = binding

@@ -17,8 +17,9 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .body import chunk_bytes
 from .host import WorkerHost
@@ -33,11 +34,26 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: ``request.cf`` placeholder, as Miniflare's fallback when it cannot fetch the real one offline
 DEFAULT_CF: dict[str, Any] = {
-    "asn": 395747, "asOrganization": "Local Development", "colo": "DFW", "country": "US", "city": "Austin",
-    "continent": "NA", "region": "Texas", "regionCode": "TX", "timezone": "America/Chicago",
-    "latitude": "30.27130", "longitude": "-97.74260", "postalCode": "78701", "metroCode": "635",
-    "clientTcpRtt": 0, "httpProtocol": "HTTP/1.1", "tlsVersion": "", "tlsCipher": "", "requestPriority": "",
-    "edgeRequestKeepAliveStatus": 1, "clientAcceptEncoding": "gzip, deflate, br",
+    "asn": 395747,
+    "asOrganization": "Local Development",
+    "colo": "DFW",
+    "country": "US",
+    "city": "Austin",
+    "continent": "NA",
+    "region": "Texas",
+    "regionCode": "TX",
+    "timezone": "America/Chicago",
+    "latitude": "30.27130",
+    "longitude": "-97.74260",
+    "postalCode": "78701",
+    "metroCode": "635",
+    "clientTcpRtt": 0,
+    "httpProtocol": "HTTP/1.1",
+    "tlsVersion": "",
+    "tlsCipher": "",
+    "requestPriority": "",
+    "edgeRequestKeepAliveStatus": 1,
+    "clientAcceptEncoding": "gzip, deflate, br",
 }
 
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
@@ -70,9 +86,14 @@ class RequestLog:
 class DevApp:
     """ASGI application serving one :class:`WorkerHost`."""
 
-    def __init__(self, host: WorkerHost, *, request_log: RequestLog | None = None,
-                 on_startup: Callable[[], Awaitable[None]] | None = None,
-                 on_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        host: WorkerHost,
+        *,
+        request_log: RequestLog | None = None,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.host = host
         self.request_log = request_log
         self.on_startup = on_startup
@@ -203,11 +224,21 @@ class DevApp:
     @staticmethod
     async def _too_large(send: Send, size: int, limit: int) -> None:
         shown = f"{size} bytes" if size >= 0 else "larger"
-        body = (f"413 Payload Too Large: the request body ({shown}) is above the limit of {limit} bytes "
-                "(set --max-body-size or [flarelet] max_body_bytes to change it)\n").encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"text/plain;charset=UTF-8"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]})
+        body = (
+            f"413 Payload Too Large: the request body ({shown}) is above the limit of {limit} bytes "
+            "(set --max-body-size or [flarelet] max_body_bytes to change it)\n"
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"text/plain;charset=UTF-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _send(self, send: Send, response: Response, method: str) -> int:

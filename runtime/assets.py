@@ -16,8 +16,9 @@ from __future__ import annotations
 import fnmatch
 import mimetypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .headers import Headers
@@ -26,8 +27,14 @@ from .response import Response
 
 
 class AssetServer:
-    def __init__(self, directory: Path, *, not_found_handling: str = "none", html_handling: str = "auto-trailing-slash",
-                 run_worker_first: bool | Sequence[str] = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        not_found_handling: str = "none",
+        html_handling: str = "auto-trailing-slash",
+        run_worker_first: bool | Sequence[str] = False,
+    ) -> None:
         self.directory = directory.resolve()
         self.not_found_handling = not_found_handling
         self.html_handling = html_handling
@@ -116,8 +123,9 @@ class AssetServer:
                 if not parts:
                     break
                 parts.pop()
-        return Response._from_parts(404, Headers({"content-type": "text/plain;charset=UTF-8"}),
-                                    None if method == "HEAD" else b"Not Found")
+        return Response._from_parts(
+            404, Headers({"content-type": "text/plain;charset=UTF-8"}), None if method == "HEAD" else b"Not Found"
+        )
 
 
 class AssetsBinding:

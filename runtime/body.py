@@ -14,10 +14,11 @@ from __future__ import annotations
 import builtins
 import json as _json
 import secrets
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Iterator, Union
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any, Union
 from urllib.parse import parse_qsl, urlencode
 
-BodyStream = AsyncIterator[Union[bytes, str]]
+BodyStream = AsyncIterator[bytes | str]
 
 
 class Blob:
@@ -50,7 +51,7 @@ class Blob:
 
     array_buffer = arrayBuffer
 
-    def slice(self, start: int = 0, end: int | None = None, type: str = "") -> "Blob":  # noqa: A002
+    def slice(self, start: int = 0, end: int | None = None, type: str = "") -> Blob:  # noqa: A002
         return Blob(self._data[start:end], type=type)
 
     def __repr__(self) -> str:
@@ -60,8 +61,13 @@ class Blob:
 class File(Blob):
     """A ``Blob`` with a file name (an upload in a multipart form)."""
 
-    def __init__(self, parts: Iterable[Any] | bytes | str | None, name: str, type: str = "",  # noqa: A002
-                 last_modified: int | None = None) -> None:
+    def __init__(
+        self,
+        parts: Iterable[Any] | bytes | str | None,
+        name: str,
+        type: str = "",  # noqa: A002
+        last_modified: int | None = None,
+    ) -> None:
         super().__init__(parts, type=type)
         self.name = name
         self.last_modified = last_modified if last_modified is not None else 0
@@ -148,7 +154,9 @@ class FormData:
     def _encode(self) -> tuple[builtins.bytes, str]:
         """Serialise as ``multipart/form-data`` (or urlencoded when every value is a string)."""
         if all(isinstance(v, str) for _, v in self._items):
-            return urlencode([(k, v) for k, v in self._items]).encode(), "application/x-www-form-urlencoded;charset=UTF-8"
+            return urlencode(
+                [(k, v) for k, v in self._items]
+            ).encode(), "application/x-www-form-urlencoded;charset=UTF-8"
         boundary = "----flarelet" + secrets.token_hex(12)
         out = bytearray()
         for name, value in self._items:
@@ -232,11 +240,17 @@ def _parse_multipart(data: builtins.bytes, content_type: str) -> FormData:
         else:
             form.append(name, payload.decode("utf-8", "replace"))
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         parser.write(data)
         parser.finalize()
@@ -313,7 +327,7 @@ class BodyReader:
     bodyUsed = body_used  # noqa: N815 - Fetch API name
 
     @property
-    def body(self) -> "BodyStreamReader | None":
+    def body(self) -> BodyStreamReader | None:
         """The body as an async iterator of ``bytes`` chunks (``None`` when there is no body)."""
         if self._body is None:
             return None
@@ -321,7 +335,9 @@ class BodyReader:
 
     def _take(self) -> builtins.bytes | BodyStream | None:
         if self._used:
-            raise TypeError("Body has already been used. It can only be used once. Use clone() first if you need to read it twice.")
+            raise TypeError(
+                "Body has already been used. It can only be used once. Use clone() first if you need to read it twice."
+            )
         self._used = True
         return self._body
 
@@ -388,7 +404,7 @@ class BodyStreamReader:
         self._owner = owner
         self._iter: BodyStream | None = None
 
-    def __aiter__(self) -> "BodyStreamReader":
+    def __aiter__(self) -> BodyStreamReader:
         return self
 
     async def __anext__(self) -> builtins.bytes:

@@ -18,11 +18,12 @@ import contextvars
 import inspect
 import logging
 import time
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 log = logging.getLogger("flarelet")
 
-current_context: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar(
+current_context: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
     "flarelet_execution_context", default=None
 )
 #: the env of the worker being run (``workers.env``); set by the dispatcher per call
@@ -35,8 +36,9 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Future[Any]] = set()
 
-    def add(self, awaitable: Awaitable[Any], label: str = "waitUntil",
-            context: contextvars.Context | None = None) -> asyncio.Future[Any]:
+    def add(
+        self, awaitable: Awaitable[Any], label: str = "waitUntil", context: contextvars.Context | None = None
+    ) -> asyncio.Future[Any]:
         if asyncio.iscoroutine(awaitable):
             task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(awaitable, context=context)
         else:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 log = logging.getLogger("flarelet")
 
@@ -34,7 +35,7 @@ class CronScheduler:
     def next_times(self, after: float) -> list[tuple[float, str]]:
         from croniter import croniter
 
-        start = datetime.fromtimestamp(after, timezone.utc)
+        start = datetime.fromtimestamp(after, UTC)
         return sorted((croniter(expr, start).get_next(float), expr) for expr in self.crons)
 
     def start(self) -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
 from .env import Env
@@ -31,8 +32,14 @@ from .response import FetchResponse, Response
 class WorkerDispatcher:
     """Runs one worker's ``fetch``/``scheduled``/``queue`` handlers against an ``env``."""
 
-    def __init__(self, worker: WorkerModule | None, env: Env, *, load_error: WorkerLoadError | None = None,
-                 log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        worker: WorkerModule | None,
+        env: Env,
+        *,
+        load_error: WorkerLoadError | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
         #: swapped by the host on code reload; ``None`` while the module fails to import
         self.worker = worker
         self.env = env

@@ -7,7 +7,8 @@ in another ``[env.<name>]`` section (wrangler does not inherit bindings into env
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 
 class Env:

@@ -42,7 +42,7 @@ def error_response(exc: BaseException, accept: str | None, details: str | None =
     trace = details if details is not None else format_exception(exc)
     if accept and "text/html" in accept:
         body = (
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>"
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
             f"{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}"
             "pre{background:#f6f6f6;padding:1rem;overflow:auto}h1{color:#b00020;font-size:1.3rem}</style>"
             f"</head><body><h1>{html.escape(title)}</h1><p>Uncaught exception in the worker "

@@ -14,7 +14,8 @@ so a handler that never looks at headers pays nothing for them.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator, Mapping, Union
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Union
 
 HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
 
@@ -45,7 +46,7 @@ class Headers:
             self.append(name, value)
 
     @classmethod
-    def _from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> "Headers":
+    def _from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Build from ASGI ``[(b"name", b"value")]`` (names already lower-case per ASGI)."""
         headers = cls.__new__(cls)
         headers._items = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
@@ -144,7 +145,7 @@ class Headers:
             return dict(self.items()) == {str(k).lower(): v for k, v in other.items()}
         return NotImplemented
 
-    def copy(self) -> "Headers":
+    def copy(self) -> Headers:
         return Headers(self)
 
     def to_dict(self) -> dict[str, str]:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectionError, load_plugin
@@ -53,17 +54,46 @@ SCHEDULED_PATHS = ("/cdn-cgi/handler/scheduled", "/__scheduled", "/cdn-cgi/mf/sc
 
 #: config key -> wrangler's label for the bindings table (used for kinds without a plugin)
 FRIENDLY_NAMES: dict[str, str] = {
-    "ai": "AI", "kv_namespaces": "KV Namespace", "d1_databases": "D1 Database", "r2_buckets": "R2 Bucket",
-    "queues": "Queue", "durable_objects": "Durable Object", "services": "Worker", "vectorize": "Vectorize Index",
-    "hyperdrive": "Hyperdrive Config", "analytics_engine_datasets": "Analytics Engine Dataset",
-    "browser": "Browser", "images": "Images", "dispatch_namespaces": "Dispatch Namespace",
-    "mtls_certificates": "mTLS Certificate", "send_email": "Send Email", "version_metadata": "Worker Version Metadata",
-    "workflows": "Workflow", "pipelines": "Pipeline", "secrets_store_secrets": "Secrets Store Secret",
-    "ratelimits": "Rate Limit", "unsafe": "Unsafe Binding", "worker_loaders": "Worker Loader",
-    "vpc_services": "VPC Service", "media": "Media",
+    "ai": "AI",
+    "kv_namespaces": "KV Namespace",
+    "d1_databases": "D1 Database",
+    "r2_buckets": "R2 Bucket",
+    "queues": "Queue",
+    "durable_objects": "Durable Object",
+    "services": "Worker",
+    "vectorize": "Vectorize Index",
+    "hyperdrive": "Hyperdrive Config",
+    "analytics_engine_datasets": "Analytics Engine Dataset",
+    "browser": "Browser",
+    "images": "Images",
+    "dispatch_namespaces": "Dispatch Namespace",
+    "mtls_certificates": "mTLS Certificate",
+    "send_email": "Send Email",
+    "version_metadata": "Worker Version Metadata",
+    "workflows": "Workflow",
+    "pipelines": "Pipeline",
+    "secrets_store_secrets": "Secrets Store Secret",
+    "ratelimits": "Rate Limit",
+    "unsafe": "Unsafe Binding",
+    "worker_loaders": "Worker Loader",
+    "vpc_services": "VPC Service",
+    "media": "Media",
 }
-_RESOURCE_KEYS = ("id", "database_name", "bucket_name", "queue", "class_name", "service", "index_name", "dataset",
-                  "namespace", "certificate_id", "pipeline", "name", "secret_name")
+_RESOURCE_KEYS = (
+    "id",
+    "database_name",
+    "bucket_name",
+    "queue",
+    "class_name",
+    "service",
+    "index_name",
+    "dataset",
+    "namespace",
+    "certificate_id",
+    "pipeline",
+    "name",
+    "secret_name",
+)
 
 
 class UnsupportedBinding:
@@ -76,7 +106,9 @@ class UnsupportedBinding:
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        raise RuntimeError(f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)")
+        raise RuntimeError(
+            f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)"
+        )
 
     def __repr__(self) -> str:
         return f"<unsupported {self._kind} binding {self._name}>"
@@ -115,9 +147,17 @@ class _Plugin:
 class WorkerHost:
     """One worker, ready to serve (see module docstring)."""
 
-    def __init__(self, config: WorkerConfig, *, env_name: str | None = None, cli_vars: Mapping[str, str] | None = None,
-                 persist_to: Path | None = None, options: Mapping[str, Any] | None = None,
-                 max_body_bytes: int | None = None, bindings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        env_name: str | None = None,
+        cli_vars: Mapping[str, str] | None = None,
+        persist_to: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+        max_body_bytes: int | None = None,
+        bindings: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.env_name = env_name
         self.cli_vars = dict(cli_vars or {})
@@ -153,7 +193,7 @@ class WorkerHost:
         bindings: Mapping[str, Any] | None = None,
         load_code: bool = True,
         raise_on_load_error: bool = False,
-    ) -> "WorkerHost":
+    ) -> WorkerHost:
         """Build the host for the config at ``path`` (a file or folder); raises :class:`ConfigError`.
 
         ``persist_to=None`` keeps binding storage in memory (tests); the CLI passes
@@ -161,8 +201,15 @@ class WorkerHost:
         (and fixed by editing), unless ``raise_on_load_error``.
         """
         config = load_config(path, env_name)
-        host = cls(config, env_name=env_name, cli_vars=vars, persist_to=Path(persist_to) if persist_to else None,
-                   options=options, max_body_bytes=max_body_bytes, bindings=bindings)
+        host = cls(
+            config,
+            env_name=env_name,
+            cli_vars=vars,
+            persist_to=Path(persist_to) if persist_to else None,
+            options=options,
+            max_body_bytes=max_body_bytes,
+            bindings=bindings,
+        )
         host._check_main()
         host._build_bindings()
         if load_code:
@@ -181,12 +228,21 @@ class WorkerHost:
         config = self.config
         if config.main is None:
             if config.assets is None or not config.assets.directory:
-                raise ConfigError(config.path, None, "main", "missing: set `main` to the worker's Python module (e.g. main = \"src/entry.py\")")
+                raise ConfigError(
+                    config.path,
+                    None,
+                    "main",
+                    'missing: set `main` to the worker\'s Python module (e.g. main = "src/entry.py")',
+                )
             return
         if not config.main.is_file():
-            raise config.error(config.origin_of("main"), f"the main module {config.raw_value('main')} does not exist ({config.main})")
+            raise config.error(
+                config.origin_of("main"), f"the main module {config.raw_value('main')} does not exist ({config.main})"
+            )
         if config.main.suffix != ".py":
-            raise config.error(config.origin_of("main"), f"{config.main.name} is not a Python module (flarelet runs Python Workers)")
+            raise config.error(
+                config.origin_of("main"), f"{config.main.name} is not a Python module (flarelet runs Python Workers)"
+            )
 
     def _build_bindings(self) -> None:
         config = self.config
@@ -217,10 +273,16 @@ class WorkerHost:
         if assets is not None and assets.directory:
             directory = (config.dir / assets.directory).resolve()
             if not directory.is_dir():
-                raise config.error(config.origin_of("assets") + ("directory",),
-                                   f"the assets directory {assets.directory} does not exist ({directory})")
-            self.assets = AssetServer(directory, not_found_handling=assets.not_found_handling,
-                                      html_handling=assets.html_handling, run_worker_first=assets.run_worker_first)
+                raise config.error(
+                    config.origin_of("assets") + ("directory",),
+                    f"the assets directory {assets.directory} does not exist ({directory})",
+                )
+            self.assets = AssetServer(
+                directory,
+                not_found_handling=assets.not_found_handling,
+                html_handling=assets.html_handling,
+                run_worker_first=assets.run_worker_first,
+            )
             if assets.binding:
                 rows.append(BindingInfo(assets.binding, "Assets", "", AssetsBinding(self.assets)))
         values: dict[str, Any] = {}
@@ -331,8 +393,14 @@ class WorkerHost:
     async def scheduled(self, cron: str = "", scheduled_time: float | None = None) -> dict[str, Any]:
         return await self.dispatcher.scheduled(cron, scheduled_time)
 
-    async def serve(self, request: Request, ctx: ExecutionContext | None = None, *, path: str | None = None,
-                    query: str | None = None) -> Response:
+    async def serve(
+        self,
+        request: Request,
+        ctx: ExecutionContext | None = None,
+        *,
+        path: str | None = None,
+        query: str | None = None,
+    ) -> Response:
         """Answer a request the way ``wrangler dev`` does: test-scheduled paths, assets, then the worker."""
         if path is None or query is None:
             rest = request.url.split("://", 1)[-1]
@@ -370,9 +438,13 @@ class WorkerHost:
         if path == "/__scheduled":
             if ok:
                 return Response("Ran scheduled event")
-            return error_response(RuntimeError("the scheduled handler failed (see the log)"), request.headers.get("accept"), "")
+            return error_response(
+                RuntimeError("the scheduled handler failed (see the log)"), request.headers.get("accept"), ""
+            )
         if params.get("format", [""])[0] == "json":
-            return Response._from_parts(200 if ok else 500, Headers({"content-type": "application/json"}), dumps_json(result))
+            return Response._from_parts(
+                200 if ok else 500, Headers({"content-type": "application/json"}), dumps_json(result)
+            )
         return Response(result["outcome"], status=200 if ok else 500)
 
     # -- description --------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 from .headers import Headers as _Headers
 from .outbound import fetch as _fetch
@@ -39,16 +40,27 @@ class Response(_Response):
     @classmethod
     def new(cls, body: Any = None, init: Any = None, **kwargs: Any) -> _Response:
         opts = _init(init, kwargs)
-        return _Response(body, status=opts.get("status"), status_text=opts.get("statusText", ""),
-                         headers=opts.get("headers"))
+        return _Response(
+            body, status=opts.get("status"), status_text=opts.get("statusText", ""), headers=opts.get("headers")
+        )
 
     @classmethod
-    def from_json(cls, data: Any, init: Any = None, status: int | None = None, headers: Any = None,  # type: ignore[override]
-                  status_text: str = "", **kwargs: Any) -> _Response:
+    def from_json(
+        cls,
+        data: Any,
+        init: Any = None,
+        status: int | None = None,
+        headers: Any = None,  # type: ignore[override]
+        status_text: str = "",
+        **kwargs: Any,
+    ) -> _Response:
         opts = _init(init, kwargs)
-        return _Response.from_json(data, status=status or opts.get("status", 200),
-                                   headers=headers if headers is not None else opts.get("headers"),
-                                   status_text=status_text or opts.get("statusText", ""))
+        return _Response.from_json(
+            data,
+            status=status or opts.get("status", 200),
+            headers=headers if headers is not None else opts.get("headers"),
+            status_text=status_text or opts.get("statusText", ""),
+        )
 
     @classmethod
     def redirect(cls, url: str, status: int = 302) -> _Response:  # type: ignore[override]

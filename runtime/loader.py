@@ -22,10 +22,11 @@ import importlib.util
 import inspect
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import workers_sdk
 
@@ -176,9 +177,7 @@ def load_worker(main_path: Path) -> WorkerModule:
 def inspect_handlers(module: ModuleType, main_path: Path) -> WorkerModule:
     default = getattr(module, "Default", None)
     entrypoint = default if inspect.isclass(default) else None
-    functions = {
-        h: fn for h in HANDLER_NAMES if callable(fn := getattr(module, f"on_{h}", None))
-    }
+    functions = {h: fn for h in HANDLER_NAMES if callable(fn := getattr(module, f"on_{h}", None))}
     if entrypoint is not None and functions:
         raise WorkerLoadError(
             f"{main_path.name}: Cannot define multiple default entrypoints (class Default and "

@@ -12,11 +12,20 @@ import sys
 from typing import TextIO
 
 LEVELS: dict[str, int] = {
-    "debug": logging.DEBUG, "info": logging.INFO, "log": logging.INFO, "warn": logging.WARNING,
-    "error": logging.ERROR, "none": logging.CRITICAL + 10,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "log": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "none": logging.CRITICAL + 10,
 }
-_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
-          logging.CRITICAL: "error"}
+_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "error",
+}
 
 
 class _Formatter(logging.Formatter):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .headers import Headers
 from .request import Request
@@ -23,8 +24,19 @@ from .response import Response
 
 #: seconds; Cloudflare has no fixed subrequest timeout, but a dev server must not hang forever.
 DEFAULT_TIMEOUT_S = 300.0
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length",
-                         "proxy-connection", "upgrade", "te", "trailer"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-encoding",
+        "content-length",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+    }
+)
 
 _client: Any = None
 _client_loop: asyncio.AbstractEventLoop | None = None
@@ -33,8 +45,9 @@ _client_loop: asyncio.AbstractEventLoop | None = None
 #: process (a ``Response``) or lets it go out (``None``). The in-process test harness
 #: (:mod:`flarelet.testing`) sets it per call, so a worker's fetch of its own origin reaches itself
 #: as it does under ``flarelet dev``, and a test can answer other hosts (Miniflare's ``outboundService``).
-outbound_service: contextvars.ContextVar[Callable[[Request], Awaitable["Response | None"]] | None] = \
+outbound_service: contextvars.ContextVar[Callable[[Request], Awaitable[Response | None]] | None] = (
     contextvars.ContextVar("flarelet_outbound_service", default=None)
+)
 
 
 def _get_client() -> Any:
@@ -43,8 +56,9 @@ def _get_client() -> Any:
     if _client is None or _client_loop is not loop:
         import httpx  # deliberately lazy: see module docstring
 
-        _client = httpx.AsyncClient(follow_redirects=False, timeout=DEFAULT_TIMEOUT_S, trust_env=True,
-                                    headers={"user-agent": "flarelet"})
+        _client = httpx.AsyncClient(
+            follow_redirects=False, timeout=DEFAULT_TIMEOUT_S, trust_env=True, headers={"user-agent": "flarelet"}
+        )
         _client_loop = loop
     return _client
 
@@ -58,7 +72,7 @@ async def aclose_client() -> None:
         await client.aclose()
 
 
-async def fetch(resource: "str | Request", **options: Any) -> Response:
+async def fetch(resource: str | Request, **options: Any) -> Response:
     """``workers.fetch(url_or_request, method=, headers=, body=, redirect=)`` -> :class:`Response`."""
     request = Request(resource, **options) if options or not isinstance(resource, Request) else resource
     service = outbound_service.get()
@@ -77,7 +91,9 @@ async def fetch(resource: "str | Request", **options: Any) -> Response:
     except httpx.InvalidURL as exc:
         raise TypeError(f"Fetch API cannot load: {request.url} ({exc})") from exc
     except httpx.HTTPError as exc:
-        raise TypeError(f"fetch failed: {type(exc).__name__}: {exc or 'network error'} ({request.method} {request.url})") from exc
+        raise TypeError(
+            f"fetch failed: {type(exc).__name__}: {exc or 'network error'} ({request.method} {request.url})"
+        ) from exc
     if request.redirect == "error" and upstream.is_redirect:
         raise TypeError(f"fetch failed: redirect to {upstream.headers.get('location')!r} with redirect mode 'error'")
     response_headers = Headers([(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _HOP_BY_HOP])

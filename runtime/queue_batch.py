@@ -14,14 +14,15 @@ binding (which must not import ``runtime``) can act on it::
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 
 class Message:
     """One queue message (``id``, ``timestamp``, ``body``, ``attempts``, ``ack()``, ``retry()``)."""
 
-    def __init__(self, batch: "MessageBatch", id: str, timestamp: datetime, body: Any, attempts: int) -> None:  # noqa: A002
+    def __init__(self, batch: MessageBatch, id: str, timestamp: datetime, body: Any, attempts: int) -> None:  # noqa: A002
         self._batch = batch
         self.id = id
         self.timestamp = timestamp
@@ -54,10 +55,12 @@ class MessageBatch:
         get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
         ts = get("timestamp", None)
         if ts is None:
-            ts = datetime.now(timezone.utc)
+            ts = datetime.now(UTC)
         elif isinstance(ts, (int, float)):
-            ts = datetime.fromtimestamp(ts / 1000.0, timezone.utc)
-        return Message(self, str(get("id", None) or uuid.uuid4().hex), ts, get("body", None), int(get("attempts", 1) or 1))
+            ts = datetime.fromtimestamp(ts / 1000.0, UTC)
+        return Message(
+            self, str(get("id", None) or uuid.uuid4().hex), ts, get("body", None), int(get("attempts", 1) or 1)
+        )
 
     def ackAll(self) -> None:  # noqa: N802 - Cloudflare's name
         self._ack_all = True

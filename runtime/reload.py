@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .host import WorkerHost
 
@@ -53,8 +54,9 @@ class Reloader:
         import watchfiles
 
         try:
-            async for changes in watchfiles.awatch(folder, recursive=recursive, stop_event=self._stop,
-                                                   debounce=400, step=50, rust_timeout=500):
+            async for changes in watchfiles.awatch(
+                folder, recursive=recursive, stop_event=self._stop, debounce=400, step=50, rust_timeout=500
+            ):
                 try:
                     await handler({Path(p) for _, p in changes})
                 except Exception:  # noqa: BLE001 - a failed reload must not stop the watching
@@ -68,11 +70,17 @@ class Reloader:
         host = self.host
         watched = {p.resolve() for p in host.watch_paths}
         config_changed = sorted(p for p in paths if p.resolve() in watched)
-        code_changed = sorted(p for p in paths if p.suffix == ".py" and host.config.main is not None
-                              and p.resolve().parent == host.config.main.parent)
+        code_changed = sorted(
+            p
+            for p in paths
+            if p.suffix == ".py" and host.config.main is not None and p.resolve().parent == host.config.main.parent
+        )
         async with self._lock:
             if config_changed:
-                log.info("%s changed, rebuilding bindings and reloading the worker", ", ".join(p.name for p in config_changed))
+                log.info(
+                    "%s changed, rebuilding bindings and reloading the worker",
+                    ", ".join(p.name for p in config_changed),
+                )
                 if await host.reload_config():
                     self.reloads += 1
                     log.info("Reloaded")

@@ -9,7 +9,8 @@ keeps the per-request cost low; headers are parsed on first access.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .body import BodyReader, BodyStream, coerce_body
 from .headers import Headers
@@ -24,7 +25,7 @@ class Request(BodyReader):
 
     def __init__(
         self,
-        input: "Request | str",  # noqa: A002 - Fetch API name
+        input: Request | str,  # noqa: A002 - Fetch API name
         *,
         method: str | None = None,
         headers: Any = None,
@@ -74,9 +75,13 @@ class Request(BodyReader):
 
     @classmethod
     def _incoming(
-        cls, url: str, method: str, raw_headers: list[tuple[bytes, bytes]], body: builtins.bytes | BodyStream | None,
+        cls,
+        url: str,
+        method: str,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: builtins.bytes | BodyStream | None,
         cf: Mapping[str, Any] | None,
-    ) -> "Request":
+    ) -> Request:
         """Fast constructor for the dev server: no copying, headers parsed lazily."""
         req = cls.__new__(cls)
         req._url = url
@@ -113,7 +118,7 @@ class Request(BodyReader):
     async def json(self, **kwargs: Any) -> Any:
         return await self._read_json(**kwargs)
 
-    def clone(self) -> "Request":
+    def clone(self) -> Request:
         return Request(self)
 
     def __repr__(self) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import builtins
 import json as _json
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 
 from .body import BodyReader, BodyStream, coerce_body
 from .headers import Headers
@@ -27,7 +28,7 @@ def dumps_json(data: Any) -> builtins.bytes:
 class _JsonMethod:
     """``Response.json(data)`` on the class, ``await response.json()`` on an instance."""
 
-    def __get__(self, obj: "Response | None", cls: type) -> Callable[..., Any]:
+    def __get__(self, obj: Response | None, cls: type) -> Callable[..., Any]:
         if obj is None:
             return cls.from_json
         return obj._read_json
@@ -50,7 +51,9 @@ class FetchResponse(BodyReader):
     ) -> None:
         code = 200 if status is None else int(status)
         if not (200 <= code <= 599) and not (code == 101 and web_socket is not None):
-            raise ValueError(f"Responses may only be constructed with status codes in the range 200 to 599, inclusive (got {code}).")
+            raise ValueError(
+                f"Responses may only be constructed with status codes in the range 200 to 599, inclusive (got {code})."
+            )
         self._status = code
         self._status_text = statusText if statusText is not None else status_text
         self._headers = headers if isinstance(headers, Headers) else Headers(headers)
@@ -66,8 +69,9 @@ class FetchResponse(BodyReader):
         self.web_socket = web_socket
 
     @classmethod
-    def _from_parts(cls, status: int, headers: Headers, body: builtins.bytes | BodyStream | None,
-                    status_text: str = "") -> "Response":
+    def _from_parts(
+        cls, status: int, headers: Headers, body: builtins.bytes | BodyStream | None, status_text: str = ""
+    ) -> Response:
         """Internal constructor with no validation (responses built by flarelet itself)."""
         resp = cls.__new__(cls)
         resp._status = status
@@ -106,8 +110,9 @@ class FetchResponse(BodyReader):
     json = _JsonMethod()
 
     @classmethod
-    def from_json(cls, data: Any, status: int | HTTPStatus = HTTPStatus.OK, status_text: str = "",
-                  headers: Any = None) -> "Response":
+    def from_json(
+        cls, data: Any, status: int | HTTPStatus = HTTPStatus.OK, status_text: str = "", headers: Any = None
+    ) -> Response:
         try:
             payload = dumps_json(data)
         except (TypeError, ValueError) as exc:
@@ -118,13 +123,13 @@ class FetchResponse(BodyReader):
         return cls(payload, status=status, status_text=status_text, headers=hdrs)
 
     @classmethod
-    def redirect(cls, url: str, status: int | HTTPStatus = HTTPStatus.FOUND) -> "Response":
+    def redirect(cls, url: str, status: int | HTTPStatus = HTTPStatus.FOUND) -> Response:
         code = int(status)
         if code not in _REDIRECT_STATUSES:
             raise ValueError(f"Invalid redirect status {code} (expected one of 301, 302, 303, 307, 308).")
         return cls(None, status=code, headers={"location": str(url)})
 
-    def clone(self) -> "Response":
+    def clone(self) -> Response:
         copy = type(self)._from_parts(self._status, self._headers.copy(), self._clone_body(), self._status_text)
         copy.url = self.url
         copy.redirected = self.redirected

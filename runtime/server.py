@@ -20,7 +20,8 @@ import logging
 import socket
 import sys
 import threading
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .app import DevApp, RequestLog
 from .cron import CronScheduler
@@ -80,8 +81,12 @@ class DevServer:
             kwargs = {"clock": cron_clock} if cron_clock else {}
             self.cron = CronScheduler(host.config.crons, host.scheduled, **kwargs)
         self.reloader: Reloader | None = None
-        self.app = DevApp(host, request_log=RequestLog(log_stream, enabled=log_requests),
-                          on_startup=self._startup, on_shutdown=self._shutdown)
+        self.app = DevApp(
+            host,
+            request_log=RequestLog(log_stream, enabled=log_requests),
+            on_startup=self._startup,
+            on_shutdown=self._shutdown,
+        )
         self.ready = threading.Event()
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
@@ -130,9 +135,18 @@ class DevServer:
 
             http = CoalescingHttpToolsProtocol
         return uvicorn.Config(
-            self.app, loop="uvloop" if has_uvloop else "asyncio", http=http,
-            lifespan="on", access_log=False, log_config=None, log_level="warning", server_header=False,
-            timeout_keep_alive=30, backlog=2048, ws="none", proxy_headers=False,
+            self.app,
+            loop="uvloop" if has_uvloop else "asyncio",
+            http=http,
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            server_header=False,
+            timeout_keep_alive=30,
+            backlog=2048,
+            ws="none",
+            proxy_headers=False,
         )
 
     def run(self) -> None:
@@ -142,7 +156,7 @@ class DevServer:
         self._uvicorn = uvicorn.Server(self._config())
         self._uvicorn.run(sockets=[self.sock])
 
-    def start_in_thread(self, timeout: float = 30.0) -> "DevServer":
+    def start_in_thread(self, timeout: float = 30.0) -> DevServer:
         """Serve from a daemon thread with its own event loop; returns once ready."""
         import uvicorn
 

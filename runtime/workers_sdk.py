@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from collections.abc import Awaitable, Iterator
 from http import HTTPMethod
 from types import ModuleType, SimpleNamespace
-from typing import Any, Awaitable, Iterator, Literal, Protocol, TypedDict, Union
+from typing import Any, Literal, Protocol, TypedDict, Union
 
 from .body import Blob, File, FormData, FormDataValue
 from .context import ExecutionContext, current_context, current_env
@@ -29,10 +30,33 @@ from .request import Request
 from .response import FetchResponse, Response
 
 __all__ = [
-    "Blob", "BlobEnding", "BlobValue", "Body", "Context", "DurableObject", "FetchKwargs", "FetchResponse",
-    "File", "FormData", "FormDataValue", "Headers", "JSBody", "Request", "RequestInitCfProperties", "Response",
-    "WorkerEntrypoint", "WorkflowEntrypoint", "env", "fetch", "handler", "import_from_javascript", "patch_env",
-    "python_from_rpc", "python_to_rpc", "waitUntil", "wait_until",
+    "Blob",
+    "BlobEnding",
+    "BlobValue",
+    "Body",
+    "Context",
+    "DurableObject",
+    "FetchKwargs",
+    "FetchResponse",
+    "File",
+    "FormData",
+    "FormDataValue",
+    "Headers",
+    "JSBody",
+    "Request",
+    "RequestInitCfProperties",
+    "Response",
+    "WorkerEntrypoint",
+    "WorkflowEntrypoint",
+    "env",
+    "fetch",
+    "handler",
+    "import_from_javascript",
+    "patch_env",
+    "python_from_rpc",
+    "python_to_rpc",
+    "waitUntil",
+    "wait_until",
 ]
 
 JSBody = Any

@@ -37,8 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pytest
 
@@ -114,7 +114,9 @@ class RunningWorker:
                         return line
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no log line matching {regex.pattern!r}; output so far:\n" + "\n".join(self._lines))
+                    raise AssertionError(
+                        f"no log line matching {regex.pattern!r}; output so far:\n" + "\n".join(self._lines)
+                    )
                 self._cond.wait(min(remaining, 0.2))
 
     def wait(self, timeout: float = 30.0) -> int:
@@ -136,16 +138,30 @@ class RunningWorker:
 
 
 @contextlib.contextmanager
-def _serve_worker(target: str | os.PathLike[str], *args: str, env: Mapping[str, str] | None = None,
-                  timeout: float = 60.0, ready: bool = True, cwd: str | os.PathLike[str] | None = None) -> Iterator[RunningWorker]:
+def _serve_worker(
+    target: str | os.PathLike[str],
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    ready: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Iterator[RunningWorker]:
     argv = [*flarelet_command(), "dev", str(target), *args]
     if "--port" not in args:
         argv += ["--port", "0"]
     environ = dict(os.environ)
     environ.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"})
     environ.update(env or {})
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, env=environ, cwd=cwd or REPO, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=environ,
+        cwd=cwd or REPO,
+        start_new_session=True,
+    )
     worker = RunningWorker(proc)
     try:
         if ready:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -30,28 +31,99 @@ CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 
 #: keys an environment inherits from the top level when it does not set them (wrangler's list,
 #: restricted to keys that mean something locally, plus flarelet's own table)
-INHERITABLE_KEYS = frozenset({
-    "name", "main", "compatibility_date", "compatibility_flags", "triggers", "assets", "account_id",
-    "workers_dev", "preview_urls", "routes", "route", "build", "rules", "observability", "python_modules",
-    "placement", "limits", "minify", "no_bundle", "base_dir", "find_additional_modules", "preserve_file_names",
-    "usage_model", "logpush", "upload_source_maps", "tsconfig", "jsx_factory", "jsx_fragment", "keep_names",
-    "compliance_region", "first_party_worker", "logfwdr", "node_compat", "flarelet",
-})
+INHERITABLE_KEYS = frozenset(
+    {
+        "name",
+        "main",
+        "compatibility_date",
+        "compatibility_flags",
+        "triggers",
+        "assets",
+        "account_id",
+        "workers_dev",
+        "preview_urls",
+        "routes",
+        "route",
+        "build",
+        "rules",
+        "observability",
+        "python_modules",
+        "placement",
+        "limits",
+        "minify",
+        "no_bundle",
+        "base_dir",
+        "find_additional_modules",
+        "preserve_file_names",
+        "usage_model",
+        "logpush",
+        "upload_source_maps",
+        "tsconfig",
+        "jsx_factory",
+        "jsx_fragment",
+        "keep_names",
+        "compliance_region",
+        "first_party_worker",
+        "logfwdr",
+        "node_compat",
+        "flarelet",
+    }
+)
 
 #: keys that put something on ``env`` (each is handed to the plugin registered for it)
 BINDING_KEYS = (
-    "vars", "ai", "kv_namespaces", "d1_databases", "r2_buckets", "queues", "durable_objects", "services",
-    "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "images", "dispatch_namespaces",
-    "mtls_certificates", "send_email", "version_metadata", "workflows", "pipelines", "secrets_store_secrets",
-    "ratelimits", "unsafe", "worker_loaders", "vpc_services", "media",
+    "vars",
+    "ai",
+    "kv_namespaces",
+    "d1_databases",
+    "r2_buckets",
+    "queues",
+    "durable_objects",
+    "services",
+    "vectorize",
+    "hyperdrive",
+    "analytics_engine_datasets",
+    "browser",
+    "images",
+    "dispatch_namespaces",
+    "mtls_certificates",
+    "send_email",
+    "version_metadata",
+    "workflows",
+    "pipelines",
+    "secrets_store_secrets",
+    "ratelimits",
+    "unsafe",
+    "worker_loaders",
+    "vpc_services",
+    "media",
 )
 
 #: other keys wrangler knows that flarelet accepts and ignores
-OTHER_KEYS = frozenset({
-    "$schema", "env", "dev", "secrets", "migrations", "define", "site", "send_metrics", "legacy_env", "keep_vars",
-    "alias", "tail_consumers", "streaming_tail_consumers", "wasm_modules", "text_blobs", "data_blobs",
-    "containers", "cloudchamber", "cf", "upload_source_maps", "wasm_modules",
-})
+OTHER_KEYS = frozenset(
+    {
+        "$schema",
+        "env",
+        "dev",
+        "secrets",
+        "migrations",
+        "define",
+        "site",
+        "send_metrics",
+        "legacy_env",
+        "keep_vars",
+        "alias",
+        "tail_consumers",
+        "streaming_tail_consumers",
+        "wasm_modules",
+        "text_blobs",
+        "data_blobs",
+        "containers",
+        "cloudchamber",
+        "cf",
+        "upload_source_maps",
+    }
+)
 
 _CRON_FIELDS = 5
 
@@ -82,8 +154,12 @@ def _shown_path(path: Path) -> str:
 
 #: friendlier wording for pydantic's most common complaints about config values
 _MESSAGES = {
-    "dict_type": "must be a table (an object)", "list_type": "must be an array", "string_type": "must be a string",
-    "int_type": "must be an integer", "int_parsing": "must be an integer", "bool_type": "must be true or false",
+    "dict_type": "must be a table (an object)",
+    "list_type": "must be an array",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
 }
 
@@ -135,7 +211,9 @@ class Triggers(_Strict):
 
 class _CronError(ValueError):
     def __init__(self, index: int, expr: str) -> None:
-        super().__init__(f'invalid cron expression "{expr}" (expected 5 fields: minute hour day-of-month month day-of-week)')
+        super().__init__(
+            f'invalid cron expression "{expr}" (expected 5 fields: minute hour day-of-month month day-of-week)'
+        )
         self.index = index
 
 
@@ -145,7 +223,9 @@ class Assets(BaseModel):
     directory: str | None = None
     binding: str | None = None
     not_found_handling: Literal["none", "404-page", "single-page-application"] = "none"
-    html_handling: Literal["auto-trailing-slash", "force-trailing-slash", "drop-trailing-slash", "none"] = "auto-trailing-slash"
+    html_handling: Literal["auto-trailing-slash", "force-trailing-slash", "drop-trailing-slash", "none"] = (
+        "auto-trailing-slash"
+    )
     run_worker_first: bool | list[str] = False
 
 
@@ -360,8 +440,11 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
     except ValidationError as exc:
         raise _validation_error(raw, exc) from None
     warnings: list[str] = []
-    unknown = [k for k in raw.data if k not in INHERITABLE_KEYS and k not in OTHER_KEYS and k not in BINDING_KEYS
-               and k not in _plugin_keys()]
+    unknown = [
+        k
+        for k in raw.data
+        if k not in INHERITABLE_KEYS and k not in OTHER_KEYS and k not in BINDING_KEYS and k not in _plugin_keys()
+    ]
     if unknown:
         warnings.append(f"Unexpected fields found in top-level field: {', '.join(repr(k) for k in unknown)}")
 
@@ -376,7 +459,7 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
         else:
             warnings.append(
                 f'No environment found in configuration with name "{env_name}". Before using `--env={env_name}` '
-                f'there should be an equivalent environment section in the configuration: the top level is used.'
+                f"there should be an equivalent environment section in the configuration: the top level is used."
             )
 
     def pick(key: str) -> Any:
@@ -403,10 +486,20 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
         warnings.append("No compatibility_date was specified. Using today's date.")
     secrets = pick("secrets") if origin and "secrets" in section.model_fields_set else top.secrets
     return WorkerConfig(
-        raw=raw, env_name=env_name, name=name, main=main, compatibility_date=compat_date,
-        compatibility_flags=list(pick("compatibility_flags") or []), crons=list(triggers.crons) if triggers else [],
-        assets=pick("assets"), dev=top.dev or Dev(), secrets_required=secrets.required if secrets else None,
-        flarelet=flarelet, bindings=bindings, binding_origin=binding_origin, warnings=warnings,
+        raw=raw,
+        env_name=env_name,
+        name=name,
+        main=main,
+        compatibility_date=compat_date,
+        compatibility_flags=list(pick("compatibility_flags") or []),
+        crons=list(triggers.crons) if triggers else [],
+        assets=pick("assets"),
+        dev=top.dev or Dev(),
+        secrets_required=secrets.required if secrets else None,
+        flarelet=flarelet,
+        bindings=bindings,
+        binding_origin=binding_origin,
+        warnings=warnings,
     )
 
 

@@ -14,9 +14,9 @@ The files use dotenv syntax (``KEY="value"``), parsed with python-dotenv.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 
 @dataclass
@@ -36,8 +36,7 @@ def candidate_files(config_dir: Path, env_name: str | None) -> list[Path]:
     return [config_dir / n for n in names]
 
 
-def load_dev_vars(config_dir: Path, env_name: str | None = None,
-                  required: Sequence[str] | None = None) -> DevVars:
+def load_dev_vars(config_dir: Path, env_name: str | None = None, required: Sequence[str] | None = None) -> DevVars:
     """Read the secrets for ``env_name`` from ``config_dir``."""
     dev_vars = [config_dir / f".dev.vars.{env_name}"] if env_name else []
     dev_vars.append(config_dir / ".dev.vars")

@@ -9,7 +9,8 @@ nearest enclosing key when a path is not found exactly (e.g. a key inside an inl
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Path = tuple[Any, ...]
 

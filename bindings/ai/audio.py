@@ -61,9 +61,7 @@ def decode_audio(data: bytes, max_seconds: float | None = None) -> np.ndarray:
                 total += _append(chunks, out)
         except av.FFmpegError as exc:
             if total == 0:
-                raise errors.bad_input(
-                    f"Error: '/audio' could not be decoded as audio ({_reason(exc)})"
-                ) from None
+                raise errors.bad_input(f"Error: '/audio' could not be decoded as audio ({_reason(exc)})") from None
             # Damage after good audio (truncated upload, lying header): keep what decoded.
             log.info("audio decoding stopped early after %.2f s: %s", total / SAMPLE_RATE, _reason(exc))
     finally:

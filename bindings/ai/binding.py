@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flarelet.bindings.jsobject import JsException, to_js_dict
 
@@ -30,12 +31,13 @@ class InferenceUpstreamError(JsException):
     """A failed ``env.AI.run``: ``.message`` is ``"<code>: <description>"``, ``.code`` the
     Workers AI internal code, ``.name`` the backend error name, ``.httpCode`` the HTTP status."""
 
-    def __init__(self, message: str, name: str = "InferenceUpstreamError", code: int | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, message: str, name: str = "InferenceUpstreamError", code: int | None = None, status: int | None = None
+    ) -> None:
         super().__init__(name, message, code=code, httpCode=status)
 
     @classmethod
-    def from_ai_error(cls, exc: errors.AiError) -> "InferenceUpstreamError":
+    def from_ai_error(cls, exc: errors.AiError) -> InferenceUpstreamError:
         return cls(f"{exc.code}: {exc.description}", exc.name, exc.code, exc.status)
 
 
@@ -58,9 +60,15 @@ class Ai:
         opts.update(kwargs)
         for key in ("returnRawResponse", "websocket"):
             if opts.get(key):
-                raise self._fail(errors.AiError(5019, 405, f"the {key} option is not supported by the local Workers AI binding", "InvalidInput"))
+                raise self._fail(
+                    errors.AiError(
+                        5019, 405, f"the {key} option is not supported by the local Workers AI binding", "InvalidInput"
+                    )
+                )
         if isinstance(inputs, Mapping) and inputs.get("stream"):
-            raise self._fail(errors.bad_input("Error: streaming is not supported by speech-recognition models at '/stream'"))
+            raise self._fail(
+                errors.bad_input("Error: streaming is not supported by speech-recognition models at '/stream'")
+            )
         try:
             result = await self._service.run(model, dict(inputs) if isinstance(inputs, Mapping) else inputs)
         except errors.AiError as exc:

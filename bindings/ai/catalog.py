@@ -85,17 +85,49 @@ TURBO_INPUT_SCHEMA: dict[str, Any] = {
                 },
             ]
         },
-        "task": {"type": "string", "default": "transcribe", "description": "Supported tasks are 'translate' or 'transcribe'."},
+        "task": {
+            "type": "string",
+            "default": "transcribe",
+            "description": "Supported tasks are 'translate' or 'transcribe'.",
+        },
         "language": {"type": "string", "description": "The language of the audio being transcribed or translated."},
-        "vad_filter": {"type": "boolean", "default": False, "description": "Preprocess the audio with a voice activity detection model."},
-        "initial_prompt": {"type": "string", "description": "A text prompt to help provide context to the model on the contents of the audio."},
-        "prefix": {"type": "string", "description": "The prefix appended to the beginning of the output of the transcription and can guide the transcription result."},
-        "beam_size": {"type": "integer", "description": "The number of beams to use in beam search decoding. Higher values may improve accuracy at the cost of speed."},
-        "condition_on_previous_text": {"type": "boolean", "description": "Whether to condition on previous text during transcription. Setting to false may help prevent hallucination loops."},
-        "no_speech_threshold": {"type": "number", "description": "Threshold for detecting no-speech segments. Segments with no-speech probability above this value are skipped."},
-        "compression_ratio_threshold": {"type": "number", "description": "Threshold for filtering out segments with high compression ratio, which often indicate repetitive or hallucinated text."},
-        "log_prob_threshold": {"type": "number", "description": "Threshold for filtering out segments with low average log probability, indicating low confidence."},
-        "hallucination_silence_threshold": {"type": "number", "description": "Optional threshold (in seconds) to skip silent periods that may cause hallucinations."},
+        "vad_filter": {
+            "type": "boolean",
+            "default": False,
+            "description": "Preprocess the audio with a voice activity detection model.",
+        },
+        "initial_prompt": {
+            "type": "string",
+            "description": "A text prompt to help provide context to the model on the contents of the audio.",
+        },
+        "prefix": {
+            "type": "string",
+            "description": "The prefix appended to the beginning of the output of the transcription and can guide the transcription result.",
+        },
+        "beam_size": {
+            "type": "integer",
+            "description": "The number of beams to use in beam search decoding. Higher values may improve accuracy at the cost of speed.",
+        },
+        "condition_on_previous_text": {
+            "type": "boolean",
+            "description": "Whether to condition on previous text during transcription. Setting to false may help prevent hallucination loops.",
+        },
+        "no_speech_threshold": {
+            "type": "number",
+            "description": "Threshold for detecting no-speech segments. Segments with no-speech probability above this value are skipped.",
+        },
+        "compression_ratio_threshold": {
+            "type": "number",
+            "description": "Threshold for filtering out segments with high compression ratio, which often indicate repetitive or hallucinated text.",
+        },
+        "log_prob_threshold": {
+            "type": "number",
+            "description": "Threshold for filtering out segments with low average log probability, indicating low confidence.",
+        },
+        "hallucination_silence_threshold": {
+            "type": "number",
+            "description": "Optional threshold (in seconds) to skip silent periods that may cause hallucinations.",
+        },
     },
     "required": ["audio"],
 }
@@ -131,7 +163,10 @@ TURBO_OUTPUT_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "vtt": {"type": "string", "description": "The transcription in WebVTT format, which includes timing and text information for use in subtitles."},
+        "vtt": {
+            "type": "string",
+            "description": "The transcription in WebVTT format, which includes timing and text information for use in subtitles.",
+        },
     },
     "required": ["text"],
 }
@@ -173,7 +208,9 @@ class ModelSpec:
         props.append({"property_id": "flarelet_weights", "value": served})
         description = self.description
         if self.stand_in_for and local_path is None:
-            description += f" [flarelet: served locally by Whisper {self.weights} as a stand-in for {self.stand_in_for}]"
+            description += (
+                f" [flarelet: served locally by Whisper {self.weights} as a stand-in for {self.stand_in_for}]"
+            )
         return {
             "id": self.uuid,
             "source": 1,

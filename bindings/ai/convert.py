@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,11 @@ def build_state_dict(model: Ct2Model, dims: WhisperDims, step: Step = lambda _: 
         w, b = f32(f"{src}/linear_0/weight"), f32(f"{src}/linear_0/bias")
         if w.shape[0] != 3 * d:
             raise ConversionError(f"{src}/linear_0/weight has shape {w.shape}, expected ({3 * d}, {d})")
-        out[f"{dst}.q_proj.weight"], out[f"{dst}.k_proj.weight"], out[f"{dst}.v_proj.weight"] = w[:d], w[d : 2 * d], w[2 * d :]
+        out[f"{dst}.q_proj.weight"], out[f"{dst}.k_proj.weight"], out[f"{dst}.v_proj.weight"] = (
+            w[:d],
+            w[d : 2 * d],
+            w[2 * d :],
+        )
         zero_bias(b[d : 2 * d], src)
         out[f"{dst}.q_proj.bias"], out[f"{dst}.v_proj.bias"] = b[:d], b[2 * d :]
         linear(f"{src}/linear_1", f"{dst}.out_proj")
@@ -225,10 +230,15 @@ def build_tokenizer(tokenizer_file: Path, ids: TokenIds, dims: WhisperDims, voca
     timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
     missing = [t for t in timestamps if t not in present]
     if missing:
-        tokenizer.add_tokens([AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=False) for t in missing])
+        tokenizer.add_tokens(
+            [AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=False) for t in missing]
+        )
     if len(tokenizer) != dims.vocab_size:
         raise ConversionError(f"tokenizer has {len(tokenizer)} tokens, the model {dims.vocab_size}")
-    if tokenizer.all_special_ids[-1] != ids.notimestamps or tokenizer.convert_tokens_to_ids("<|0.00|>") != ids.timestamp_begin:
+    if (
+        tokenizer.all_special_ids[-1] != ids.notimestamps
+        or tokenizer.convert_tokens_to_ids("<|0.00|>") != ids.timestamp_begin
+    ):
         raise ConversionError("special tokens are not registered in Whisper's order")
     if vocabulary is not None:
         got = tokenizer.convert_ids_to_tokens(list(range(dims.vocab_size)))

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +98,9 @@ def quantize_linears(module: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
     return module
 
 
-def fold_layer_norm(ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_layer_norm(
+    ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``linear(ln(x))`` as ``linear'(plain_ln(x))``: the norm's scale and shift moved into the
     linear layer (``W' = W diag(gamma)``, ``b' = b + W beta``). Algebraically the same; done before
     int8 quantization because gamma is what gives a normalised activation its outlier channels
@@ -126,6 +129,7 @@ class _Layer(nn.Module):
 
     def __init__(self, sd: dict[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
         super().__init__()
+
         # taken out of the state dict as they are used, so fp32 sources go as soon as converted
         def w(name: str) -> torch.Tensor:
             return sd.pop(prefix + name + ".weight")
@@ -137,7 +141,11 @@ class _Layer(nn.Module):
         zeros = torch.zeros(d, dtype=sd[prefix + "fc1.weight"].dtype)
         make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
         make_float = fp16_linear if kind == "int8" else make
-        ln1, ln2, ln3 = _norm(sd, prefix + "self_attn_layer_norm"), _norm(sd, prefix + "encoder_attn_layer_norm"), _norm(sd, prefix + "final_layer_norm")
+        ln1, ln2, ln3 = (
+            _norm(sd, prefix + "self_attn_layer_norm"),
+            _norm(sd, prefix + "encoder_attn_layer_norm"),
+            _norm(sd, prefix + "final_layer_norm"),
+        )
         fc2_w, fc2_b = w("fc2"), b("fc2")
         qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
         qkv_b = torch.cat([b("self_attn.q_proj") * s, zeros, b("self_attn.v_proj")])
@@ -223,9 +231,9 @@ class LeanDecoder(nn.Module):
         with torch.no_grad():
             self.positions = nn.Parameter(sd[p + "embed_positions.weight"], requires_grad=False)
             self.ln = _norm(sd, p + "layer_norm")
-            self.layers = nn.ModuleList([
-                _Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))
-            ])
+            self.layers = nn.ModuleList(
+                [_Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))]
+            )
             table = sd.pop(p + "embed_tokens.weight")
             out = sd.pop("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
             if proj == "fp32":
@@ -242,7 +250,7 @@ class LeanDecoder(nn.Module):
 
     # -- per window -------------------------------------------------------------------------------
 
-    def cross_kv(self, enc: torch.Tensor) -> "CrossKV":
+    def cross_kv(self, enc: torch.Tensor) -> CrossKV:
         """Cross-attention keys and values of one encoder output ``[1, frames, d]``."""
         _, frames, _ = enc.shape
         kv = torch.stack([layer.ckv(enc[0]) for layer in self.layers])  # [layers, frames, 2d]
@@ -260,7 +268,7 @@ class LeanDecoder(nn.Module):
         positions: torch.Tensor,
         cache_k: torch.Tensor,
         cache_v: torch.Tensor,
-        cross: Sequence["CrossKV"],
+        cross: Sequence[CrossKV],
         mask: torch.Tensor | None,
         kv_len: int,
         attention_layers: Sequence[int] = (),
@@ -317,7 +325,9 @@ class LeanDecoder(nn.Module):
             elif B == 1 or shared:
                 a = torch.softmax(q @ cross[0].keys_t[li], dim=-1) @ cross[0].values[li]
             else:
-                a = torch.stack([torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1) @ cross[b].values[li] for b in range(B)])
+                a = torch.stack(
+                    [torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1) @ cross[b].values[li] for b in range(B)]
+                )
             x = x + layer.f_out2(a.transpose(1, 2).reshape(B, T, self.d))
 
             h = layer.ln3(x)
@@ -330,7 +340,7 @@ class LeanDecoder(nn.Module):
         positions: torch.Tensor,
         cache_k: torch.Tensor,
         cache_v: torch.Tensor,
-        cross: Sequence["CrossKV"],
+        cross: Sequence[CrossKV],
         mask: torch.Tensor | None,
         kv_len: int,
         position: int | None = None,
@@ -340,15 +350,31 @@ class LeanDecoder(nn.Module):
         (:mod:`flarelet.bindings.ai.token_step`), else eagerly."""
         fn = token_step.SCRIPTED if self.plan is not None else None
         if fn is None:
-            hidden, _ = self.forward_tokens(ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position)
+            hidden, _ = self.forward_tokens(
+                ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position
+            )
             return hidden[:, 0]
         shared = len(cross) == 1 or all(c is cross[0] for c in cross)
         rows = cross[:1] if shared else cross
         x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
         plan = self.plan
         with torch.jit.optimized_execution(False):  # see token_step.SCRIPTED
-            x = fn(x, positions, -1 if position is None else position, mask, kv_len, cache_k, cache_v,
-                   [c.keys_t for c in rows], [c.values for c in rows], plan.packed, plan.int8, plan.norms, self.heads, plan.eps)
+            x = fn(
+                x,
+                positions,
+                -1 if position is None else position,
+                mask,
+                kv_len,
+                cache_k,
+                cache_v,
+                [c.keys_t for c in rows],
+                [c.values for c in rows],
+                plan.packed,
+                plan.int8,
+                plan.norms,
+                self.heads,
+                plan.eps,
+            )
         return self.ln(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -489,7 +515,9 @@ class DecodeBatch:
             mask = (causal[None] & keys[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[None]
             mask = mask[:, None]
         with _threads(self.threads):
-            hidden, maps = self.lean.forward_tokens(ids, positions, self.k, self.v, self.cross, mask, P, attention_layers)
+            hidden, maps = self.lean.forward_tokens(
+                ids, positions, self.k, self.v, self.cross, mask, P, attention_layers
+            )
         self.lengths = lengths
         return hidden, maps
 
@@ -515,7 +543,9 @@ class DecodeBatch:
             mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
         wide = self.threads > 1 and WIDE_POLICY.wide()
         started = time.perf_counter()
-        hidden = self.lean.forward_token(tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None)
+        hidden = self.lean.forward_token(
+            tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
+        )
         logits = self.logits(hidden, wide)
         if self.threads > 1:
             WIDE_POLICY.record(wide, time.perf_counter() - started)

@@ -13,8 +13,9 @@ through transformers once).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -94,10 +95,14 @@ class LeanEncoder(nn.Module):
         self.conv1.weight, self.conv1.bias = _param(w1), _param(sd[p + "conv1.bias"])
         self.conv2.weight, self.conv2.bias = _param(w2), _param(sd[p + "conv2.bias"])
         self.positions = _param(sd[p + "embed_positions.weight"])
-        self.layers = nn.ModuleList([
-            _EncoderLayer(sd, f"{p}layers.{i}.", d, int(config.encoder_ffn_dim), int(config.encoder_attention_heads))
-            for i in range(int(config.encoder_layers))
-        ])
+        self.layers = nn.ModuleList(
+            [
+                _EncoderLayer(
+                    sd, f"{p}layers.{i}.", d, int(config.encoder_ffn_dim), int(config.encoder_attention_heads)
+                )
+                for i in range(int(config.encoder_layers))
+            ]
+        )
         self.ln = _norm(sd, p + "layer_norm", d)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,10 @@ import os
 import string
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -306,10 +307,21 @@ STAGES: tuple[type, ...] = (EncodeWork, LanguageWork, DecodeWork, AlignWork)
 class _Row:
     """Per-row state of batched decoding (one DecodeWork)."""
 
-    __slots__ = ("work", "generated", "forced", "limit", "length", "sum_logprob", "last_ts", "max_initial",
-                 "no_speech_prob", "done", "error")
+    __slots__ = (
+        "work",
+        "generated",
+        "forced",
+        "limit",
+        "length",
+        "sum_logprob",
+        "last_ts",
+        "max_initial",
+        "no_speech_prob",
+        "done",
+        "error",
+    )
 
-    def __init__(self, work: DecodeWork, engine: "WhisperEngine") -> None:
+    def __init__(self, work: DecodeWork, engine: WhisperEngine) -> None:
         self.work = work
         self.generated = list(work.prompt[work.rules_begin :])
         self.forced = len(self.generated)
@@ -422,7 +434,9 @@ class WhisperEngine:
         self.suppress_tokens = sorted(t for t in suppress if 0 <= t < self.vocab_size)
         self.begin_suppress = [int(t) for t in (gen.begin_suppress_tokens or [220, self.eot])]
         self._suppress_idx = torch.tensor(self.suppress_tokens, dtype=torch.long, device=self.device)
-        self._suppress_all_idx = torch.tensor(sorted(set(self.suppress_tokens) | {self.no_timestamps}), dtype=torch.long, device=self.device)
+        self._suppress_all_idx = torch.tensor(
+            sorted(set(self.suppress_tokens) | {self.no_timestamps}), dtype=torch.long, device=self.device
+        )
         self._begin_suppress_idx = torch.tensor(self.begin_suppress, dtype=torch.long, device=self.device)
         self._lang_ids = torch.tensor(list(self.lang_to_id.values()), dtype=torch.long, device=self.device)
 
@@ -467,7 +481,9 @@ class WhisperEngine:
         # transformers' WhisperFeatureExtractor._torch_extract_fbank_features, operation for
         # operation (so the features are identical), without its padding/batching copies.
         with torch.inference_mode():
-            stft = torch.stft(torch.from_numpy(padded), self.features.n_fft, HOP_LENGTH, window=self._window, return_complex=True)
+            stft = torch.stft(
+                torch.from_numpy(padded), self.features.n_fft, HOP_LENGTH, window=self._window, return_complex=True
+            )
             magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
             del stft
             mel = self._mel_filters.T @ magnitudes
@@ -613,7 +629,9 @@ class WhisperEngine:
         rows = [_Row(w, self) for w in works]
         results: list[_Decoded | BaseException | None] = [None] * len(rows)
         with torch.inference_mode():
-            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(r.limit for r in rows), threads or self.threads)
+            batch = DecodeBatch(
+                self.lean, [w.window.cross for w in works], max(r.limit for r in rows), threads or self.threads
+            )
             picks = [[w.prompt.index(self.sot), len(w.prompt) - 1] for w in works]
             both = batch.prefill([w.prompt for w in works], picks)
             no_speech = torch.softmax(both[:, 0], dim=-1)[:, self.no_speech].tolist()
@@ -679,7 +697,12 @@ class WhisperEngine:
         return results  # type: ignore[return-value]
 
     def _decode_window(
-        self, enc, prompt: list[int], rules_begin: int, temperature: float, options: TranscribeOptions,
+        self,
+        enc,
+        prompt: list[int],
+        rules_begin: int,
+        temperature: float,
+        options: TranscribeOptions,
         generator,
     ) -> _Decoded:
         """One window, one row (``enc`` = :meth:`encode`'s output); see :meth:`decode_rows`.
@@ -758,6 +781,7 @@ class WhisperEngine:
                 finished[(*sequences[j], self.eot)] = sum_logprobs[j]
                 if len(finished) >= beams:
                     break
+
         # rank by log-probability / length of the sampled tokens (openai's MaximumLikelihoodRanker)
         def rank(item: tuple[tuple[int, ...], float]) -> float:
             seq, score = item
@@ -784,7 +808,10 @@ class WhisperEngine:
             result = yield DecodeWork(window, prompt, rules_begin, float(temperature), options, generator)
             attempts.append(result)
             needs_fallback = False
-            if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
+            if (
+                options.compression_ratio_threshold is not None
+                and result.compression_ratio > options.compression_ratio_threshold
+            ):
                 needs_fallback = True
             if options.log_prob_threshold is not None and result.avg_logprob < options.log_prob_threshold:
                 needs_fallback = True
@@ -798,7 +825,11 @@ class WhisperEngine:
             if not needs_fallback:
                 return result
         # Every temperature failed: keep the most likely result that is not repetitive (faster-whisper).
-        ok = [a for a in attempts if options.compression_ratio_threshold is None or a.compression_ratio <= options.compression_ratio_threshold]
+        ok = [
+            a
+            for a in attempts
+            if options.compression_ratio_threshold is None or a.compression_ratio <= options.compression_ratio_threshold
+        ]
         return max(ok or attempts, key=lambda a: a.avg_logprob)
 
     # -- word timestamps ----------------------------------------------------------------------
@@ -838,7 +869,9 @@ class WhisperEngine:
                 merged_tokens[-1].extend(sub_tokens)
         return merged_words, merged_tokens
 
-    def align_rows(self, works: Sequence[AlignWork], threads: int | None = None) -> list[tuple[np.ndarray, list[float] | None]]:
+    def align_rows(
+        self, works: Sequence[AlignWork], threads: int | None = None
+    ) -> list[tuple[np.ndarray, list[float] | None]]:
         """Teacher-forced decoder pass of each row's text: the alignment heads' cross-attention
         ``[heads, tokens, frames]`` and each text token's probability, where the work asks for
         them (else None; batched over rows)."""
@@ -848,7 +881,9 @@ class WhisperEngine:
         seqs = [[*w.sot_seq, self.no_timestamps, *w.text_tokens, self.eot] for w in works]
         out: list[tuple[np.ndarray, list[float] | None]] = []
         with torch.inference_mode():
-            batch = DecodeBatch(self.lean, [w.window.cross for w in works], max(len(s) for s in seqs), threads or self.threads)
+            batch = DecodeBatch(
+                self.lean, [w.window.cross for w in works], max(len(s) for s in seqs), threads or self.threads
+            )
             hidden, maps = batch.forward_prompts(seqs, self._alignment_layers)
             for b, (w, seq) in enumerate(zip(works, seqs)):
                 start = len(w.sot_seq)
@@ -864,8 +899,14 @@ class WhisperEngine:
                 out.append((weights[:, :, : w.num_frames // 2].float().cpu().numpy(), text_probs))
         return out
 
-    def _alignment_from(self, weights: np.ndarray, text_probs: list[float] | None, sot_seq: list[int],
-                        text_tokens: list[int], language: str) -> list["_Timing"]:
+    def _alignment_from(
+        self,
+        weights: np.ndarray,
+        text_probs: list[float] | None,
+        sot_seq: list[int],
+        text_tokens: list[int],
+        language: str,
+    ) -> list[_Timing]:
         # Renormalising the truncated softmax == softmax over the kept frames (openai's order).
         weights = weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-10)
         std = weights.std(axis=-2, keepdims=True)
@@ -888,12 +929,19 @@ class WhisperEngine:
             for i, j in zip(boundaries[:-1], boundaries[1:])
         ]
         return [
-            _Timing(w, t, float(s), float(e), p)
-            for w, t, s, e, p in zip(words, word_tokens, starts, ends, word_probs)
+            _Timing(w, t, float(s), float(e), p) for w, t, s, e, p in zip(words, word_tokens, starts, ends, word_probs)
         ]
 
-    def _word_timestamp_steps(self, segments: list[Segment], window: Window, sot_seq, num_frames, language, last_speech: float,
-                              probabilities: bool = True):
+    def _word_timestamp_steps(
+        self,
+        segments: list[Segment],
+        window: Window,
+        sot_seq,
+        num_frames,
+        language,
+        last_speech: float,
+        probabilities: bool = True,
+    ):
         """Word timings for the window's segments (a generator yielding one :class:`AlignWork`)."""
         if not segments:
             return last_speech
@@ -922,7 +970,14 @@ class WhisperEngine:
             while index < len(alignment) and saved < len(tokens):
                 timing = alignment[index]
                 if timing.word:
-                    words.append(Word(timing.word, round(time_offset + timing.start, 2), round(time_offset + timing.end, 2), timing.probability))
+                    words.append(
+                        Word(
+                            timing.word,
+                            round(time_offset + timing.start, 2),
+                            round(time_offset + timing.end, 2),
+                            timing.probability,
+                        )
+                    )
                 saved += len(timing.tokens)
                 index += 1
             if words:
@@ -956,7 +1011,7 @@ class WhisperEngine:
             self.run_round([job])
         return job.result()
 
-    def run_round(self, jobs: Sequence["Job"], threads: int | None = None) -> None:
+    def run_round(self, jobs: Sequence[Job], threads: int | None = None) -> None:
         """Advance every unfinished job by (about) one window, serving their work in batches.
 
         Stage by stage -- encode, language, decode, align -- each stage's work from all jobs runs
@@ -974,7 +1029,9 @@ class WhisperEngine:
                 for job, result in zip(group, results):
                     job.advance(result)
                 # temperature fallback asks for another decode of the same window: serve it now
-                group = [j for j in group if not j.finished and isinstance(j.pending, stage)] if stage is DecodeWork else []
+                group = (
+                    [j for j in group if not j.finished and isinstance(j.pending, stage)] if stage is DecodeWork else []
+                )
 
     def _serve(self, stage: type, works: list, threads: int | None = None) -> list:
         try:
@@ -1013,7 +1070,9 @@ class WhisperEngine:
             raise errors.bad_input(f"Error: language {language!r} is not supported by this model at '/language'")
         if not self.multilingual:
             if language not in (None, "en"):
-                raise errors.bad_input(f"Error: this model is English-only; language {language!r} is not supported at '/language'")
+                raise errors.bad_input(
+                    f"Error: this model is English-only; language {language!r} is not supported at '/language'"
+                )
             language = "en"
         task = options.task if self.multilingual else "transcribe"
 
@@ -1026,7 +1085,9 @@ class WhisperEngine:
         prompt_reset_since = 0
         if options.initial_prompt:
             all_tokens.extend(self.encode_text(" " + options.initial_prompt.strip()))
-        prefix_tokens = self.encode_text(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
+        prefix_tokens = (
+            self.encode_text(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
+        )
         language_probability = 1.0
         last_speech = 0.0
         seek = 0
@@ -1070,9 +1131,16 @@ class WhisperEngine:
             def add(start: float, end: float, toks: list[int]) -> None:
                 current.append(
                     Segment(
-                        id=0, seek=previous_seek, start=start, end=end, text=self.decode_text(toks), tokens=toks,
-                        temperature=result.temperature, avg_logprob=result.avg_logprob,
-                        compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob,
+                        id=0,
+                        seek=previous_seek,
+                        start=start,
+                        end=end,
+                        text=self.decode_text(toks),
+                        tokens=toks,
+                        temperature=result.temperature,
+                        avg_logprob=result.avg_logprob,
+                        compression_ratio=result.compression_ratio,
+                        no_speech_prob=result.no_speech_prob,
                     )
                 )
 
@@ -1105,7 +1173,12 @@ class WhisperEngine:
 
             if options.word_timestamps:
                 last_speech = yield from self._word_timestamp_steps(
-                    current, window, sot_seq, segment_size, language, last_speech,
+                    current,
+                    window,
+                    sot_seq,
+                    segment_size,
+                    language,
+                    last_speech,
                     probabilities=options.hallucination_silence_threshold is not None,
                 )
                 if not single_timestamp_ending:
@@ -1115,8 +1188,18 @@ class WhisperEngine:
                 threshold = options.hallucination_silence_threshold
                 if threshold is not None:
                     seek, current, skip_rest = _skip_hallucinations(
-                        current, threshold, seek, previous_seek, segment_size, time_offset, window_end,
-                        segment_duration, last_speech, duration, content_frames, single_timestamp_ending,
+                        current,
+                        threshold,
+                        seek,
+                        previous_seek,
+                        segment_size,
+                        time_offset,
+                        window_end,
+                        segment_duration,
+                        last_speech,
+                        duration,
+                        content_frames,
+                        single_timestamp_ending,
                     )
                     if skip_rest:
                         continue
@@ -1135,7 +1218,9 @@ class WhisperEngine:
             if seek <= previous_seek:  # never loop on the same window
                 seek = previous_seek + segment_size
             window = result = None  # its cross-attention keys/values (MBs) are not needed any more
-        return Transcription(segments=segments, language=language or "en", language_probability=language_probability, duration=duration)
+        return Transcription(
+            segments=segments, language=language or "en", language_probability=language_probability, duration=duration
+        )
 
 
 def _speech_test(spans: Any):
@@ -1243,8 +1328,18 @@ def _next_words_segment(segments: list[Segment]) -> Segment | None:
 
 
 def _skip_hallucinations(
-    current, threshold, seek, previous_seek, segment_size, time_offset, window_end, segment_duration,
-    last_speech, content_duration, content_frames, single_timestamp_ending,
+    current,
+    threshold,
+    seek,
+    previous_seek,
+    segment_size,
+    time_offset,
+    window_end,
+    segment_duration,
+    last_speech,
+    content_duration,
+    content_frames,
+    single_timestamp_ending,
 ):
     """openai's ``hallucination_silence_threshold`` handling; returns (seek, segments, skip_window)."""
     if not single_timestamp_ending:
@@ -1264,8 +1359,14 @@ def _skip_hallucinations(
         if _is_anomaly(segment):
             following = _next_words_segment(current[si + 1 :])
             hal_next_start = following.words[0].start if following is not None else time_offset + segment_duration
-            silence_before = segment.start - hal_last_end > threshold or segment.start < threshold or segment.start - time_offset < 2.0
-            silence_after = hal_next_start - segment.end > threshold or _is_anomaly(following) or window_end - segment.end < 2.0
+            silence_before = (
+                segment.start - hal_last_end > threshold
+                or segment.start < threshold
+                or segment.start - time_offset < 2.0
+            )
+            silence_after = (
+                hal_next_start - segment.end > threshold or _is_anomaly(following) or window_end - segment.end < 2.0
+            )
             if silence_before and silence_after:
                 seek = round(max(time_offset + 1, segment.start) * FRAMES_PER_SECOND)
                 if content_duration - segment.end < threshold:
@@ -1302,8 +1403,15 @@ def load_engine(
             started = time.monotonic()
             engine = WhisperEngine(Path(folder), device=device, threads=threads, label=label, quantize=quantize)
             _engines[key] = engine
-            log.info("Loaded Whisper model %s from %s in %.1f s (%s, %d thread(s), quantize=%s)",
-                     engine.label, folder, time.monotonic() - started, engine.device, threads, engine.quantize)
+            log.info(
+                "Loaded Whisper model %s from %s in %.1f s (%s, %d thread(s), quantize=%s)",
+                engine.label,
+                folder,
+                time.monotonic() - started,
+                engine.device,
+                threads,
+                engine.quantize,
+            )
         return engine
 
 
@@ -1318,8 +1426,13 @@ def get_engine(spec, settings) -> WhisperEngine:
             raise errors.internal(
                 f"the folder {folder} configured for {spec.id} is not a Hugging Face Whisper model folder (no config.json)"
             )
-        return load_engine(folder, settings.device, settings.threads, label=f"{spec.id} (local folder)",
-                           quantize=getattr(settings, "quantize", "none"))
+        return load_engine(
+            folder,
+            settings.device,
+            settings.threads,
+            label=f"{spec.id} (local folder)",
+            quantize=getattr(settings, "quantize", "none"),
+        )
     try:
         folder = ensure_weights(spec.weights, settings.models_dir)
     except WeightsError as exc:
@@ -1328,7 +1441,15 @@ def get_engine(spec, settings) -> WhisperEngine:
         _stand_in_logged.add(spec.id)
         log.warning(
             "%s is served by Whisper %s as a stand-in (no %s weights offline); map it to a local folder "
-            "with [flarelet.ai] models or FLARELET_AI_MODELS for the real model", spec.id, spec.weights, spec.stand_in_for,
+            "with [flarelet.ai] models or FLARELET_AI_MODELS for the real model",
+            spec.id,
+            spec.weights,
+            spec.stand_in_for,
         )
-    return load_engine(folder, settings.device, settings.threads, label=f"whisper-{spec.weights}",
-                       quantize=getattr(settings, "quantize", "none"))
+    return load_engine(
+        folder,
+        settings.device,
+        settings.threads,
+        label=f"whisper-{spec.weights}",
+        quantize=getattr(settings, "quantize", "none"),
+    )

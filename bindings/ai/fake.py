@@ -30,9 +30,10 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -42,8 +43,15 @@ from .output_schemas import validate_output
 from .settings import AiSettings
 
 __all__ = [
-    "AiCall", "CassetteMiss", "FakeAi", "RecordingAi", "cassette_binding", "cassette_key", "record_mode",
-    "DEFAULT_TEXT", "RECORD_ENV",
+    "AiCall",
+    "CassetteMiss",
+    "FakeAi",
+    "RecordingAi",
+    "cassette_binding",
+    "cassette_key",
+    "record_mode",
+    "DEFAULT_TEXT",
+    "RECORD_ENV",
 ]
 
 #: The transcript :class:`FakeAi` returns when a test sets none: says plainly where it came from.
@@ -55,7 +63,7 @@ CASSETTE_VERSION = 1
 #: what a canned response may be: an output, an error to raise, or a function of the call
 Canned = Union[Mapping[str, Any], errors.AiError, Callable[["AiCall"], Any]]
 
-_active_call: contextvars.ContextVar["AiCall | None"] = contextvars.ContextVar("flarelet_fake_ai_call", default=None)
+_active_call: contextvars.ContextVar[AiCall | None] = contextvars.ContextVar("flarelet_fake_ai_call", default=None)
 
 
 @dataclass
@@ -93,6 +101,7 @@ def record_mode(environ: Mapping[str, str] | None = None) -> bool:
 
 # -- keys -----------------------------------------------------------------------------------------
 
+
 def _request_fingerprint(model: str, request: schemas.AsrRequest) -> dict[str, Any]:
     """What identifies a call: the model, the audio's hash and every decoding option."""
     fields = dataclasses.asdict(request)
@@ -109,12 +118,17 @@ def cassette_key(model: str, request: schemas.AsrRequest) -> str:
 
 # -- cassette files -------------------------------------------------------------------------------
 
+
 def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"cassette {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("flarelet_cassette") != CASSETTE_VERSION or not isinstance(data.get("entries"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("flarelet_cassette") != CASSETTE_VERSION
+        or not isinstance(data.get("entries"), dict)
+    ):
         raise ValueError(f"cassette {path} is not a flarelet cassette (version {CASSETTE_VERSION})")
     entries: dict[str, dict[str, Any]] = data["entries"]
     for key, entry in entries.items():
@@ -131,8 +145,14 @@ def _load_cassette(path: Path) -> dict[str, dict[str, Any]]:
 def _write_cassette(path: Path, entries: Mapping[str, Any]) -> None:
     """Write atomically (temp file + rename): an interrupted run never leaves half a cassette."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"flarelet_cassette": CASSETTE_VERSION, "entries": dict(sorted(entries.items()))},
-                      indent=1, ensure_ascii=False) + "\n"
+    text = (
+        json.dumps(
+            {"flarelet_cassette": CASSETTE_VERSION, "entries": dict(sorted(entries.items()))},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "x", encoding="utf-8") as handle:  # plain open: the umask's permissions
@@ -153,6 +173,7 @@ def _error_entry(exc: InferenceUpstreamError | errors.AiError) -> dict[str, Any]
 
 # -- canned outputs -------------------------------------------------------------------------------
 
+
 def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, language: str = "en") -> dict[str, Any]:
     """A schema-valid output for ``spec`` saying ``text``, its words spread evenly over the audio."""
     from .output import to_vtt  # numpy only; no model code
@@ -161,16 +182,36 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
     tokens = text.split()
     step = length / max(1, len(tokens))
     if spec.flavor == "classic":
-        words = [{"word": w, "start": float(np.float32(i * step)), "end": float(np.float32((i + 1) * step))}
-                 for i, w in enumerate(tokens)]
-        return {"text": text.strip(), "word_count": len(words), "words": words,
-                "vtt": to_vtt([(w["start"], w["end"], w["word"]) for w in words])}
-    words = [{"word": " " + w, "start": round(i * step, 2), "end": round((i + 1) * step, 2)} for i, w in enumerate(tokens)]
-    segment = {"start": 0.0, "end": round(length, 2), "text": " " + text.strip(), "temperature": 0.0,
-               "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0, "words": words}
+        words = [
+            {"word": w, "start": float(np.float32(i * step)), "end": float(np.float32((i + 1) * step))}
+            for i, w in enumerate(tokens)
+        ]
+        return {
+            "text": text.strip(),
+            "word_count": len(words),
+            "words": words,
+            "vtt": to_vtt([(w["start"], w["end"], w["word"]) for w in words]),
+        }
+    words = [
+        {"word": " " + w, "start": round(i * step, 2), "end": round((i + 1) * step, 2)} for i, w in enumerate(tokens)
+    ]
+    segment = {
+        "start": 0.0,
+        "end": round(length, 2),
+        "text": " " + text.strip(),
+        "temperature": 0.0,
+        "avg_logprob": 0.0,
+        "compression_ratio": 1.0,
+        "no_speech_prob": 0.0,
+        "words": words,
+    }
     return {
-        "transcription_info": {"language": language, "language_probability": 1.0, "duration": length,
-                               "duration_after_vad": length},
+        "transcription_info": {
+            "language": language,
+            "language_probability": 1.0,
+            "duration": length,
+            "duration_after_vad": length,
+        },
         "text": text.strip(),
         "word_count": len(words),
         "segments": [segment] if tokens else [],
@@ -181,7 +222,7 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
 class _FakeService:
     """Stands where :class:`~flarelet.bindings.ai.service.AiService` stands behind :class:`Ai`: same checks, canned answers."""
 
-    def __init__(self, owner: "FakeAi", settings: AiSettings, decode_audio: bool) -> None:
+    def __init__(self, owner: FakeAi, settings: AiSettings, decode_audio: bool) -> None:
         self.owner = owner
         self.settings = settings
         self.decode_audio = decode_audio
@@ -219,8 +260,15 @@ class FakeAi(Ai):
     tests that send placeholder bytes on purpose.
     """
 
-    def __init__(self, responses: Mapping[str, Canned] | None = None, *, text: str = DEFAULT_TEXT,
-                 language: str = "en", decode_audio: bool = True, settings: AiSettings | None = None) -> None:
+    def __init__(
+        self,
+        responses: Mapping[str, Canned] | None = None,
+        *,
+        text: str = DEFAULT_TEXT,
+        language: str = "en",
+        decode_audio: bool = True,
+        settings: AiSettings | None = None,
+    ) -> None:
         super().__init__(_FakeService(self, settings or AiSettings.from_options(), decode_audio))  # type: ignore[arg-type]
         self.text = text
         self.language = language
@@ -232,7 +280,7 @@ class FakeAi(Ai):
             self.set_response(model, answer)
 
     @classmethod
-    def from_cassette(cls, path: str | os.PathLike[str], **kwargs: Any) -> "FakeAi":
+    def from_cassette(cls, path: str | os.PathLike[str], **kwargs: Any) -> FakeAi:
         """Replay the outputs (and errors) recorded in ``path`` by :class:`RecordingAi`.
 
         A call with no recording raises :class:`CassetteMiss` (record again); inputs are still
@@ -253,12 +301,16 @@ class FakeAi(Ai):
         """Answer ``model`` with ``answer`` from now on (see the class docstring for the forms)."""
         spec = catalog.MODELS.get(model)
         if spec is None:
-            raise ValueError(f"FakeAi: {model!r} is not a Workers AI model served here (known: {', '.join(catalog.MODELS)})")
+            raise ValueError(
+                f"FakeAi: {model!r} is not a Workers AI model served here (known: {', '.join(catalog.MODELS)})"
+            )
         if isinstance(answer, Mapping):
             answer = validate_output(spec, answer)
         elif not isinstance(answer, errors.AiError) and not callable(answer):
-            raise TypeError(f"FakeAi: the answer for {model} must be an output dict, an AiError or a function, "
-                            f"got {type(answer).__name__}")
+            raise TypeError(
+                f"FakeAi: the answer for {model} must be an output dict, an AiError or a function, "
+                f"got {type(answer).__name__}"
+            )
         self._responses[model] = answer
 
     def reset(self) -> None:
@@ -287,8 +339,9 @@ class FakeAi(Ai):
         call.output = result
         return result
 
-    def _answer(self, spec: catalog.ModelSpec, request: schemas.AsrRequest, call: AiCall | None,
-                duration: float | None) -> dict:
+    def _answer(
+        self, spec: catalog.ModelSpec, request: schemas.AsrRequest, call: AiCall | None, duration: float | None
+    ) -> dict:
         if self._cassette is not None:
             entry = self._cassette.get(cassette_key(spec.id, request))
             if entry is None:
@@ -299,7 +352,9 @@ class FakeAi(Ai):
                 )
             if "error" in entry:
                 e = entry["error"]
-                raise errors.AiError(int(e["code"]), int(e["status"]), str(e["description"]), str(e.get("name") or "AiError"))
+                raise errors.AiError(
+                    int(e["code"]), int(e["status"]), str(e["description"]), str(e.get("name") or "AiError")
+                )
             return entry["output"]
         answer = self._responses.get(spec.id)
         if answer is None:
@@ -342,7 +397,9 @@ class RecordingAi:
         key = None
         try:
             spec = catalog.resolve(model)
-            call.request = schemas.parse_inputs(spec, dict(inputs) if isinstance(inputs, Mapping) else inputs, self._settings)
+            call.request = schemas.parse_inputs(
+                spec, dict(inputs) if isinstance(inputs, Mapping) else inputs, self._settings
+            )
             key = cassette_key(spec.id, call.request)
         except errors.AiError:
             pass  # the real binding refuses it the same way; nothing worth recording
@@ -380,7 +437,7 @@ class RecordingAi:
         return f"<RecordingAi to {self.path}, {len(self.calls)} call(s)>"
 
 
-def cassette_binding(real: Ai, path: str | os.PathLike[str], record: bool | None = None) -> "FakeAi | RecordingAi":
+def cassette_binding(real: Ai, path: str | os.PathLike[str], record: bool | None = None) -> FakeAi | RecordingAi:
     """Record with the real binding when ``record`` (default: :func:`record_mode`), else replay ``path``."""
     if record is None:
         record = record_mode()

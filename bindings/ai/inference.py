@@ -27,7 +27,7 @@ import numpy as np
 
 from . import errors, output
 from .catalog import ModelSpec
-from .engine import Cancelled, Job, Transcription, TranscribeOptions, WhisperEngine
+from .engine import Cancelled, Job, TranscribeOptions, Transcription, WhisperEngine
 from .schemas import AsrRequest
 
 SAMPLE_RATE = 16_000
@@ -79,7 +79,7 @@ def prepare(
     samples: np.ndarray,
     request: AsrRequest,
     cancel: threading.Event | None,
-    spans: "concurrent.futures.Future[list[dict[str, int]]] | None" = None,
+    spans: concurrent.futures.Future[list[dict[str, int]]] | None = None,
 ) -> Prepared:
     """Start ``request``'s transcription: the :class:`Job` that :meth:`WhisperEngine.run_round`
     advances (alone, or batched with other requests' jobs).

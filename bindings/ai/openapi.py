@@ -196,7 +196,11 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
         content: dict[str, Any] = {"application/json": {"schema": json_schema}}
         if accepts_binary(spec):
             content["application/octet-stream"] = {
-                "schema": {"type": "string", "format": "binary", "description": "The audio file (mp3, wav, flac, ogg, webm...)."}
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "The audio file (mp3, wav, flac, ogg, webm...).",
+                }
             }
         paths[f"/accounts/{{account_id}}/ai/run/{spec.id}"] = {
             "post": {
@@ -210,9 +214,7 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
                     "200": {
                         "description": "The model output in the v4 envelope.",
                         "content": {
-                            "application/json": {
-                                "schema": success_envelope(_strip_keywords(spec.output_schema))
-                            }
+                            "application/json": {"schema": success_envelope(_strip_keywords(spec.output_schema))}
                         },
                     },
                     **_error_responses(),
@@ -227,7 +229,12 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
             "tags": ["Workers AI"],
             "parameters": [
                 {"$ref": "#/components/parameters/account_id"},
-                {"name": "search", "in": "query", "schema": {"type": "string"}, "description": "Substring of name or description."},
+                {
+                    "name": "search",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "Substring of name or description.",
+                },
                 {"name": "task", "in": "query", "schema": {"type": "string"}, "description": "Task name (or id)."},
                 {"name": "author", "in": "query", "schema": {"type": "string"}},
                 {"name": "source", "in": "query", "schema": {"type": "number"}},
@@ -266,8 +273,11 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
                     "content": {
                         "application/json": {
                             "schema": success_envelope(
-                                {"type": "object", "required": ["input", "output"],
-                                 "properties": {"input": {"type": "object"}, "output": {"type": "object"}}}
+                                {
+                                    "type": "object",
+                                    "required": ["input", "output"],
+                                    "properties": {"input": {"type": "object"}, "output": {"type": "object"}},
+                                }
                             )
                         }
                     },

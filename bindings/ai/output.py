@@ -93,7 +93,9 @@ def turbo(result: Transcription, duration_after_vad: float | None = None) -> dic
     cues: list[tuple[float, float, str]] = []
     count = 0
     for seg in result.segments:
-        words = [{"word": w.word, "start": round(w.start, 2), "end": round(w.end, 2)} for w in seg.words if w.word.strip()]
+        words = [
+            {"word": w.word, "start": round(w.start, 2), "end": round(w.end, 2)} for w in seg.words if w.word.strip()
+        ]
         count += len(words) if words else len(seg.text.split())
         cues += [(w["start"], w["end"], w["word"]) for w in words]
         segments.append(

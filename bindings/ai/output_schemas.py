@@ -14,7 +14,8 @@ JSON Schema, on purpose, because these models check hand-written test data:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 

@@ -12,7 +12,8 @@ Importing this module loads no model and imports neither torch nor transformers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectionError
 
@@ -86,7 +87,9 @@ class AiPlugin:
             return ()
         if value is True:
             return DEFAULT_PRELOAD
-        models: Sequence[str] = [m.strip() for m in value.split(",") if m.strip()] if isinstance(value, str) else list(value)
+        models: Sequence[str] = (
+            [m.strip() for m in value.split(",") if m.strip()] if isinstance(value, str) else list(value)
+        )
         for model in models:
             catalog.resolve(model)  # unknown ids fail at start, not at the first request
         return tuple(models)

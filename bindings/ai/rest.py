@@ -30,7 +30,8 @@ import logging
 import math
 import re
 import sys
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,9 +40,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
-from .schemas import json_type
 from .errors import AiError
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
+from .schemas import json_type
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext
@@ -107,7 +108,7 @@ def error_response(exc: AiError | RestError) -> Response:
     return v4_response(exc.to_envelope(), exc.status, getattr(exc, "headers", None))
 
 
-def ai_settings_from_options(options: Mapping[str, Any]) -> "AiSettings":
+def ai_settings_from_options(options: Mapping[str, Any]) -> AiSettings:
     """:class:`AiSettings` from harness options, leaving out the REST-only keys of ``[flarelet.ai]``."""
     from .settings import AiSettings
 
@@ -146,7 +147,7 @@ class RestApi:
 
     def __init__(
         self,
-        settings: "AiSettings",
+        settings: AiSettings,
         credentials: RestCredentials,
         service: AiBackend | None = None,
     ) -> None:
@@ -203,7 +204,7 @@ class RestApi:
             body = await asyncio.wait_for(
                 self._read_body(request, self.body_limit(content_type)), self.settings.timeout_s
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise errors.timeout("the request body did not arrive in time") from None
         if len(body) > PARSE_IN_THREAD_BYTES:  # a big JSON array takes seconds to parse: not on the loop
             inputs = await asyncio.to_thread(parse_inputs, body, content_type)
@@ -396,7 +397,7 @@ def filter_models(
 # -- entry points -----------------------------------------------------------------------------------
 
 
-def routes(ctx: "BindingContext") -> list[BaseRoute]:
+def routes(ctx: BindingContext) -> list[BaseRoute]:
     """The REST API for ``flarelet dev``: mounted at ``/client/v4`` beside the worker.
 
     The dev server builds plugin routes lazily, so the start-up banner is :func:`announce`'s job.
@@ -405,7 +406,7 @@ def routes(ctx: "BindingContext") -> list[BaseRoute]:
     return [Mount(API_PREFIX, app=api.asgi())]
 
 
-def announce(ctx: "BindingContext", url: str) -> None:
+def announce(ctx: BindingContext, url: str) -> None:
     """Print where the API is, the token (when generated) and a curl line, once the server is up."""
     try:
         credentials = RestCredentials.from_options(ctx.options)
@@ -416,7 +417,7 @@ def announce(ctx: "BindingContext", url: str) -> None:
 
 
 def create_app(
-    settings: "AiSettings",
+    settings: AiSettings,
     *,
     credentials: RestCredentials | None = None,
     service: AiBackend | None = None,
@@ -468,6 +469,6 @@ def banner(credentials: RestCredentials, origin: str, audio_file: str = "audio.m
     return [
         f"Workers AI REST API on {origin}{API_PREFIX} ({accounts})",
         token_line,
-        f'curl {origin}{API_PREFIX}/accounts/{account}/ai/run/@cf/openai/whisper-tiny-en -X POST '
+        f"curl {origin}{API_PREFIX}/accounts/{account}/ai/run/@cf/openai/whisper-tiny-en -X POST "
         f'-H "Authorization: Bearer {token}" --data-binary "@{audio_file}"',
     ]

@@ -23,8 +23,9 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 #: Shown in examples when no account id is configured; any 32-hex id is accepted then.
 DEFAULT_ACCOUNT_ID = "f1a7e1e7" + "0" * 24

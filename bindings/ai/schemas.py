@@ -89,8 +89,13 @@ def _byte_list_to_bytes(value: Any, limit: int) -> bytes:
         arr = np.asarray(value, dtype=object)
     if arr.ndim == 1 and arr.dtype.kind in "iu" and (arr.size == 0 or (arr.min() >= 0 and arr.max() <= 255)):
         return arr.astype(np.uint8).tobytes()
-    if arr.ndim == 1 and arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.floor(arr)) \
-            and (arr.size == 0 or (arr.min() >= 0 and arr.max() <= 255)):
+    if (
+        arr.ndim == 1
+        and arr.dtype.kind == "f"
+        and np.all(np.isfinite(arr))
+        and np.all(arr == np.floor(arr))
+        and (arr.size == 0 or (arr.min() >= 0 and arr.max() <= 255))
+    ):
         return arr.astype(np.uint8).tobytes()  # JSON numbers like 12.0 are integers
     for i, item in enumerate(value):  # slow path: report the first offender precisely
         if isinstance(item, bool) or not isinstance(item, (int, float)):
@@ -144,7 +149,9 @@ TurboAudio = Annotated[
                 {
                     "type": "object",
                     "properties": {
-                        "body": {"description": "The audio bytes (a ReadableStream in JS; bytes or an array of 0..255 here)"},
+                        "body": {
+                            "description": "The audio bytes (a ReadableStream in JS; bytes or an array of 0..255 here)"
+                        },
                         "contentType": {"type": "string", "minLength": 1},
                     },
                     "required": ["body", "contentType"],
@@ -315,6 +322,6 @@ def _describe(exc: ValidationError, base: str = "") -> str:
             continue
         msg = err["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         parts.append(f"{msg} at '{pointer}'")
     return "Error: " + ", ".join(parts)

@@ -40,8 +40,9 @@ import ctypes.util
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from . import catalog, errors
 from .settings import AiSettings
@@ -127,7 +128,7 @@ class AiService:
         remaining = max(0.0, ticket.deadline - time.monotonic())
         try:
             return await asyncio.wait_for(asyncio.wrap_future(item.future, loop=loop), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ticket.cancel.set()  # the engine stops at its next step; the slot frees when it does
             self.stats["timed_out"] += 1
             raise errors.timeout(f"inference took longer than {self.settings.timeout_s:g} s") from None
@@ -199,9 +200,7 @@ class AiService:
             self._queue.append(item)
             self._workers = [w for w in self._workers if w.is_alive()]
             if len(self._workers) < self.settings.workers:
-                worker = threading.Thread(
-                    target=self._work, name=f"flarelet-ai-{len(self._workers)}", daemon=True
-                )
+                worker = threading.Thread(target=self._work, name=f"flarelet-ai-{len(self._workers)}", daemon=True)
                 self._workers.append(worker)
                 worker.start()
             self._wake.notify()

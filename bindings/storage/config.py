@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,7 +38,9 @@ def validate_entries(key: str, section: Any, model: type[M], *, binding_field: s
                 f"{key}[{index}].{binding_field}", f"{binding!r} is not a valid binding name"
             )
         if binding in seen:
-            raise registry.ConfigSectionError(f"{key}[{index}].{binding_field}", f"binding {binding!r} is defined twice")
+            raise registry.ConfigSectionError(
+                f"{key}[{index}].{binding_field}", f"binding {binding!r} is defined twice"
+            )
         seen.add(binding)
         entries.append(entry)
     return entries

@@ -16,8 +16,9 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 EXTENSION_MODULES = ("flarelet.cli.ai_command", "flarelet.cli.d1_command")
 LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
@@ -47,21 +48,40 @@ def parse_var(text: str) -> tuple[str, str]:
 
 def _add_dev(subparsers: Any) -> None:
     dev = subparsers.add_parser(
-        "dev", help="Start a local server for developing your Worker (like `wrangler dev`)",
+        "dev",
+        help="Start a local server for developing your Worker (like `wrangler dev`)",
         description="Serve a Cloudflare Python Worker locally, offline, with its bindings.",
     )
-    dev.add_argument("target", nargs="?", metavar="DIR_OR_CONFIG",
-                     help="project folder (searched upwards for wrangler.json/.jsonc/.toml) or config file; default: .")
+    dev.add_argument(
+        "target",
+        nargs="?",
+        metavar="DIR_OR_CONFIG",
+        help="project folder (searched upwards for wrangler.json/.jsonc/.toml) or config file; default: .",
+    )
     dev.add_argument("-c", "--config", help="config file (same as DIR_OR_CONFIG)")
-    dev.add_argument("--port", type=int, help=f"port to listen on (default: [dev] port or {DEFAULT_PORT}; 0 = any free port)")
+    dev.add_argument(
+        "--port", type=int, help=f"port to listen on (default: [dev] port or {DEFAULT_PORT}; 0 = any free port)"
+    )
     dev.add_argument("--ip", help=f"IP address to listen on (default: [dev] ip or {DEFAULT_IP})")
     dev.add_argument("-e", "--env", dest="env_name", metavar="NAME", help="use the [env.NAME] section of the config")
-    dev.add_argument("--var", dest="vars", action="extend", nargs="+", type=parse_var, default=[], metavar="KEY:VALUE",
-                     help="inject a variable (a string), overriding [vars] and .dev.vars")
+    dev.add_argument(
+        "--var",
+        dest="vars",
+        action="extend",
+        nargs="+",
+        type=parse_var,
+        default=[],
+        metavar="KEY:VALUE",
+        help="inject a variable (a string), overriding [vars] and .dev.vars",
+    )
     dev.add_argument("--persist-to", type=Path, help="folder for local binding storage (default: .wrangler/state)")
     dev.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
-    dev.add_argument("--max-body-size", type=parse_size, metavar="SIZE",
-                     help="largest request body accepted before 413 (default: 100MB, Cloudflare's limit)")
+    dev.add_argument(
+        "--max-body-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="largest request body accepted before 413 (default: 100MB, Cloudflare's limit)",
+    )
     dev.add_argument("--api-token", help="API token accepted by the local Workers AI REST API")
     dev.add_argument("--account-id", help="account id of the local Workers AI REST API")
     dev.add_argument("--preload", action="store_true", help="load the AI binding's models at start, not on first use")
@@ -104,22 +124,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from flarelet.runtime.host import WorkerHost
 
     try:
-        host = WorkerHost.from_config(config_path, args.env_name, vars=dict(args.vars), persist_to=persist_to,
-                                      options=options, max_body_bytes=args.max_body_size)
+        host = WorkerHost.from_config(
+            config_path,
+            args.env_name,
+            vars=dict(args.vars),
+            persist_to=persist_to,
+            options=options,
+            max_body_bytes=args.max_body_size,
+        )
     except ConfigError as exc:
         return _error(str(exc))
     for warning in host.config.warnings:
         log.warning("%s", warning)
 
-    from flarelet.runtime.server import DevServer, PortInUseError, bind_socket
     from flarelet.cli.table import print_bindings
+    from flarelet.runtime.server import DevServer, PortInUseError, bind_socket
 
     verbose = args.log_level in ("debug", "info", "log")
     if verbose:
         print_bindings(host.bindings)
     ip = args.ip or host.config.dev.ip or DEFAULT_IP
     explicit_port = args.port is not None or host.config.dev.port is not None
-    port = args.port if args.port is not None else (host.config.dev.port if host.config.dev.port is not None else DEFAULT_PORT)
+    port = (
+        args.port
+        if args.port is not None
+        else (host.config.dev.port if host.config.dev.port is not None else DEFAULT_PORT)
+    )
     try:
         sock = bind_socket(ip, port)
     except PortInUseError:
@@ -143,8 +173,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if verbose:
             print_bindings(host.bindings)
 
-    server = DevServer(host, sock, log_requests=verbose, watch=args.watch,
-                       run_crons=args.crons, on_ready=ready, on_config_reloaded=reprint)
+    server = DevServer(
+        host,
+        sock,
+        log_requests=verbose,
+        watch=args.watch,
+        run_crons=args.crons,
+        on_ready=ready,
+        on_config_reloaded=reprint,
+    )
     try:
         server.run()
     except KeyboardInterrupt:
@@ -153,7 +190,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flarelet", description="Local, offline emulator of Cloudflare Python Workers.")
+    parser = argparse.ArgumentParser(
+        prog="flarelet", description="Local, offline emulator of Cloudflare Python Workers."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_dev(subparsers)

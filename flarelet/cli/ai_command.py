@@ -16,8 +16,9 @@ import os
 import socket
 import sys
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
@@ -26,7 +27,9 @@ CONFIG_NAMES = ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
 
 def register(subparsers: Any) -> None:
     """Add ``ai`` (with ``serve``) to the ``flarelet`` command line."""
-    ai = subparsers.add_parser("ai", help="Workers AI tools (a local REST endpoint)", description=__doc__.split("\n\n")[0])
+    ai = subparsers.add_parser(
+        "ai", help="Workers AI tools (a local REST endpoint)", description=__doc__.split("\n\n")[0]
+    )
     commands = ai.add_subparsers(dest="ai_command", metavar="COMMAND")
     ai.set_defaults(func=lambda args: (ai.print_help(), 2)[1])
 
@@ -40,22 +43,34 @@ def register(subparsers: Any) -> None:
             "[flarelet.ai] table of the config file."
         ),
     )
-    serve.add_argument("--port", type=int, default=None, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument(
+        "--port", type=int, default=None, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
     serve.add_argument("--ip", default=None, help=f"address to listen on (default {DEFAULT_IP}, loopback only)")
     serve.add_argument(
-        "--api-token", action="append", default=None, metavar="TOKEN",
+        "--api-token",
+        action="append",
+        default=None,
+        metavar="TOKEN",
         help="accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, else a random one printed at start)",
     )
     serve.add_argument(
-        "--account-id", default=None,
+        "--account-id",
+        default=None,
         help="the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, else any 32-hex id)",
     )
     serve.add_argument(
-        "--preload", action="append", default=None, metavar="MODEL",
+        "--preload",
+        action="append",
+        default=None,
+        metavar="MODEL",
         help="load this model at start, e.g. @cf/openai/whisper-tiny-en (repeatable; 'all' for every model)",
     )
     serve.add_argument(
-        "--config", "-c", type=Path, default=None,
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
         help="wrangler config whose [flarelet.ai] table to read (default: wrangler.toml/json/jsonc here, if any)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -117,8 +132,10 @@ def serve_command(args: argparse.Namespace) -> int:
         preload = list(catalog.MODELS)
     unknown = [m for m in preload if m not in catalog.MODELS]
     if unknown:
-        print(f"flarelet ai serve: --preload: no such model {', '.join(unknown)} "
-              f"(known: {', '.join(catalog.MODELS)})", file=sys.stderr)
+        print(
+            f"flarelet ai serve: --preload: no such model {', '.join(unknown)} (known: {', '.join(catalog.MODELS)})",
+            file=sys.stderr,
+        )
         return 2
 
     host = options["ip"]

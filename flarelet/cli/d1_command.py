@@ -21,9 +21,10 @@ import json
 import re
 import sqlite3
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 MIGRATIONS_TABLE = "d1_migrations"
 MIGRATIONS_DIR = "migrations"
@@ -36,7 +37,8 @@ class CommandError(Exception):
 def register(subparsers: Any) -> None:
     """Add ``d1`` (``execute``, ``migrations list/apply/create``) to the ``flarelet`` command line."""
     d1 = subparsers.add_parser(
-        "d1", help="Query and migrate local D1 databases (like `wrangler d1 ... --local`)",
+        "d1",
+        help="Query and migrate local D1 databases (like `wrangler d1 ... --local`)",
         description=__doc__.split("\n\n")[0],
     )
     d1.set_defaults(func=lambda args: (d1.print_help(), 2)[1])
@@ -72,7 +74,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("database", help="the binding or database_name of the database")
     parser.add_argument("-c", "--config", help="the wrangler config file or its folder (default: searched from .)")
     parser.add_argument("-e", "--env", dest="env_name", metavar="NAME", help="use the [env.NAME] section of the config")
-    parser.add_argument("--persist-to", type=Path, help="the local storage folder (default: .wrangler/state next to the config)")
+    parser.add_argument(
+        "--persist-to", type=Path, help="the local storage folder (default: .wrangler/state next to the config)"
+    )
     parser.add_argument("--local", action="store_true", help="accepted for wrangler compatibility (always local)")
     parser.add_argument("--remote", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preview", action="store_true", help=argparse.SUPPRESS)
@@ -197,14 +201,16 @@ def cmd_execute(args: argparse.Namespace) -> int:
             try:
                 sql = args.file.read_text(encoding="utf-8")
             except OSError as exc:
-                raise CommandError(f"Unable to read SQL text file \"{args.file}\": {exc.strerror or exc}") from None
+                raise CommandError(f'Unable to read SQL text file "{args.file}": {exc.strerror or exc}') from None
         else:
             sql = args.sql
         statements = split_statements(sql)
         if not statements:
             raise CommandError("No SQL statements detected.")
         if not as_json:
-            print(f"🌀 Executing on local database {db.binding} ({db.database_id}) from {db.persist_root / 'v3' / 'd1'}:")
+            print(
+                f"🌀 Executing on local database {db.binding} ({db.database_id}) from {db.persist_root / 'v3' / 'd1'}:"
+            )
             print("🌀 To execute on your remote database, add a --remote flag to your wrangler command.")
         conn, engine = _connect(db)
         try:
@@ -225,14 +231,20 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 
 def _ensure_migrations_table(conn: sqlite3.Connection, engine: Any, table: str) -> None:
-    _run(conn, engine, [(
-        f'CREATE TABLE IF NOT EXISTS "{table}"(\n'
-        "    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
-        "    name       TEXT UNIQUE,\n"
-        "    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n"
-        ");",
-        (),
-    )])
+    _run(
+        conn,
+        engine,
+        [
+            (
+                f'CREATE TABLE IF NOT EXISTS "{table}"(\n'
+                "    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+                "    name       TEXT UNIQUE,\n"
+                "    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n"
+                ");",
+                (),
+            )
+        ],
+    )
 
 
 def _migration_files(db: LocalDatabase) -> list[Path]:
@@ -312,7 +324,7 @@ def cmd_migrations_create(args: argparse.Namespace) -> int:
     number = f"{(max(numbers) + 1) if numbers else 1:04d}"
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", args.message.strip()).strip("_") or "migration"
     path = db.migrations_dir / f"{number}_{slug}.sql"
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     path.write_text(f"-- Migration number: {number} \t {stamp}\n", encoding="utf-8")
     print(f"✅ Successfully created Migration '{path.name}'!")
     print()

@@ -1,15 +1,16 @@
 """The bindings table ``flarelet dev`` prints at start, laid out as ``wrangler dev`` does::
 
-    Your Worker has access to the following bindings:
-    Binding                            Resource                  Mode
-    env.KV (0000...0001)               KV Namespace              local
-    env.AI                             AI                        local
-    env.GREETING ("hello")             Environment Variable      local
+Your Worker has access to the following bindings:
+Binding                            Resource                  Mode
+env.KV (0000...0001)               KV Namespace              local
+env.AI                             AI                        local
+env.GREETING ("hello")             Environment Variable      local
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 
 def binding_label(row: Any) -> str:
@@ -20,9 +21,9 @@ def print_bindings(rows: Sequence[Any], file: TextIO | None = None) -> None:
     """Print ``BindingInfo`` rows with rich (nothing when there are none, as wrangler)."""
     if not rows:
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
-    from rich import box
     from rich.text import Text
 
     console = Console(file=file, highlight=False, soft_wrap=False)

@@ -21,8 +21,9 @@ import re
 import shutil
 import subprocess
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,8 +53,19 @@ def clip(audio_dir: Path) -> Callable[[str], bytes]:
 # -- word error rate -------------------------------------------------------------------------------
 
 _NUMBERS = {
-    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-    "8": "eight", "9": "nine", "10": "ten", "11": "eleven", "12": "twelve",
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+    "10": "ten",
+    "11": "eleven",
+    "12": "twelve",
 }
 _SPELLING = {"dishonoured": "dishonored", "colour": "color", "honour": "honor"}
 
@@ -149,12 +161,14 @@ def synth(tmp_path_factory) -> Callable[[str], np.ndarray]:
 
     def make(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
         out = folder / f"s{abs(hash((text, voice, speed)))}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), text], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), text],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         from flarelet.bindings.ai.audio import decode_audio
 
         return decode_audio(out.read_bytes())
 
     return make
-
-

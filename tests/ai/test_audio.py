@@ -19,8 +19,15 @@ from .conftest import wav_bytes
 SPEECH = "librispeech_1221-135766-0002.wav"  # 4.825 s, 16 kHz mono
 
 
-def encode(samples: np.ndarray, rate: int, container: str, codec: str, layout: str = "mono", out_rate: int | None = None,
-           sample_format: str | None = None) -> bytes:
+def encode(
+    samples: np.ndarray,
+    rate: int,
+    container: str,
+    codec: str,
+    layout: str = "mono",
+    out_rate: int | None = None,
+    sample_format: str | None = None,
+) -> bytes:
     """Encode float samples with PyAV into ``container``/``codec`` bytes (test input only)."""
     out_rate = out_rate or rate
     buf = io.BytesIO()
@@ -133,6 +140,12 @@ def test_no_ffmpeg_binary_needed(clip, tmp_path):
         f"a = decode_audio(pathlib.Path({str(src)!r}).read_bytes()); print(a.shape[0])"
     )
     env = {**os.environ, "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     assert int(out.stdout.strip()) == 32_480

@@ -82,7 +82,10 @@ def test_plugin_settings_come_from_the_flarelet_ai_table(tmp_path, monkeypatch):
     # environment variables outrank the config table (CI sets FLARELET_CACHE), so clear it here
     monkeypatch.delenv("FLARELET_CACHE", raising=False)
     plugin = AiPlugin()
-    row = plugin.create({"binding": "AI"}, ctx(tmp_path, flarelet={"ai": {"max_input_bytes": 1234, "cache_dir": str(tmp_path), "api_token": "x"}}))[0]
+    row = plugin.create(
+        {"binding": "AI"},
+        ctx(tmp_path, flarelet={"ai": {"max_input_bytes": 1234, "cache_dir": str(tmp_path), "api_token": "x"}}),
+    )[0]
     assert row.value._service.settings.max_input_bytes == 1234
     assert row.value._service.settings.cache_dir == tmp_path
 
@@ -108,7 +111,11 @@ async def test_bad_input_raises_inference_upstream_error(ai):
 
 async def test_other_errors_through_the_binding(ai):
     cases = [
-        ((["@cf/meta/llama-3-8b-instruct", {"prompt": "hi"}]), 5007, "5007: No such model @cf/meta/llama-3-8b-instruct or task"),
+        (
+            (["@cf/meta/llama-3-8b-instruct", {"prompt": "hi"}]),
+            5007,
+            "5007: No such model @cf/meta/llama-3-8b-instruct or task",
+        ),
         (([TINY, bytes(2000)]), 3006, "3006: Request is too large: audio is 2000 bytes"),
         (([TINY, b"not audio" * 10]), 5006, "5006: AiError: Bad input: Error: '/audio' could not be decoded"),
         (([TINY, {"audio": [1]}, "options"]), 5006, "5006: AiError: Bad input: Error: options must be an object"),
@@ -240,5 +247,7 @@ async def test_preload_and_process_wide_model_cache(ai_settings, tmp_path):
     key = (str(folder.resolve()), ai_settings.device, ai_settings.threads, ai_settings.quantize)
     loaded = engine_mod._engines[key]
     # a second service (a dev-server reload builds new bindings) reuses the loaded model
-    again = await asyncio.get_running_loop().run_in_executor(None, engine_mod.get_engine, catalog.MODELS[TINY], ai_settings)
+    again = await asyncio.get_running_loop().run_in_executor(
+        None, engine_mod.get_engine, catalog.MODELS[TINY], ai_settings
+    )
     assert again is loaded

@@ -20,7 +20,15 @@ import pytest
 
 from flarelet.bindings.ai import weights
 from flarelet.bindings.ai.convert import CONVERTER_VERSION
-from flarelet.bindings.ai.weights import BUNDLED, MARKER, REQUIRED_FILES, WeightsError, ensure_weights, is_complete, target_dir
+from flarelet.bindings.ai.weights import (
+    BUNDLED,
+    MARKER,
+    REQUIRED_FILES,
+    WeightsError,
+    ensure_weights,
+    is_complete,
+    target_dir,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -102,22 +110,37 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
 
         # 1. plain greedy, no timestamps: CT2 generate vs transformers generate (first clip)
         prompt = sot + [engine.no_timestamps]
-        ct_ids = ct.generate(features, [prompt], beam_size=1, max_length=448, suppress_blank=True,
-                             suppress_tokens=[-1])[0].sequences_ids[0]
+        ct_ids = ct.generate(
+            features, [prompt], beam_size=1, max_length=448, suppress_blank=True, suppress_tokens=[-1]
+        )[0].sequences_ids[0]
         if n == 0:
             with torch.inference_mode():
                 enc = hf.model.encoder(torch.from_numpy(mel[None]))
                 out = GenerationMixin.generate(
-                    hf, encoder_outputs=enc, decoder_input_ids=torch.tensor([prompt]), num_beams=1, do_sample=False,
-                    max_length=448, suppress_tokens=hf.generation_config.suppress_tokens,
-                    begin_suppress_tokens=hf.generation_config.begin_suppress_tokens, forced_decoder_ids=None,
+                    hf,
+                    encoder_outputs=enc,
+                    decoder_input_ids=torch.tensor([prompt]),
+                    num_beams=1,
+                    do_sample=False,
+                    max_length=448,
+                    suppress_tokens=hf.generation_config.suppress_tokens,
+                    begin_suppress_tokens=hf.generation_config.begin_suppress_tokens,
+                    forced_decoder_ids=None,
                 )
-            hf_ids = [t for t in out[0, len(prompt):].tolist() if t != engine.eot]
+            hf_ids = [t for t in out[0, len(prompt) :].tolist() if t != engine.eot]
             assert hf_ids == ct_ids, clip_name
 
         # 2. the engine's own decoder (timestamp rules, KV cache) vs CT2 with timestamps
-        r = ct.generate(features, [sot], beam_size=1, max_length=448, suppress_blank=True, suppress_tokens=[-1],
-                        return_no_speech_prob=True, max_initial_timestamp_index=50)[0]
+        r = ct.generate(
+            features,
+            [sot],
+            beam_size=1,
+            max_length=448,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_no_speech_prob=True,
+            max_initial_timestamp_index=50,
+        )[0]
         mine = engine._decode_window(engine.encode(mel), sot, len(sot), 0.0, TranscribeOptions(), None)
         assert mine.tokens == r.sequences_ids[0], clip_name
         assert mine.no_speech_prob == pytest.approx(r.no_speech_prob, abs=1e-4)

@@ -138,7 +138,11 @@ async def test_over_max_input_bytes_is_3006(svc, model):
     data = bytes(LIMIT + 1)
     forms = [data, {"audio": list(data)}, {"audio": bytearray(data)}, {"audio": memoryview(data)}]
     if model == TURBO:
-        forms = [data, {"audio": base64.b64encode(data).decode()}, {"audio": {"body": data, "contentType": "audio/wav"}}]
+        forms = [
+            data,
+            {"audio": base64.b64encode(data).decode()},
+            {"audio": {"body": data, "contentType": "audio/wav"}},
+        ]
     for inputs in forms:
         exc = await fails(svc, model, inputs, 3006)
         assert exc.status == 413
@@ -156,32 +160,58 @@ def test_accepted_input_forms_parse_to_the_same_bytes():
     cfg = AiSettings(max_input_bytes=LIMIT)
     data = wav_bytes(np.zeros(1600, np.float32))
     tiny, turbo = MODELS[TINY], MODELS[TURBO]
-    forms = [data, bytearray(data), memoryview(data), {"audio": list(data)}, {"audio": data},
-             {"audio": [float(b) for b in data]}, {"audio": tuple(data)}, {"audio": list(data), "extra": "ignored"}]
+    forms = [
+        data,
+        bytearray(data),
+        memoryview(data),
+        {"audio": list(data)},
+        {"audio": data},
+        {"audio": [float(b) for b in data]},
+        {"audio": tuple(data)},
+        {"audio": list(data), "extra": "ignored"},
+    ]
     for inputs in forms:
         assert schemas.parse_inputs(tiny, inputs, cfg).audio == data
     b64 = base64.b64encode(data).decode()
-    turbo_forms = [{"audio": b64}, {"audio": base64.urlsafe_b64encode(data).decode().rstrip("=")},
-                   {"audio": {"body": data, "contentType": "audio/wav"}},
-                   {"audio": {"body": list(data), "contentType": "audio/wav"}}, data]
+    turbo_forms = [
+        {"audio": b64},
+        {"audio": base64.urlsafe_b64encode(data).decode().rstrip("=")},
+        {"audio": {"body": data, "contentType": "audio/wav"}},
+        {"audio": {"body": list(data), "contentType": "audio/wav"}},
+        data,
+    ]
     for inputs in turbo_forms:
         assert schemas.parse_inputs(turbo, inputs, cfg).audio == data
 
 
 def test_turbo_options_are_parsed():
     cfg = AiSettings()
-    req = schemas.parse_inputs(MODELS[TURBO], {
-        "audio": "UklGRg==", "task": "translate", "language": "German", "vad_filter": "true",
-        "initial_prompt": "Meeting notes.", "prefix": "So", "beam_size": 3, "condition_on_previous_text": False,
-        "no_speech_threshold": 0.5, "compression_ratio_threshold": 2.0, "log_prob_threshold": -0.8,
-        "hallucination_silence_threshold": 2,
-    }, cfg)
+    req = schemas.parse_inputs(
+        MODELS[TURBO],
+        {
+            "audio": "UklGRg==",
+            "task": "translate",
+            "language": "German",
+            "vad_filter": "true",
+            "initial_prompt": "Meeting notes.",
+            "prefix": "So",
+            "beam_size": 3,
+            "condition_on_previous_text": False,
+            "no_speech_threshold": 0.5,
+            "compression_ratio_threshold": 2.0,
+            "log_prob_threshold": -0.8,
+            "hallucination_silence_threshold": 2,
+        },
+        cfg,
+    )
     assert (req.task, req.language, req.vad_filter, req.beam_size) == ("translate", "de", True, 3)
     assert (req.initial_prompt, req.prefix, req.condition_on_previous_text) == ("Meeting notes.", "So", False)
     assert (req.no_speech_threshold, req.compression_ratio_threshold, req.log_prob_threshold) == (0.5, 2.0, -0.8)
     assert req.hallucination_silence_threshold == 2.0
     defaults = schemas.parse_inputs(MODELS[TURBO], {"audio": "UklGRg=="}, cfg)
-    assert defaults.task == "transcribe" and defaults.language is None and defaults.beam_size == schemas.DEFAULT_BEAM_SIZE
+    assert (
+        defaults.task == "transcribe" and defaults.language is None and defaults.beam_size == schemas.DEFAULT_BEAM_SIZE
+    )
 
 
 def test_large_list_reports_the_first_bad_item():

@@ -42,7 +42,13 @@ def test_table_from_wrangler_options(tmp_path):
         },
     }
     cfg = AiSettings.from_options(options, environ={})
-    assert (cfg.max_input_bytes, cfg.max_audio_seconds, cfg.threads, cfg.queue_size, cfg.timeout_s) == (1000, 12.5, 2, 0, 3.0)
+    assert (cfg.max_input_bytes, cfg.max_audio_seconds, cfg.threads, cfg.queue_size, cfg.timeout_s) == (
+        1000,
+        12.5,
+        2,
+        0,
+        3.0,
+    )
     assert cfg.device == "cpu"
     assert cfg.cache_dir == tmp_path
     assert cfg.model_paths == {"@cf/openai/whisper-large-v3-turbo": tmp_path / "turbo"}
@@ -60,7 +66,9 @@ def test_environment_overrides_the_table(tmp_path):
         "FLARELET_AI_MODELS": '{"@cf/openai/whisper": "/models/a"}',
         "FLARELET_AI_MODEL__CF_OPENAI_WHISPER_LARGE_V3_TURBO": "/models/turbo",
     }
-    cfg = AiSettings.from_options({"flarelet": {"ai": {"max_input_bytes": 5, "models": {"@cf/openai/whisper-tiny-en": "/t"}}}}, environ=environ)
+    cfg = AiSettings.from_options(
+        {"flarelet": {"ai": {"max_input_bytes": 5, "models": {"@cf/openai/whisper-tiny-en": "/t"}}}}, environ=environ
+    )
     assert cfg.cache_dir == tmp_path / "cache"
     assert cfg.max_input_bytes == 2000
     assert cfg.max_audio_seconds == 60.0
@@ -73,7 +81,9 @@ def test_environment_overrides_the_table(tmp_path):
 
 
 def test_model_env_name():
-    assert s.model_env_name("@cf/openai/whisper-large-v3-turbo") == "FLARELET_AI_MODEL__CF_OPENAI_WHISPER_LARGE_V3_TURBO"
+    assert (
+        s.model_env_name("@cf/openai/whisper-large-v3-turbo") == "FLARELET_AI_MODEL__CF_OPENAI_WHISPER_LARGE_V3_TURBO"
+    )
     assert s.model_env_name("@cf/openai/whisper-tiny-en") == "FLARELET_AI_MODEL__CF_OPENAI_WHISPER_TINY_EN"
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -26,9 +26,15 @@ from flarelet.bindings.ai.weights import ensure_weights
 
 from .conftest import TINY, inputs_for, wer
 
-ENGLISH = ["jfk.flac", "librispeech_1089-134686-0001.wav", "librispeech_1221-135766-0001.wav",
-           "librispeech_1221-135766-0002.wav", "picovoice_test_en.wav", "ljspeech_LJ001-0001.mp3",
-           "enrollment_audio_katie.wav"]
+ENGLISH = [
+    "jfk.flac",
+    "librispeech_1089-134686-0001.wav",
+    "librispeech_1221-135766-0001.wav",
+    "librispeech_1221-135766-0002.wav",
+    "picovoice_test_en.wav",
+    "ljspeech_LJ001-0001.mp3",
+    "enrollment_audio_katie.wav",
+]
 LONG = "librivox_sonnet001.mp3"  # 53 s: two windows, the second conditioned on the first
 
 
@@ -135,8 +141,12 @@ def test_skewed_dtw_equals_the_reference_loop(n, m):
 def test_speed_settings_from_config_and_environment():
     s = AiSettings.from_options({"quantize": "INT8", "workers": 3, "max_batch": 4, "batch_window_ms": 25})
     assert (s.quantize, s.workers, s.max_batch, s.batch_window_ms) == ("int8", 3, 4, 25.0)
-    env = {"FLARELET_AI_QUANTIZE": "none", "FLARELET_AI_WORKERS": "1", "FLARELET_AI_MAX_BATCH": "16",
-           "FLARELET_AI_BATCH_WINDOW_MS": "0"}
+    env = {
+        "FLARELET_AI_QUANTIZE": "none",
+        "FLARELET_AI_WORKERS": "1",
+        "FLARELET_AI_MAX_BATCH": "16",
+        "FLARELET_AI_BATCH_WINDOW_MS": "0",
+    }
     s = AiSettings.from_options({"quantize": "int8"}, environ=env)
     assert (s.quantize, s.workers, s.max_batch, s.batch_window_ms) == ("none", 1, 16, 0.0)
     defaults = AiSettings.from_options({}, environ={})
@@ -145,8 +155,13 @@ def test_speed_settings_from_config_and_environment():
 
 @pytest.mark.parametrize(
     "table, key",
-    [({"quantize": "int4"}, "quantize"), ({"workers": 0}, "workers"), ({"max_batch": -1}, "max_batch"),
-     ({"batch_window_ms": -5}, "batch_window_ms"), ({"batch_window_ms": "soon"}, "flarelet.ai.batch_window_ms")],
+    [
+        ({"quantize": "int4"}, "quantize"),
+        ({"workers": 0}, "workers"),
+        ({"max_batch": -1}, "max_batch"),
+        ({"batch_window_ms": -5}, "batch_window_ms"),
+        ({"batch_window_ms": "soon"}, "flarelet.ai.batch_window_ms"),
+    ],
 )
 def test_bad_speed_settings_name_the_key(table, key):
     with pytest.raises(SettingsError) as info:
@@ -233,7 +248,9 @@ def test_int8_stays_within_word_error_thresholds(engines, audio, manifest):
         a, b = texts["fp16"].split(), texts["int8"].split()
         compared += max(len(a), len(b))
         same += max(len(a), len(b)) * (1 - min(1.0, wer(texts["fp16"], texts["int8"])))
-    print(f"total WER fp16 {errs['fp16'] / total:.3f}, int8 {errs['int8'] / total:.3f}; agreement {same / compared:.3f}")
+    print(
+        f"total WER fp16 {errs['fp16'] / total:.3f}, int8 {errs['int8'] / total:.3f}; agreement {same / compared:.3f}"
+    )
     assert errs["int8"] / total <= errs["fp16"] / total + 0.02
     assert same / compared >= 0.90
 
@@ -339,7 +356,15 @@ def test_batched_timestamp_rules_equal_the_one_row_rules(engines):
     engine = engines("fp16")
     tb, eot = engine.timestamp_begin, engine.eot
     rng = np.random.default_rng(3)
-    histories = [[], [tb], [tb, 400], [tb, 400, tb + 20], [tb, 400, tb + 20, tb + 20], [500, 600], [tb + 3, 7, 8, tb + 9]]
+    histories = [
+        [],
+        [tb],
+        [tb, 400],
+        [tb, 400, tb + 20],
+        [tb, 400, tb + 20, tb + 20],
+        [500, 600],
+        [tb + 3, 7, 8, tb + 9],
+    ]
     window = engine.window(engine.encode(engine.log_mel(np.zeros(16000, np.float32))[:, :3000]))
     rows = []
     for h in histories:
@@ -377,7 +402,12 @@ async def test_concurrent_requests_share_batches_and_each_gets_its_own_result(ai
     await svc.preload([TINY])
     engine = engine_mod.get_engine(engine_mod_catalog().resolve(TINY), settings)
     sizes = _count_batch_sizes(engine)
-    names = ["jfk.flac", "librispeech_1089-134686-0001.wav", "picovoice_test_en.wav", "librispeech_1221-135766-0002.wav"]
+    names = [
+        "jfk.flac",
+        "librispeech_1089-134686-0001.wav",
+        "picovoice_test_en.wav",
+        "librispeech_1221-135766-0002.wav",
+    ]
     try:
         results = await asyncio.gather(*(svc.run(TINY, inputs_for(TINY, clip(n))) for n in names))
     finally:
@@ -462,7 +492,9 @@ def test_cuda_engine_runs_in_fp16(tiny_folder, audio, manifest):
     import torch
 
     if not torch.cuda.is_available():
-        pytest.skip("no GPU on this machine: the CUDA path can only run where torch sees one (issue 5 note: untested here)")
+        pytest.skip(
+            "no GPU on this machine: the CUDA path can only run where torch sees one (issue 5 note: untested here)"
+        )
     engine = engine_mod.WhisperEngine(tiny_folder, device="auto", quantize="int8")
     assert engine.device.type == "cuda" and engine.quantize == "none"
     assert next(engine.encoder.parameters()).dtype == torch.float16

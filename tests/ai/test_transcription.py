@@ -33,8 +33,13 @@ from .test_audio import encode
 
 pytestmark = pytest.mark.slow
 
-TINY_EXACT = ["librispeech_1089-134686-0001.wav", "librispeech_1221-135766-0001.wav",
-              "librispeech_1221-135766-0002.wav", "jfk.flac", "picovoice_test_en.wav"]
+TINY_EXACT = [
+    "librispeech_1089-134686-0001.wav",
+    "librispeech_1221-135766-0001.wav",
+    "librispeech_1221-135766-0002.wav",
+    "jfk.flac",
+    "picovoice_test_en.wav",
+]
 
 OTHER = [
     (TINY, "enrollment_audio_katie.wav", 0.10),  # the lying header (claims 30 min, holds 18.3 s)
@@ -108,7 +113,7 @@ def check_classic_shape(result: dict, duration: float) -> None:
 
 def _seconds(stamp: str) -> float:
     parts = [float(p) for p in stamp.split(":")]
-    return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return sum(p * 60**i for i, p in enumerate(reversed(parts)))
 
 
 @pytest.mark.parametrize("model, name", [(TINY, n) for n in TINY_EXACT] + [(m, n) for m, n, _ in OTHER])
@@ -153,7 +158,10 @@ async def test_silence_gives_empty_text(model, kind, service, tmp_path):
         data = path.read_bytes()
     elif kind == "pink noise":
         path = tmp_path / "pink.wav"
-        subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", "8", "pinknoise", "vol", "0.02"], check=True)
+        subprocess.run(
+            ["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", "8", "pinknoise", "vol", "0.02"],
+            check=True,
+        )
         data = path.read_bytes()
     else:
         data = wav_bytes(np.random.default_rng(1).normal(0, 1e-3, 40 * 16000).astype(np.float32))

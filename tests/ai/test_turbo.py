@@ -32,7 +32,16 @@ def check_turbo_shape(result: dict, duration: float) -> None:
     assert result["word_count"] == len(words)
     last = 0.0
     for seg in result["segments"]:
-        assert set(seg) == {"start", "end", "text", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob", "words"}
+        assert set(seg) == {
+            "start",
+            "end",
+            "text",
+            "temperature",
+            "avg_logprob",
+            "compression_ratio",
+            "no_speech_prob",
+            "words",
+        }
         assert seg["text"].startswith(" "), "segment text keeps its leading space (faster-whisper style)"
         assert 0.0 <= seg["start"] <= seg["end"] <= duration + 1e-6
         assert seg["temperature"] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -62,7 +71,9 @@ async def test_shape_and_english(transcribe, manifest, clip):
     assert wer(manifest["jfk.flac"]["reference"], result["text"]) <= 0.05
 
 
-@pytest.mark.parametrize("name, language, threshold", [("picovoice_test_fr.wav", "fr", 0.30), ("picovoice_test_es.wav", "es", 0.45)])
+@pytest.mark.parametrize(
+    "name, language, threshold", [("picovoice_test_fr.wav", "fr", 0.30), ("picovoice_test_es.wav", "es", 0.45)]
+)
 async def test_language_detection(name, language, threshold, transcribe, manifest, clip):
     result = await transcribe(TURBO, name)
     check_turbo_shape(result, decode_audio(clip(name)).shape[0] / SAMPLE_RATE)
@@ -113,8 +124,13 @@ async def test_beam_search(transcribe, manifest):
 
 async def test_thresholds_and_hallucination_option_accepted(transcribe, manifest):
     result = await transcribe(
-        TURBO, "jfk.flac", condition_on_previous_text=False, no_speech_threshold=0.5, compression_ratio_threshold=2.0,
-        log_prob_threshold=-0.9, hallucination_silence_threshold=1.0,
+        TURBO,
+        "jfk.flac",
+        condition_on_previous_text=False,
+        no_speech_threshold=0.5,
+        compression_ratio_threshold=2.0,
+        log_prob_threshold=-0.9,
+        hallucination_silence_threshold=1.0,
     )
     check_turbo_shape(result, 11.0)
     assert wer(manifest["jfk.flac"]["reference"], result["text"]) <= 0.05
@@ -133,7 +149,11 @@ async def test_vad_filter_drops_silence_and_keeps_original_times(service, clip, 
     assert info["duration"] == pytest.approx(duration, abs=1e-3)
     speech = (a.shape[0] + b.shape[0]) / SAMPLE_RATE
     assert speech <= info["duration_after_vad"] < speech + 4.0  # silence removed, 0.4 s padding kept
-    reference = manifest["librispeech_1089-134686-0001.wav"]["reference"] + " " + manifest["librispeech_1221-135766-0002.wav"]["reference"]
+    reference = (
+        manifest["librispeech_1089-134686-0001.wav"]["reference"]
+        + " "
+        + manifest["librispeech_1221-135766-0002.wav"]["reference"]
+    )
     assert wer(reference, result["text"]) <= 0.15
     words = [w for s in result["segments"] for w in s["words"]]
     assert 7.0 <= words[0]["start"] <= 9.5  # the first word is where it was spoken, not at 0
@@ -143,7 +163,9 @@ async def test_vad_filter_drops_silence_and_keeps_original_times(service, clip, 
 
 
 async def test_vad_filter_on_silence(service):
-    result = await service.run(TURBO, {"audio": b64(wav_bytes(np.zeros(5 * SAMPLE_RATE, np.float32))), "vad_filter": True})
+    result = await service.run(
+        TURBO, {"audio": b64(wav_bytes(np.zeros(5 * SAMPLE_RATE, np.float32))), "vad_filter": True}
+    )
     assert result["text"] == "" and result["segments"] == [] and result["word_count"] == 0
     assert result["transcription_info"]["duration"] == 5.0
     assert result["transcription_info"]["duration_after_vad"] == 0.0

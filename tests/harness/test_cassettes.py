@@ -91,8 +91,16 @@ def test_bad_cassettes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a flarelet cassette"):
         FakeAi.from_cassette(other)
     edited = tmp_path / "edited.json"
-    edited.write_text(json.dumps({"flarelet_cassette": 1, "entries": {
-        "k": {"input": {"model": TINY}, "output": {"text": "ok", "words": [{"word": "ok", "start": "0"}]}}}}))
+    edited.write_text(
+        json.dumps(
+            {
+                "flarelet_cassette": 1,
+                "entries": {
+                    "k": {"input": {"model": TINY}, "output": {"text": "ok", "words": [{"word": "ok", "start": "0"}]}}
+                },
+            }
+        )
+    )
     with pytest.raises(ValueError, match="words.0.start"):
         FakeAi.from_cassette(edited)
 
@@ -113,8 +121,9 @@ def test_record_mode_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(cassette_binding(real, path, record=True), RecordingAi)  # type: ignore[arg-type]
 
 
-async def test_worker_ai_cassette_replays(project: Path, tmp_path: Path, sample_wav: bytes,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_worker_ai_cassette_replays(
+    project: Path, tmp_path: Path, sample_wav: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(RECORD_ENV, raising=False)
     path = tmp_path / "ai.json"
     await RecordingAi(FakeAi(text="from the cassette"), path).run(TINY, {"audio": list(sample_wav)})  # type: ignore[arg-type]
@@ -125,8 +134,9 @@ async def test_worker_ai_cassette_replays(project: Path, tmp_path: Path, sample_
 
 
 @pytest.mark.slow
-async def test_real_model_record_and_replay(project: Path, tmp_path: Path, sample_wav: bytes,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_real_model_record_and_replay(
+    project: Path, tmp_path: Path, sample_wav: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """FLARELET_AI_RECORD=1: the worker's env.AI is the real model, and its answer lands in the cassette."""
     path = tmp_path / "ai.json"
     monkeypatch.setenv(RECORD_ENV, "1")

@@ -7,7 +7,8 @@ loaded, so this is fast) and the two errors must be identical.
 from __future__ import annotations
 
 import base64
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -65,10 +66,16 @@ async def test_bad_input_fails_exactly_as_the_real_binding(index: int, real_ai: 
     fake = FakeAi(settings=SETTINGS)
     with pytest.raises(InferenceUpstreamError) as faked:
         await fake.run(model, inputs, options)
-    assert (faked.value.message, faked.value.name, faked.value.code, faked.value.httpCode) == \
-        (real.value.message, real.value.name, real.value.code, real.value.httpCode)
-    assert (fake.lastRequestHttpStatusCode, fake.lastRequestInternalStatusCode) == \
-        (real_ai.lastRequestHttpStatusCode, real_ai.lastRequestInternalStatusCode)
+    assert (faked.value.message, faked.value.name, faked.value.code, faked.value.httpCode) == (
+        real.value.message,
+        real.value.name,
+        real.value.code,
+        real.value.httpCode,
+    )
+    assert (fake.lastRequestHttpStatusCode, fake.lastRequestInternalStatusCode) == (
+        real_ai.lastRequestHttpStatusCode,
+        real_ai.lastRequestInternalStatusCode,
+    )
     assert fake.last_call.error is faked.value
 
 

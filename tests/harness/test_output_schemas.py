@@ -27,10 +27,17 @@ def published_keys(schema: dict[str, Any]) -> dict[str, Any]:
 def model_keys(model: type[BaseModel]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        nested = [a for a in getattr(info.annotation, "__args__", (info.annotation,))
-                  if isinstance(a, type) and issubclass(a, BaseModel)]
-        inner = [b for a in getattr(info.annotation, "__args__", ()) for b in getattr(a, "__args__", ())
-                 if isinstance(b, type) and issubclass(b, BaseModel)]
+        nested = [
+            a
+            for a in getattr(info.annotation, "__args__", (info.annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        inner = [
+            b
+            for a in getattr(info.annotation, "__args__", ())
+            for b in getattr(a, "__args__", ())
+            if isinstance(b, type) and issubclass(b, BaseModel)
+        ]
         sub = (nested or inner or [None])[0]
         out[name] = model_keys(sub) if sub is not None else None
     return out
@@ -49,12 +56,15 @@ def test_each_catalog_model_has_an_output_model() -> None:
         assert output_model(model_id) is OUTPUT_MODELS[spec.flavor]
 
 
-@pytest.mark.parametrize("bad, where", [
-    ({"text": "x", "word_count": "3"}, "word_count"),
-    ({"text": "x", "words": [{"word": "x", "start": 0, "end": 1, "score": 1}]}, "words.0.score"),
-    ({"text": None}, "text"),
-    ([], "returns an object"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ({"text": "x", "word_count": "3"}, "word_count"),
+        ({"text": "x", "words": [{"word": "x", "start": 0, "end": 1, "score": 1}]}, "words.0.score"),
+        ({"text": None}, "text"),
+        ([], "returns an object"),
+    ],
+)
 def test_refusals_name_the_field(bad: Any, where: str) -> None:
     with pytest.raises(OutputSchemaError, match=where.replace(".", r"\.")):
         validate_output("@cf/openai/whisper", bad)

@@ -14,7 +14,7 @@ from flarelet.runtime import workers_sdk
 pytest_plugins = ["pytester"]
 workers_sdk.install()
 
-WORKER = '''
+WORKER = """
 from workers import Response, WorkerEntrypoint
 
 import state
@@ -24,11 +24,14 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         state.hits += 1
         return Response(f"{self.env.GREETING} #{state.hits}")
-'''
+"""
 
 
 def make_project(pytester: pytest.Pytester, folder: str = "app", greeting: str = "Hello") -> None:
-    pytester.makefile(".toml", **{f"{folder}/wrangler": textwrap.dedent(f'''
+    pytester.makefile(
+        ".toml",
+        **{
+            f"{folder}/wrangler": textwrap.dedent(f'''
         name = "{folder}"
         main = "src/entry.py"
         compatibility_date = "2025-11-02"
@@ -38,7 +41,9 @@ def make_project(pytester: pytest.Pytester, folder: str = "app", greeting: str =
 
         [env.staging.vars]
         GREETING = "{greeting} from staging"
-    ''')})
+    ''')
+        },
+    )
     pytester.makepyfile(**{f"{folder}/src/entry": WORKER, f"{folder}/src/state": "hits = 0\n"})
 
 
@@ -52,7 +57,9 @@ def run(pytester: pytest.Pytester, *args: str, subprocess: bool = False) -> pyte
 def test_fixtures_in_auto_mode_with_config_discovery(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(**{"app/tests/test_app": '''
+    pytester.makepyfile(
+        **{
+            "app/tests/test_app": """
         import pytest
 
         async def test_fetch(worker):
@@ -68,7 +75,9 @@ def test_fixtures_in_auto_mode_with_config_discovery(pytester: pytest.Pytester) 
         async def test_marker_env(worker, env):
             assert env.OTHER == "x"
             assert await (await worker.fetch("/")).text() == "Hello from staging #1"
-    '''})
+    """
+        }
+    )
     result = run(pytester, subprocess=True)
     result.assert_outcomes(passed=4)
 
@@ -76,7 +85,9 @@ def test_fixtures_in_auto_mode_with_config_discovery(pytester: pytest.Pytester) 
 def test_strict_mode_with_asyncio_markers(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(**{"app/tests/test_strict": '''
+    pytester.makepyfile(
+        **{
+            "app/tests/test_strict": """
         import pytest
 
         @pytest.mark.asyncio
@@ -86,15 +97,21 @@ def test_strict_mode_with_asyncio_markers(pytester: pytest.Pytester) -> None:
         @pytest.mark.asyncio
         async def test_env(env):
             assert env.GREETING == "Hello"
-    '''})
+    """
+        }
+    )
     run(pytester).assert_outcomes(passed=2)
 
 
 def test_ini_options(pytester: pytest.Pytester) -> None:
     make_project(pytester, "one", greeting="One")
     make_project(pytester, "two", greeting="Two")
-    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nflarelet_config = two/wrangler.toml\nflarelet_env = staging\n")
-    pytester.makepyfile(**{"one/tests/test_ini": '''
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nflarelet_config = two/wrangler.toml\nflarelet_env = staging\n"
+    )
+    pytester.makepyfile(
+        **{
+            "one/tests/test_ini": """
         import pytest
 
         async def test_ini_wins_over_discovery(worker):
@@ -104,14 +121,18 @@ def test_ini_options(pytester: pytest.Pytester) -> None:
         async def test_marker_wins_over_ini(worker):
             # env=None in the marker falls back to the ini's environment
             assert await (await worker.fetch("/")).text() == "One from staging #1"
-    '''})
+    """
+        }
+    )
     run(pytester).assert_outcomes(passed=2)
 
 
 def test_marker_merging_and_binding_factories(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(**{"app/tests/test_markers": '''
+    pytester.makepyfile(
+        **{
+            "app/tests/test_markers": """
         import pytest
 
         made = []
@@ -138,24 +159,30 @@ def test_marker_merging_and_binding_factories(pytester: pytest.Pytester) -> None
         def test_options_fixture(flarelet_options):
             assert flarelet_options["vars"] == {"A": "module", "B": "module"}
             assert flarelet_options["config"].name == "tests"  # searched upwards from here
-    '''})
+    """
+        }
+    )
     run(pytester, "-p", "no:randomly").assert_outcomes(passed=4)
 
 
 def test_override_the_options_fixture_in_conftest(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makeconftest('''
+    pytester.makeconftest("""
         import pytest
 
         @pytest.fixture
         def flarelet_options(flarelet_options):
             return {**flarelet_options, "vars": {"GREETING": "From conftest"}}
-    ''')
-    pytester.makepyfile(**{"app/tests/test_conf": '''
+    """)
+    pytester.makepyfile(
+        **{
+            "app/tests/test_conf": """
         async def test_fetch(worker):
             assert await (await worker.fetch("/")).text() == "From conftest #1"
-    '''})
+    """
+        }
+    )
     run(pytester).assert_outcomes(passed=1)
 
 
@@ -164,7 +191,9 @@ def test_errors_are_clear(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(**{"broken/src/entry": "import not_a_module_anywhere\n"})
     pytester.makefile(".toml", **{"broken/wrangler": 'name = "b"\nmain = "src/entry.py"\n'})
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(**{"app/tests/test_errors": '''
+    pytester.makepyfile(
+        **{
+            "app/tests/test_errors": """
         import pytest
 
         @pytest.mark.flarelet(config="../../broken")
@@ -178,12 +207,16 @@ def test_errors_are_clear(pytester: pytest.Pytester) -> None:
         @pytest.mark.flarelet(confg="..")
         async def test_typo(worker):
             pass
-    '''})
+    """
+        }
+    )
     result = run(pytester)
     result.assert_outcomes(errors=3)
-    result.stdout.fnmatch_lines([
-        "*flarelet: the worker does not load: importing entry.py failed: ModuleNotFoundError*not_a_module_anywhere*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*flarelet: the worker does not load: importing entry.py failed: ModuleNotFoundError*not_a_module_anywhere*",
+        ]
+    )
     result.stdout.fnmatch_lines(["*flarelet: *nowhere does not exist*"])
     result.stdout.fnmatch_lines(["*unknown argument 'confg'*"])
 
@@ -191,10 +224,14 @@ def test_errors_are_clear(pytester: pytest.Pytester) -> None:
 def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(**{"app/tests/test_off": '''
+    pytester.makepyfile(
+        **{
+            "app/tests/test_off": """
         def test_needs_worker(worker):
             pass
-    '''})
+    """
+        }
+    )
     result = run(pytester, "-p", "no:flarelet")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'worker' not found*"])

@@ -35,16 +35,18 @@ def test_same_answers_as_flarelet_dev(project: Path, serve_worker) -> None:
         expected = []
         for method, path in REQUESTS:
             resp = httpx.request(method, server.url + path)
-            expected.append((method, path, resp.status_code, resp.content,
-                             {h: resp.headers.get(h) for h in COMPARED_HEADERS}))
+            expected.append(
+                (method, path, resp.status_code, resp.content, {h: resp.headers.get(h) for h in COMPARED_HEADERS})
+            )
 
     async def in_process() -> list:
         got = []
         async with Worker.from_config(project) as worker:
             for method, path in REQUESTS:
                 resp = await worker.fetch(path, method=method)
-                got.append((method, path, resp.status, await resp.bytes(),
-                            {h: resp.headers.get(h) for h in COMPARED_HEADERS}))
+                got.append(
+                    (method, path, resp.status, await resp.bytes(), {h: resp.headers.get(h) for h in COMPARED_HEADERS})
+                )
         return got
 
     import asyncio

@@ -41,9 +41,15 @@ async def test_wrangler_environment(project: Path) -> None:
 
 async def test_vars_strings_and_json_values(project: Path) -> None:
     (project / ".dev.vars").write_text('SECRET="from dev vars"\nGREETING="from dev vars"\n')
-    async with Worker.from_config(project, vars={"GREETING": "Hi", "LIMITS": {"max": 2, "tags": ["a"]}, "N": 3}) as worker:
+    async with Worker.from_config(
+        project, vars={"GREETING": "Hi", "LIMITS": {"max": 2, "tags": ["a"]}, "N": 3}
+    ) as worker:
         assert await env_values(worker, "GREETING", "LIMITS", "N", "SECRET") == {
-            "GREETING": "Hi", "LIMITS": {"max": 2, "tags": ["a"]}, "N": 3, "SECRET": "from dev vars"}
+            "GREETING": "Hi",
+            "LIMITS": {"max": 2, "tags": ["a"]},
+            "N": 3,
+            "SECRET": "from dev vars",
+        }
         assert worker.env.LIMITS.max == 2  # objects allow attribute access, as JSON [vars] do
 
 

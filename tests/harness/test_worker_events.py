@@ -17,9 +17,12 @@ async def events(worker: Worker) -> list[str]:
 
 # -- scheduled ----------------------------------------------------------------------------------
 
+
 async def test_scheduled_runs_the_handler_with_cron_and_time(project: Path) -> None:
     async with Worker.from_config(project) as worker:
-        result = await worker.scheduled(cron="0 * * * *", scheduled_time=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+        result = await worker.scheduled(
+            cron="0 * * * *", scheduled_time=dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+        )
         assert result == ScheduledResult("ok", False)
         assert result.ok and not result.noRetry
         assert await events(worker) == ["cron:0 * * * *:1735689600000"]
@@ -27,7 +30,7 @@ async def test_scheduled_runs_the_handler_with_cron_and_time(project: Path) -> N
 
 async def test_scheduled_default_time_is_now(project: Path) -> None:
     async with Worker.from_config(project) as worker:
-        before = dt.datetime.now(dt.timezone.utc).timestamp() * 1000
+        before = dt.datetime.now(dt.UTC).timestamp() * 1000
         await worker.scheduled(cron="x")
         stamp = int((await events(worker))[0].rsplit(":", 1)[1])
         assert before - 1 <= stamp <= before + 5000
@@ -43,16 +46,25 @@ async def test_scheduled_failure_and_no_retry(project: Path, caplog: pytest.LogC
 
 # -- queue --------------------------------------------------------------------------------------
 
+
 async def test_queue_reports_acks_and_retries(project: Path) -> None:
     async with Worker.from_config(project) as worker:
-        result = await worker.queue("jobs", [
-            {"id": "a", "body": {"do": "ack"}},
-            {"id": "b", "body": {"do": "retry", "delay": 30}},
-            {"id": "c", "body": {"do": "retry"}, "attempts": 3},
-            {"id": "d", "body": {"do": "nothing"}},
-        ])
-        assert result == QueueResult("ok", ack_all=False, retry_batch={"retry": False}, explicit_acks=["a"],
-                                     retry_messages=[{"msgId": "b", "delaySeconds": 30}, {"msgId": "c"}])
+        result = await worker.queue(
+            "jobs",
+            [
+                {"id": "a", "body": {"do": "ack"}},
+                {"id": "b", "body": {"do": "retry", "delay": 30}},
+                {"id": "c", "body": {"do": "retry"}, "attempts": 3},
+                {"id": "d", "body": {"do": "nothing"}},
+            ],
+        )
+        assert result == QueueResult(
+            "ok",
+            ack_all=False,
+            retry_batch={"retry": False},
+            explicit_acks=["a"],
+            retry_messages=[{"msgId": "b", "delaySeconds": 30}, {"msgId": "c"}],
+        )
         assert result.acked("a") and not result.acked("b") and not result.acked("d")
         assert result.retried("b") and result.retried("c") and not result.retried("a")
         assert result.explicitAcks == ["a"] and result.retryMessages[0]["msgId"] == "b"
@@ -86,6 +98,7 @@ async def test_queue_argument_errors(project: Path) -> None:
 
 
 # -- waitUntil ----------------------------------------------------------------------------------
+
 
 async def test_fetch_waits_for_wait_until_by_default(project: Path) -> None:
     async with Worker.from_config(project) as worker:

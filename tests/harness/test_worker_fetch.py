@@ -24,7 +24,9 @@ async def test_path_is_sent_to_the_default_origin(project: Path) -> None:
 
 async def test_full_url_method_headers_and_body(project: Path) -> None:
     async with Worker.from_config(project) as worker:
-        resp = await worker.fetch("https://example.com/echo", method="PUT", headers={"x-test": "yes"}, body=b"raw bytes")
+        resp = await worker.fetch(
+            "https://example.com/echo", method="PUT", headers={"x-test": "yes"}, body=b"raw bytes"
+        )
         data = await resp.json()
     assert data["url"] == "https://example.com/echo"
     assert data["method"] == "PUT"

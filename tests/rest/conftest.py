@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -27,8 +28,6 @@ OTHER_TOKEN = "second-token-for-the-same-server"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TINY = "@cf/openai/whisper-tiny-en"
 TURBO = "@cf/openai/whisper-large-v3-turbo"
-
-
 
 
 @contextlib.contextmanager
@@ -105,7 +104,11 @@ def start_serve(*extra: str, cwd: Path | None = None, env: dict[str, str] | None
             full_env.pop(name, None)
     proc = subprocess.Popen(
         [*serve_command(), "--port", "0", *extra],
-        cwd=cwd or REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=cwd or REPO,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: list[str] = []
     started = threading.Event()

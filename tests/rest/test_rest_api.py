@@ -8,7 +8,8 @@ inference, so they are fast. Clients: httpx for exact status/body checks, and Cl
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import cloudflare
 import httpx
@@ -194,7 +195,16 @@ def test_unknown_model_is_5007_and_sdk_raises_bad_request(server: str, rest: Any
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b'{"audio": [1, 2,', b"\xff\xfe\x00garbage", b'"a string"', b"[1, 2, 3]", b"null", b"[" * 100_000, b'{"audio": NaN}'],
+    [
+        b"{not json",
+        b'{"audio": [1, 2,',
+        b"\xff\xfe\x00garbage",
+        b'"a string"',
+        b"[1, 2, 3]",
+        b"null",
+        b"[" * 100_000,
+        b'{"audio": NaN}',
+    ],
 )
 def test_malformed_json_body_is_5006_never_500(server: str, rest: Any, body: bytes) -> None:
     headers = {**_auth(rest.TOKEN), "Content-Type": "application/json"}
@@ -257,10 +267,16 @@ def test_body_kinds_reach_the_service_as_documented(scripted: tuple[str, Any], r
     url = _run_url(base, rest.ACCOUNT, rest.TINY)
     backend.calls.clear()
     # curl --data-binary sends application/x-www-form-urlencoded: the body is the file
-    httpx.post(url, content=b"ID3\x04audio", headers={**_auth(rest.TOKEN), "Content-Type": "application/x-www-form-urlencoded"})
+    httpx.post(
+        url, content=b"ID3\x04audio", headers={**_auth(rest.TOKEN), "Content-Type": "application/x-www-form-urlencoded"}
+    )
     httpx.post(url, content=b"RIFFaudio", headers={**_auth(rest.TOKEN), "Content-Type": "audio/wav"})
     httpx.post(url, json={"audio": [1, 2]}, headers=_auth(rest.TOKEN))
-    httpx.post(url, content=b'{"audio": [1, 2]}', headers={**_auth(rest.TOKEN), "Content-Type": "application/x-www-form-urlencoded"})
+    httpx.post(
+        url,
+        content=b'{"audio": [1, 2]}',
+        headers={**_auth(rest.TOKEN), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert backend.calls == [
         (rest.TINY, b"ID3\x04audio"),
         (rest.TINY, b"RIFFaudio"),
@@ -275,7 +291,9 @@ def test_non_finite_numbers_in_a_result_go_out_as_null() -> None:
     resp = v4_response(envelope({"text": "x", "segments": [{"avg_logprob": float("-inf"), "t": float("nan")}]}))
     assert json.loads(resp.body) == {
         "result": {"text": "x", "segments": [{"avg_logprob": None, "t": None}]},
-        "success": True, "errors": [], "messages": [],
+        "success": True,
+        "errors": [],
+        "messages": [],
     }
 
 
@@ -320,9 +338,22 @@ def test_models_search_filters_and_pages(server: str, rest: Any) -> None:
     assert _search(server, rest, page=9).json()["result"] == []
     assert len(_search(server, rest, source="1").json()["result"]) == 3
     assert _search(server, rest, source="2").json()["result"] == []
-    for bad in ({"page": "0"}, {"per_page": "x"}, {"hide_experimental": "maybe"}, {"source": "one"}, {"source": "nan"},
-                {"page": ""}, {"hide_experimental": ""}, {"source": ""}, {"page": "\u00b2"}, {"per_page": "01"},
-                {"page": "1.0"}, {"hide_experimental": "1"}, {"source": "1_000"}, {"source": "1e999"}):
+    for bad in (
+        {"page": "0"},
+        {"per_page": "x"},
+        {"hide_experimental": "maybe"},
+        {"source": "one"},
+        {"source": "nan"},
+        {"page": ""},
+        {"hide_experimental": ""},
+        {"source": ""},
+        {"page": "\u00b2"},
+        {"per_page": "01"},
+        {"page": "1.0"},
+        {"hide_experimental": "1"},
+        {"source": "1_000"},
+        {"source": "1e999"},
+    ):
         _error(_search(server, rest, **bad), 400, 5006)
 
 
@@ -346,7 +377,9 @@ def test_openapi_document_needs_no_token_and_describes_the_api(server: str) -> N
     assert doc["openapi"].startswith("3.1")
     assert doc["servers"] == [{"url": f"{server}/client/v4"}]
     assert doc["components"]["securitySchemes"]["api_token"] == {
-        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["api_token"]["description"]
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["api_token"]["description"],
     }
     tiny = doc["paths"]["/accounts/{account_id}/ai/run/@cf/openai/whisper-tiny-en"]["post"]
     assert set(tiny["requestBody"]["content"]) == {"application/json", "application/octet-stream"}

@@ -14,8 +14,9 @@ import re
 import shlex
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cloudflare
 import httpx
@@ -62,10 +63,14 @@ def test_official_sdk_runs_tiny_en(server: str, rest: Any, audio_dir: Path) -> N
 def test_curl_data_binary_exactly_as_the_docs(server: str, rest: Any, audio_dir: Path) -> None:
     name = "whatstheweatherlike.mp3"
     argv = [
-        "curl", f"{server}/client/v4/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY}",
-        "-X", "POST",
-        "-H", f"Authorization: Bearer {rest.TOKEN}",
-        "--data-binary", f"@{name}",
+        "curl",
+        f"{server}/client/v4/accounts/{rest.ACCOUNT}/ai/run/{rest.TINY}",
+        "-X",
+        "POST",
+        "-H",
+        f"Authorization: Bearer {rest.TOKEN}",
+        "--data-binary",
+        f"@{name}",
     ]
     out = subprocess.run(argv, cwd=audio_dir, capture_output=True, text=True, timeout=300, check=True)
     body = json.loads(out.stdout)
@@ -128,7 +133,9 @@ def test_out_of_capacity_is_3040_429_while_the_model_is_busy(rest: Any, audio_di
         assert service.in_flight == 1
         client = cloudflare.Cloudflare(api_token=rest.TOKEN, base_url=f"{base}/client/v4", max_retries=0)
         with pytest.raises(cloudflare.RateLimitError) as info:
-            client.ai.run(rest.TINY, account_id=rest.ACCOUNT, audio=list((audio_dir / "whatstheweatherlike.mp3").read_bytes()))
+            client.ai.run(
+                rest.TINY, account_id=rest.ACCOUNT, audio=list((audio_dir / "whatstheweatherlike.mp3").read_bytes())
+            )
         assert info.value.body["errors"][0]["code"] == 3040  # type: ignore[index]
         busy.join(600)
         assert first["r"].status_code == 200, first["r"].text  # the busy one still completes

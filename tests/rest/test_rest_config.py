@@ -7,8 +7,9 @@ import os
 import re
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -99,7 +100,9 @@ def test_routes_mount_the_api_beside_a_worker(rest: Any, tmp_path: Path, capsys:
         )
         assert resp.status_code == 200 and len(resp.json()["result"]) == 3
         assert httpx.get(f"{base}/client/v4/openapi.json").json()["servers"] == [{"url": f"{base}/client/v4"}]
-        assert httpx.get(f"{base}/client/v4/accounts/{rest.ACCOUNT}/ai/models/search").json()["errors"][0]["code"] == 9106
+        assert (
+            httpx.get(f"{base}/client/v4/accounts/{rest.ACCOUNT}/ai/models/search").json()["errors"][0]["code"] == 9106
+        )
 
 
 # -- flarelet ai serve ------------------------------------------------------------------------------
@@ -154,13 +157,16 @@ def test_serve_reads_flarelet_ai_from_the_config_and_options_override_it(
 @pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_serve_rejects_bad_arguments_clearly(rest: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLARELET_")}
-    bad = subprocess.run([*rest.serve_command(), "--preload", "@cf/no/such"], capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run(
+        [*rest.serve_command(), "--preload", "@cf/no/such"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert bad.returncode == 2 and "no such model @cf/no/such" in bad.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        taken = subprocess.run([*rest.serve_command(), "--port", str(port)], capture_output=True, text=True, env=env, timeout=60)
+        taken = subprocess.run(
+            [*rest.serve_command(), "--port", str(port)], capture_output=True, text=True, env=env, timeout=60
+        )
     assert taken.returncode == 1 and "cannot listen on 127.0.0.1" in taken.stderr
     assert "Traceback" not in bad.stderr + taken.stderr
-

@@ -16,7 +16,7 @@ import cloudflare
 import httpx
 import pytest
 
-WORKER = '''
+WORKER = """
 from workers import Response, WorkerEntrypoint
 
 
@@ -27,7 +27,7 @@ class Default(WorkerEntrypoint):
             result = await self.env.AI.run("@cf/openai/whisper-tiny-en", {"audio": list(data)})
             return Response.json({"via": "env.AI", "text": result["text"]})
         return Response("worker here")
-'''
+"""
 
 
 def make_project(root: Path, flarelet_ai: str = "") -> Path:
@@ -64,7 +64,8 @@ def test_dev_prints_a_token_and_serves_the_api_beside_the_worker(serve_worker: A
 @pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_dev_takes_tokens_from_flarelet_ai_and_the_command_line(serve_worker: Any, tmp_path: Path) -> None:
     project = make_project(
-        tmp_path / "p", '\n[flarelet.ai]\napi_tokens = ["toml-token"]\naccount_id = "abcdef0123456789abcdef0123456789"\n'
+        tmp_path / "p",
+        '\n[flarelet.ai]\napi_tokens = ["toml-token"]\naccount_id = "abcdef0123456789abcdef0123456789"\n',
     )
     url_tail = "/client/v4/accounts/abcdef0123456789abcdef0123456789/ai/models/search"
     with serve_worker(project) as worker:
@@ -74,7 +75,8 @@ def test_dev_takes_tokens_from_flarelet_ai_and_the_command_line(serve_worker: An
     with serve_worker(project, "--api-token", "cli-token", "--account-id", "f" * 32) as worker:
         worker.wait_for_log("Workers AI REST API on")
         ok = httpx.get(
-            f"{worker.url}/client/v4/accounts/{'f' * 32}/ai/models/search", headers={"Authorization": "Bearer cli-token"}
+            f"{worker.url}/client/v4/accounts/{'f' * 32}/ai/models/search",
+            headers={"Authorization": "Bearer cli-token"},
         )
         assert ok.status_code == 200
         old = httpx.get(worker.url + url_tail, headers={"Authorization": "Bearer toml-token"})

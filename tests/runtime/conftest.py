@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import io
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,13 @@ from flarelet.runtime.server import DevServer, bind_socket
 def make_worker(tmp_path: Path):
     counter = [0]
 
-    def make(code: str, toml: str = "", files: dict[str, str] | None = None, main: str = "src/entry.py",
-             config_name: str = "wrangler.toml") -> Path:
+    def make(
+        code: str,
+        toml: str = "",
+        files: dict[str, str] | None = None,
+        main: str = "src/entry.py",
+        config_name: str = "wrangler.toml",
+    ) -> Path:
         counter[0] += 1
         root = tmp_path / f"worker{counter[0]}"
         (root / Path(main).parent).mkdir(parents=True, exist_ok=True)
@@ -50,12 +56,14 @@ def make_worker(tmp_path: Path):
 
 
 @contextlib.contextmanager
-def _run_worker(target: Path | str, *, watch: bool = False, run_crons: bool = False, cron_clock: Any = None,
-                **kwargs: Any) -> Iterator[DevServer]:
+def _run_worker(
+    target: Path | str, *, watch: bool = False, run_crons: bool = False, cron_clock: Any = None, **kwargs: Any
+) -> Iterator[DevServer]:
     host = WorkerHost.from_config(target, **kwargs)
     log = io.StringIO()
-    server = DevServer(host, bind_socket("127.0.0.1", 0), log_stream=log, watch=watch, run_crons=run_crons,
-                       cron_clock=cron_clock)
+    server = DevServer(
+        host, bind_socket("127.0.0.1", 0), log_stream=log, watch=watch, run_crons=run_crons, cron_clock=cron_clock
+    )
     server.log = log  # type: ignore[attr-defined]
     server.start_in_thread()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-WORKER = '''
+WORKER = """
 from workers import WorkerEntrypoint, Response
 
 class Default(WorkerEntrypoint):
@@ -17,7 +17,7 @@ class Default(WorkerEntrypoint):
             r = await self.env.ASSETS.fetch(request)
             return Response(f"binding gave {r.status}")
         return Response("worker: /" + path)
-'''
+"""
 
 FILES = {
     "public/hello.txt": "static hello\n",
@@ -71,8 +71,10 @@ def test_assets_binding_fetch(server):
 def test_assets_only_project_with_404_page(make_worker, run_worker):
     root = make_worker("", files=FILES)
     (root / "src/entry.py").unlink()
-    (root / "wrangler.toml").write_text('name = "site"\ncompatibility_date = "2025-11-02"\n'
-                                        '[assets]\ndirectory = "public"\nnot_found_handling = "404-page"\n')
+    (root / "wrangler.toml").write_text(
+        'name = "site"\ncompatibility_date = "2025-11-02"\n'
+        '[assets]\ndirectory = "public"\nnot_found_handling = "404-page"\n'
+    )
     with run_worker(root) as srv:
         assert httpx.get(srv.url + "/hello.txt").text == "static hello\n"
         r = httpx.get(srv.url + "/nowhere")
@@ -81,8 +83,9 @@ def test_assets_only_project_with_404_page(make_worker, run_worker):
 
 
 def test_run_worker_first(make_worker, run_worker):
-    root = make_worker(WORKER, '[assets]\ndirectory = "public"\nbinding = "ASSETS"\nrun_worker_first = ["/audio/*"]\n',
-                       files=FILES)
+    root = make_worker(
+        WORKER, '[assets]\ndirectory = "public"\nbinding = "ASSETS"\nrun_worker_first = ["/audio/*"]\n', files=FILES
+    )
     with run_worker(root) as srv:
         assert httpx.get(srv.url + "/audio/sample.wav").text == "worker: /audio/sample.wav"
         assert httpx.get(srv.url + "/hello.txt").text == "static hello\n"

@@ -13,7 +13,7 @@ from flarelet.runtime.host import WorkerHost
 from flarelet.wrangler_compat.config import ConfigError, find_config, load_config
 from flarelet.wrangler_compat.jsonc import JsoncError, parse_jsonc
 
-HELLO = 'from workers import Response\nasync def on_fetch(request, env):\n    return Response(env.WHO)\n'
+HELLO = "from workers import Response\nasync def on_fetch(request, env):\n    return Response(env.WHO)\n"
 
 
 def project(tmp_path: Path, name: str, text: str) -> Path:
@@ -24,7 +24,8 @@ def project(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_jsonc_comments_trailing_commas_and_lines():
-    value, lines = parse_jsonc(textwrap.dedent('''\
+    value, lines = parse_jsonc(
+        textwrap.dedent("""\
         // leading comment
         {
           "name": "x", /* inline */
@@ -33,7 +34,8 @@ def test_jsonc_comments_trailing_commas_and_lines():
           },
           "list": [1, 2.5, true, null,],
         }
-    '''))
+    """)
+    )
     assert value == {"name": "x", "vars": {"A": "http://not-a-comment"}, "list": [1, 2.5, True, None]}
     assert lines[("vars", "A")] == 5 and lines[("list",)] == 7
     with pytest.raises(JsoncError) as info:
@@ -43,7 +45,10 @@ def test_jsonc_comments_trailing_commas_and_lines():
 
 @pytest.mark.parametrize("name", ["wrangler.json", "wrangler.jsonc"])
 def test_json_configs_serve(tmp_path, run_worker, name):
-    root = project(tmp_path, name, '''\
+    root = project(
+        tmp_path,
+        name,
+        """\
         {
           // JSONC is accepted in both files, as wrangler does
           "name": "json-worker",
@@ -52,7 +57,8 @@ def test_json_configs_serve(tmp_path, run_worker, name):
           "compatibility_flags": ["python_workers"],
           "vars": {"WHO": "json",},
         }
-    ''')
+    """,
+    )
     with run_worker(root) as server:
         assert httpx.get(server.url).text == "json"
 
@@ -68,16 +74,25 @@ def test_find_config_order_and_upward_search(tmp_path):
         find_config(tmp_path / "nope")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('main = "src/entry.py"\n[triggers]\ncrons = [\n  "* * * * *",\n  "61 * * * *",\n]\n',
-     'wrangler.toml:5: triggers.crons[1]: invalid cron expression "61 * * * *"'),
-    ('main = "src/entry.py"\ncompatibility_date = "2025/01/01"\n',
-     "wrangler.toml:2: compatibility_date: must be a date written yyyy-mm-dd"),
-    ('main = "src/entry.py"\n\n[env.staging.vars]\nA = 1\n[env.staging]\ncompatibility_flags = "x"\n',
-     "wrangler.toml:6: env.staging.compatibility_flags: must be an array"),
-    ('main = "src/entry.py"\nname = "x"\nname = "y"\n', "wrangler.toml:3: invalid TOML: Cannot overwrite a value"),
-    ('main = "src/missing.py"\n', "wrangler.toml:1: main: the main module src/missing.py does not exist"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'main = "src/entry.py"\n[triggers]\ncrons = [\n  "* * * * *",\n  "61 * * * *",\n]\n',
+            'wrangler.toml:5: triggers.crons[1]: invalid cron expression "61 * * * *"',
+        ),
+        (
+            'main = "src/entry.py"\ncompatibility_date = "2025/01/01"\n',
+            "wrangler.toml:2: compatibility_date: must be a date written yyyy-mm-dd",
+        ),
+        (
+            'main = "src/entry.py"\n\n[env.staging.vars]\nA = 1\n[env.staging]\ncompatibility_flags = "x"\n',
+            "wrangler.toml:6: env.staging.compatibility_flags: must be an array",
+        ),
+        ('main = "src/entry.py"\nname = "x"\nname = "y"\n', "wrangler.toml:3: invalid TOML: Cannot overwrite a value"),
+        ('main = "src/missing.py"\n', "wrangler.toml:1: main: the main module src/missing.py does not exist"),
+    ],
+)
 def test_toml_errors_name_file_line_and_key(tmp_path, text, expected):
     root = project(tmp_path, "wrangler.toml", text)
     with pytest.raises(ConfigError) as info:
@@ -87,7 +102,11 @@ def test_toml_errors_name_file_line_and_key(tmp_path, text, expected):
 
 
 def test_jsonc_error_lines(tmp_path):
-    root = project(tmp_path, "wrangler.jsonc", '{\n  "main": "src/entry.py",\n  "triggers": {\n    "crons": [\n      "bad"\n    ]\n  }\n}\n')
+    root = project(
+        tmp_path,
+        "wrangler.jsonc",
+        '{\n  "main": "src/entry.py",\n  "triggers": {\n    "crons": [\n      "bad"\n    ]\n  }\n}\n',
+    )
     with pytest.raises(ConfigError) as info:
         load_config(root)
     err = info.value
@@ -95,7 +114,11 @@ def test_jsonc_error_lines(tmp_path):
 
 
 def test_plugin_section_errors_become_one_line(tmp_path):
-    root = project(tmp_path, "wrangler.toml", 'main = "src/entry.py"\n\n[env.prod]\n[[env.prod.kv_namespaces]]\nbinding = "KV"\nid = 3\n')
+    root = project(
+        tmp_path,
+        "wrangler.toml",
+        'main = "src/entry.py"\n\n[env.prod]\n[[env.prod.kv_namespaces]]\nbinding = "KV"\nid = 3\n',
+    )
     config = load_config(root, "prod")
     err = config.section_error("kv_namespaces", ConfigSectionError("kv_namespaces[0].id", "must be a string"))
     assert (err.line, err.key, err.message) == (6, "env.prod.kv_namespaces[0].id", "must be a string")
@@ -123,10 +146,14 @@ def test_flarelet_table_and_cli_options_reach_plugins(tmp_path, monkeypatch):
     module.plugin = Probe()
     monkeypatch.setitem(sys.modules, "probe_plugin_for_test", module)
     monkeypatch.setitem(registry.PLUGIN_PATHS, "probe", "probe_plugin_for_test:plugin")
-    root = project(tmp_path, "wrangler.toml", 'main = "src/entry.py"\n[probe]\nbinding = "P"\n'
-                                              '[flarelet]\nmax_body_bytes = 10\n[flarelet.probe]\nlevel = 3\n')
-    host = WorkerHost.from_config(root, options={"api_token": "t", "account_id": "a", "preload": True},
-                                  persist_to=tmp_path / "state")
+    root = project(
+        tmp_path,
+        "wrangler.toml",
+        'main = "src/entry.py"\n[probe]\nbinding = "P"\n[flarelet]\nmax_body_bytes = 10\n[flarelet.probe]\nlevel = 3\n',
+    )
+    host = WorkerHost.from_config(
+        root, options={"api_token": "t", "account_id": "a", "preload": True}, persist_to=tmp_path / "state"
+    )
     ctx = seen["ctx"]
     assert ctx.options["flarelet"]["probe"] == {"level": 3}
     assert (ctx.options["api_token"], ctx.options["account_id"], ctx.options["preload"]) == ("t", "a", True)

@@ -10,7 +10,7 @@ import httpx
 from flarelet.runtime.host import WorkerHost
 from flarelet.runtime.request import Request
 
-WORKER = '''
+WORKER = """
 import asyncio
 from workers import WorkerEntrypoint, Response, wait_until
 
@@ -43,7 +43,7 @@ class Default(WorkerEntrypoint):
         if path == "bad-arg":
             self.ctx.waitUntil(42)
         return Response("?")
-'''
+"""
 
 
 def test_wait_until_runs_after_the_response(make_worker, run_worker):
@@ -87,7 +87,7 @@ async def test_dispatcher_waits_for_background_work(make_worker):
 
 
 async def test_scheduled_outcome_includes_wait_until_failures(make_worker):
-    root = make_worker('''
+    root = make_worker("""
         from workers import WorkerEntrypoint
 
         async def fail():
@@ -96,6 +96,6 @@ async def test_scheduled_outcome_includes_wait_until_failures(make_worker):
         class Default(WorkerEntrypoint):
             async def scheduled(self, controller, env, ctx):
                 ctx.waitUntil(fail())
-    ''')
+    """)
     host = WorkerHost.from_config(root, raise_on_load_error=True)
     assert (await host.scheduled("* * * * *"))["outcome"] == "exception"

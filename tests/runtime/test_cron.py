@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-WORKER = '''
+WORKER = """
 from workers import WorkerEntrypoint, Response
 
 runs = []
@@ -21,7 +21,7 @@ class Default(WorkerEntrypoint):
         runs.append({"cron": controller.cron, "time": controller.scheduledTime})
         if controller.cron == "fail":
             raise RuntimeError("cron failure")
-'''
+"""
 TOML = '[triggers]\ncrons = ["* * * * *", "0 0 1 1 *"]\n'
 
 

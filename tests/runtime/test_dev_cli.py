@@ -58,7 +58,9 @@ def test_code_reload_keeps_bindings_and_config_reload_rebuilds_them(serve_worker
     entry = hello_copy / "src" / "entry.py"
     with serve_worker(hello_copy) as worker:
         assert httpx.get(worker.url).text == "Hello, world!"
-        entry.write_text(entry.read_text().replace('f"{self.env.GREETING}, {who}!"', 'f"{self.env.GREETING} again, {who}!"'))
+        entry.write_text(
+            entry.read_text().replace('f"{self.env.GREETING}, {who}!"', 'f"{self.env.GREETING} again, {who}!"')
+        )
         worker.wait_for_log("entry.py changed, reloading the worker")
         worker.wait_for_log("Reloaded")
         assert httpx.get(worker.url).text == "Hello again, world!"
@@ -86,7 +88,10 @@ def test_code_reload_keeps_bindings_and_config_reload_rebuilds_them(serve_worker
 @pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
 def test_var_env_and_log_level(serve_worker, hello_copy):
     config = hello_copy / "wrangler.toml"
-    config.write_text(config.read_text() + '\n[env.staging]\nname = "hello-staging"\n[env.staging.vars]\nGREETING = "Hi staging"\nLIMITS = { max_items = 9 }\n')
+    config.write_text(
+        config.read_text()
+        + '\n[env.staging]\nname = "hello-staging"\n[env.staging.vars]\nGREETING = "Hi staging"\nLIMITS = { max_items = 9 }\n'
+    )
     with serve_worker(hello_copy, "--env", "staging", "--var", "EXTRA:1", "--log-level", "warn") as worker:
         assert httpx.get(worker.url).text == "Hi staging, world!"
         assert httpx.post(worker.url + "/echo", json=1).json()["max_items"] == 9
@@ -98,7 +103,8 @@ def test_handler_exception_is_logged_with_traceback(serve_worker, tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text(
         "from workers import WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n"
-        "    async def fetch(self, request):\n        return 1 / 0\n")
+        "    async def fetch(self, request):\n        return 1 / 0\n"
+    )
     (tmp_path / "wrangler.jsonc").write_text('{"main": "src/entry.py", "compatibility_date": "2025-11-02"}')
     with serve_worker(tmp_path) as worker:
         assert httpx.get(worker.url).status_code == 500
@@ -111,12 +117,17 @@ def test_handler_exception_is_logged_with_traceback(serve_worker, tmp_path):
 def test_bad_config_exits_1_with_one_line(serve_worker, tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text("")
-    (tmp_path / "wrangler.toml").write_text('main = "src/entry.py"\n\n[vars]\nOK = "1"\n\n[triggers]\ncrons = ["not a cron"]\n')
+    (tmp_path / "wrangler.toml").write_text(
+        'main = "src/entry.py"\n\n[vars]\nOK = "1"\n\n[triggers]\ncrons = ["not a cron"]\n'
+    )
     with serve_worker(tmp_path, ready=False) as worker:
         assert worker.wait() == 1
     lines = [line for line in worker.lines if line.strip()]
     assert len(lines) == 1
-    assert lines[0].startswith("flarelet: error: ") and "wrangler.toml:7: triggers.crons[0]: invalid cron expression" in lines[0]
+    assert (
+        lines[0].startswith("flarelet: error: ")
+        and "wrangler.toml:7: triggers.crons[0]: invalid cron expression" in lines[0]
+    )
 
 
 def test_missing_main_is_named(serve_worker, tmp_path):

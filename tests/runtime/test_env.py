@@ -7,7 +7,7 @@ import pytest
 
 from flarelet.runtime.host import WorkerHost
 
-ECHO_ENV = '''
+ECHO_ENV = """
 import json
 from workers import WorkerEntrypoint, Response
 
@@ -21,9 +21,9 @@ class Default(WorkerEntrypoint):
         if hasattr(value, "region"):
             return Response.json({"attr": value.region, "value": value})
         return Response.json({"value": value, "type": type(value).__name__})
-'''
+"""
 
-VARS_TOML = '''
+VARS_TOML = """
 [vars]
 API_HOST = "example.com"
 PORT = 8080
@@ -37,7 +37,7 @@ name = "staging-worker"
 API_HOST = "staging.example.com"
 
 [env.bare]
-'''
+"""
 
 
 def _get(url: str, name: str) -> httpx.Response:
@@ -56,8 +56,11 @@ def test_vars_strings_and_json_values(make_worker, run_worker):
 
 
 def test_dev_vars_override_vars_and_hide_values(make_worker, run_worker):
-    root = make_worker(ECHO_ENV, VARS_TOML, files={".dev.vars": 'SECRET_KEY="s3cret"\nSHARED=from-dev-vars\n',
-                                                    ".env": "FROM_DOTENV=ignored\n"})
+    root = make_worker(
+        ECHO_ENV,
+        VARS_TOML,
+        files={".dev.vars": 'SECRET_KEY="s3cret"\nSHARED=from-dev-vars\n', ".env": "FROM_DOTENV=ignored\n"},
+    )
     with run_worker(root) as server:
         assert _get(server.url, "SECRET_KEY").json()["value"] == "s3cret"
         assert _get(server.url, "SHARED").json()["value"] == "from-dev-vars"
@@ -75,12 +78,16 @@ def test_dev_vars_for_environment_replace_dev_vars(make_worker):
 
 
 def test_dotenv_files_merge_in_wrangler_order(make_worker):
-    root = make_worker(ECHO_ENV, "", files={
-        ".env": "A=env\nB=env\nC=env\nD=env\n",
-        ".env.staging": "B=env.staging\nC=env.staging\nD=env.staging\n",
-        ".env.local": "C=env.local\nD=env.local\n",
-        ".env.staging.local": "D=env.staging.local\n",
-    })
+    root = make_worker(
+        ECHO_ENV,
+        "",
+        files={
+            ".env": "A=env\nB=env\nC=env\nD=env\n",
+            ".env.staging": "B=env.staging\nC=env.staging\nD=env.staging\n",
+            ".env.local": "C=env.local\nD=env.local\n",
+            ".env.staging.local": "D=env.staging.local\n",
+        },
+    )
     host = WorkerHost.from_config(root, env_name="staging")
     assert [host.env.A, host.env.B, host.env.C, host.env.D] == ["env", "env.staging", "env.local", "env.staging.local"]
     plain = WorkerHost.from_config(root)
@@ -88,7 +95,9 @@ def test_dotenv_files_merge_in_wrangler_order(make_worker):
 
 
 def test_secrets_required_restricts_loaded_keys(make_worker):
-    root = make_worker(ECHO_ENV, '[secrets]\nrequired = ["TOKEN", "OTHER"]\n', files={".dev.vars": "TOKEN=t\nEXTRA=x\n"})
+    root = make_worker(
+        ECHO_ENV, '[secrets]\nrequired = ["TOKEN", "OTHER"]\n', files={".dev.vars": "TOKEN=t\nEXTRA=x\n"}
+    )
     host = WorkerHost.from_config(root)
     assert host.env.TOKEN == "t" and "EXTRA" not in host.env and host.dev_vars.missing == ["OTHER"]
 
@@ -123,7 +132,7 @@ def test_compatibility_settings_are_accepted(make_worker):
 
 
 def test_unsupported_binding_kinds_are_listed_and_explain_themselves(make_worker, run_worker):
-    code = '''
+    code = """
         from workers import WorkerEntrypoint, Response
 
         class Default(WorkerEntrypoint):
@@ -133,7 +142,7 @@ def test_unsupported_binding_kinds_are_listed_and_explain_themselves(make_worker
                 except RuntimeError as exc:
                     return Response(str(exc), status=501)
                 return Response("unreachable")
-    '''
+    """
     toml = '[[vectorize]]\nbinding = "SEARCH"\nindex_name = "my-index"\n'
     with run_worker(make_worker(code, toml)) as server:
         r = httpx.get(server.url)
@@ -143,7 +152,8 @@ def test_unsupported_binding_kinds_are_listed_and_explain_themselves(make_worker
 
 
 async def test_workers_env_module_level(make_worker):
-    root = make_worker('''
+    root = make_worker(
+        """
         from workers import WorkerEntrypoint, Response, env, patch_env
 
         AT_IMPORT = env.WHO
@@ -153,7 +163,9 @@ async def test_workers_env_module_level(make_worker):
                 with patch_env(WHO="patched"):
                     patched = env.WHO
                 return Response(f"{AT_IMPORT} {env.WHO} {patched}")
-    ''', '[vars]\nWHO = "me"\n')
+    """,
+        '[vars]\nWHO = "me"\n',
+    )
     from flarelet.runtime.request import Request
 
     host = WorkerHost.from_config(root, raise_on_load_error=True)
@@ -161,7 +173,7 @@ async def test_workers_env_module_level(make_worker):
     assert await response.text() == "me me patched"
 
 
-@pytest.mark.parametrize("bad", ["vars = 3", '[vars]\nWHEN = 1979-05-27T07:32:00Z'])
+@pytest.mark.parametrize("bad", ["vars = 3", "[vars]\nWHEN = 1979-05-27T07:32:00Z"])
 def test_bad_vars_are_config_errors(make_worker, bad):
     from flarelet.wrangler_compat.config import ConfigError
 

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-WORKER = '''
+WORKER = """
 from workers import WorkerEntrypoint, Response
 
 class Default(WorkerEntrypoint):
@@ -23,7 +23,7 @@ class Default(WorkerEntrypoint):
         if path == "size":
             return Response(str(len(await request.bytes())))
         return Response("ok")
-'''
+"""
 
 
 @pytest.fixture
@@ -90,15 +90,19 @@ def test_import_error_is_served_as_500_until_fixed(make_worker, run_worker):
     with run_worker(root) as server:
         r = httpx.get(server.url)
         assert r.status_code == 500 and "broken at import" in r.text
-        (root / "src/entry.py").write_text("from workers import Response\nasync def on_fetch(request):\n    return Response('fixed')\n")
+        (root / "src/entry.py").write_text(
+            "from workers import Response\nasync def on_fetch(request):\n    return Response('fixed')\n"
+        )
         assert server.host.reload_code()
         assert httpx.get(server.url).text == "fixed"
 
 
 def test_websocket_is_refused_cleanly(server):
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         reply = sock.recv(4096)
     assert not reply.startswith(b"HTTP/1.1 101")
     assert httpx.get(server.url + "/fine").text == "ok"

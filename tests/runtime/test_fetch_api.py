@@ -12,7 +12,7 @@ from flarelet.runtime.headers import Headers
 from flarelet.runtime.request import Request
 from flarelet.runtime.response import Response
 
-READER = '''
+READER = """
 import json
 from workers import WorkerEntrypoint, Response, Headers
 
@@ -73,7 +73,7 @@ class Default(WorkerEntrypoint):
                 total += len(chunk)
             return Response(str(total))
         return Response("?", status=404)
-'''
+"""
 
 
 @pytest.fixture
@@ -86,7 +86,11 @@ def test_request_text_json_bytes(server):
     assert httpx.post(server.url + "/text", content="héllo").text == "héllo"
     r = httpx.post(server.url + "/json", json={"a": [1, 2]})
     assert (r.status_code, r.json(), r.headers["x-kind"], r.headers["content-type"]) == (
-        201, {"got": {"a": [1, 2]}}, "json", "application/json")
+        201,
+        {"got": {"a": [1, 2]}},
+        "json",
+        "application/json",
+    )
     r = httpx.post(server.url + "/bytes", content=bytes([1, 2, 3, 255]))
     assert r.content == bytes([255, 3, 2, 1])
 
@@ -94,8 +98,13 @@ def test_request_text_json_bytes(server):
 def test_request_form_data_urlencoded_and_multipart(server):
     r = httpx.post(server.url + "/form", data={"name": "ada", "tag": ["x", "y"]})
     assert r.json() == {"fields": {"name": "ada", "tag": "y"}, "all_tags": ["x", "y"]}  # items() yields every entry
-    r = httpx.post(server.url + "/form", data={"name": "bob"}, files={"upload": ("notes.txt", b"file body", "text/plain")})
-    assert r.json()["fields"] == {"name": "bob", "upload": {"filename": "notes.txt", "type": "text/plain", "text": "file body"}}
+    r = httpx.post(
+        server.url + "/form", data={"name": "bob"}, files={"upload": ("notes.txt", b"file body", "text/plain")}
+    )
+    assert r.json()["fields"] == {
+        "name": "bob",
+        "upload": {"filename": "notes.txt", "type": "text/plain", "text": "file body"},
+    }
 
 
 def test_clone_and_single_use_body(server):

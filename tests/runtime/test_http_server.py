@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-WORKER = '''
+WORKER = """
 import asyncio
 from workers import WorkerEntrypoint, Response
 
@@ -23,7 +23,7 @@ class Default(WorkerEntrypoint):
                     await asyncio.sleep(0.05)
             return Response(body())
         return Response("hello " + path)
-'''
+"""
 
 
 @pytest.fixture
@@ -45,14 +45,19 @@ def raw_exchange(port: int, payload: bytes) -> bytes:
 
 
 def test_pipelined_requests_are_answered_in_order(server):
-    reply = raw_exchange(server.port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
-                                      b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reply = raw_exchange(
+        server.port,
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     assert reply.count(b"HTTP/1.1 200 OK") == 3
     assert reply.index(b"hello a") < reply.index(b"hello b") < reply.index(b"hello c")
 
 
 def test_head_and_204_have_no_body(server):
-    reply = raw_exchange(server.port, b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reply = raw_exchange(
+        server.port, b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     head, _, rest = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"content-length: 7" in head
     assert rest.startswith(b"HTTP/1.1 204")  # nothing between the HEAD reply and the next response

@@ -30,10 +30,14 @@ async def upstream_app(scope, receive, send):
     headers = [(b"content-type", b"application/json")]
     status = 200
     if path == "/echo":
-        payload = json.dumps({
-            "method": scope["method"], "query": scope["query_string"].decode(),
-            "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body.decode(),
-        }).encode()
+        payload = json.dumps(
+            {
+                "method": scope["method"],
+                "query": scope["query_string"].decode(),
+                "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                "body": body.decode(),
+            }
+        ).encode()
     elif path == "/redirect":
         status, headers, payload = 302, [(b"location", b"/echo?from=redirect")], b""
     elif path == "/gzip":
@@ -62,7 +66,7 @@ def upstream():
     sock.close()
 
 
-WORKER = '''
+WORKER = """
 from urllib.parse import urlparse, parse_qs
 from workers import WorkerEntrypoint, Response, Request, fetch
 
@@ -90,7 +94,7 @@ class Default(WorkerEntrypoint):
         r = await fetch(target)
         return Response.json({"status": r.status, "ok": r.ok, "url": r.url, "redirected": r.redirected,
                               "ctype": r.headers.get("content-type"), "body": await r.text()})
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +138,10 @@ def test_fetch_a_request_object(worker_server, upstream):
 def test_redirects_followed_or_manual(worker_server, upstream):
     data = ask(worker_server, upstream + "/redirect").json()
     assert data["redirected"] is True and data["url"].endswith("/echo?from=redirect")
-    assert ask(worker_server, upstream + "/redirect", "manual").json() == {"status": 302, "location": "/echo?from=redirect"}
+    assert ask(worker_server, upstream + "/redirect", "manual").json() == {
+        "status": 302,
+        "location": "/echo?from=redirect",
+    }
 
 
 def test_proxying_a_fetched_response_decompresses_and_keeps_status(worker_server, upstream):
@@ -150,8 +157,10 @@ def test_network_failure_is_a_type_error(worker_server, free_port):
 
 
 def test_httpx_is_not_imported_at_start(make_worker):
-    code = ("import sys; from flarelet.runtime.host import WorkerHost; import flarelet.runtime.server, flarelet.runtime.app; "
-            f"WorkerHost.from_config({str(make_worker(WORKER))!r}); "
-            "print(sorted(m for m in ('httpx', 'torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys; from flarelet.runtime.host import WorkerHost; import flarelet.runtime.server, flarelet.runtime.app; "
+        f"WorkerHost.from_config({str(make_worker(WORKER))!r}); "
+        "print(sorted(m for m in ('httpx', 'torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

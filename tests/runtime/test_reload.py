@@ -6,14 +6,14 @@ import time
 
 import httpx
 
-CODE = '''
+CODE = """
 from workers import WorkerEntrypoint, Response
 import helper
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return Response(f"{helper.VERSION} {self.env.MODE}")
-'''
+"""
 
 
 def wait_for(fn, timeout=15.0, rewrite=None):
@@ -41,14 +41,18 @@ def test_code_change_keeps_env_and_bindings(make_worker, run_worker):
         assert server.host.env is env_before and server.host.generation == generation
 
         config = root / "wrangler.toml"
-        assert wait_for(lambda: httpx.get(server.url).text == "2 b",
-                        rewrite=(config, config.read_text().replace('MODE = "a"', 'MODE = "b"')))
+        assert wait_for(
+            lambda: httpx.get(server.url).text == "2 b",
+            rewrite=(config, config.read_text().replace('MODE = "a"', 'MODE = "b"')),
+        )
         assert server.host.generation > generation
 
 
 def test_broken_config_edit_keeps_the_previous_config(make_worker, run_worker, caplog):
     root = make_worker(CODE, '[vars]\nMODE = "a"\n', files={"src/helper.py": "VERSION = 1\n"})
     with run_worker(root, watch=True) as server:
-        assert wait_for(lambda: "keeping the previous configuration" in caplog.text,
-                        rewrite=(root / "wrangler.toml", 'main = "src/entry.py"\n[vars\n'))
+        assert wait_for(
+            lambda: "keeping the previous configuration" in caplog.text,
+            rewrite=(root / "wrangler.toml", 'main = "src/entry.py"\n[vars\n'),
+        )
         assert httpx.get(server.url).text == "1 a"

@@ -27,7 +27,15 @@ async def test_all_first_raw_run_shapes(db: D1Database) -> None:
     assert inserted.meta.changes == 1 and inserted.meta.last_row_id == 1
     assert inserted.meta.changed_db is True
     assert inserted.meta.rows_written == 1
-    assert set(inserted.meta) >= {"duration", "changes", "last_row_id", "rows_read", "rows_written", "size_after", "served_by"}
+    assert set(inserted.meta) >= {
+        "duration",
+        "changes",
+        "last_row_id",
+        "rows_read",
+        "rows_written",
+        "size_after",
+        "served_by",
+    }
     await db.prepare("INSERT INTO users (email, score) VALUES (?1, ?2)").bind("b@x", 2).run()
 
     result = await db.prepare("SELECT id, email, score FROM users ORDER BY id").all()
@@ -37,14 +45,19 @@ async def test_all_first_raw_run_shapes(db: D1Database) -> None:
     assert result.meta.rows_read == 2 and result.meta.changes == 0 and result.meta.changed_db is False
 
     assert await db.prepare("SELECT * FROM users WHERE id = ?").bind(2).first() == {
-        "id": 2, "email": "b@x", "score": 2, "avatar": None,
+        "id": 2,
+        "email": "b@x",
+        "score": 2,
+        "avatar": None,
     }
     assert await db.prepare("SELECT email FROM users WHERE id = ?").bind(1).first("email") == "a@x"
     assert await db.prepare("SELECT email FROM users WHERE id = 99").first() is None
     assert await db.prepare("SELECT email FROM users WHERE id = 99").first("email") is None
     assert await db.prepare("SELECT id, email FROM users ORDER BY id").raw() == [[1, "a@x"], [2, "b@x"]]
     assert await db.prepare("SELECT id, email FROM users ORDER BY id").raw(columnNames=True) == [
-        ["id", "email"], [1, "a@x"], [2, "b@x"],
+        ["id", "email"],
+        [1, "a@x"],
+        [2, "b@x"],
     ]
     assert await db.prepare("SELECT id FROM users WHERE id = 1").raw({"columnNames": True}) == [["id"], [1]]
 
@@ -57,9 +70,11 @@ async def test_first_unknown_column(db: D1Database) -> None:
 
 
 async def test_bind_value_conversions(db: D1Database) -> None:
-    row = await db.prepare("SELECT ? AS n, ? AS t, ? AS b, ? AS f, ? AS whole, ? AS blob, ? AS arr").bind(
-        None, "txt", True, 2.5, 3.0, b"\x00\xff", [1, 2, 3]
-    ).first()
+    row = (
+        await db.prepare("SELECT ? AS n, ? AS t, ? AS b, ? AS f, ? AS whole, ? AS blob, ? AS arr")
+        .bind(None, "txt", True, 2.5, 3.0, b"\x00\xff", [1, 2, 3])
+        .first()
+    )
     assert row == {"n": None, "t": "txt", "b": 1, "f": 2.5, "whole": 3, "blob": [0, 255], "arr": [1, 2, 3]}
     await db.prepare("INSERT INTO users (email, avatar) VALUES (?, ?)").bind("p", b"\x89PNG").run()
     assert await db.prepare("SELECT avatar FROM users").first("avatar") == [0x89, 0x50, 0x4E, 0x47]
@@ -111,7 +126,11 @@ async def test_constraint_errors(db: D1Database) -> None:
 
 
 async def test_multiple_statements_in_one_prepare(db: D1Database) -> None:
-    result = await db.prepare("INSERT INTO users (email) VALUES ('x'); SELECT email FROM users WHERE email = ?").bind("x").all()
+    result = (
+        await db.prepare("INSERT INTO users (email) VALUES ('x'); SELECT email FROM users WHERE email = ?")
+        .bind("x")
+        .all()
+    )
     assert result.results == [{"email": "x"}]
     with pytest.raises(JsException) as info:
         await db.prepare("SELECT ?; SELECT ?").bind(1).all()
@@ -184,11 +203,13 @@ async def test_configurable_limits() -> None:
 
 
 async def test_meta_last_row_id_and_changes(db: D1Database) -> None:
-    res = await db.batch([
-        db.prepare("INSERT INTO users (email) VALUES ('a')"),
-        db.prepare("INSERT INTO users (email) VALUES ('b')"),
-        db.prepare("UPDATE users SET score = 1"),
-    ])
+    res = await db.batch(
+        [
+            db.prepare("INSERT INTO users (email) VALUES ('a')"),
+            db.prepare("INSERT INTO users (email) VALUES ('b')"),
+            db.prepare("UPDATE users SET score = 1"),
+        ]
+    )
     assert [r.meta.last_row_id for r in res[:2]] == [1, 2]
     assert res[2].meta.changes == 2
 

@@ -65,7 +65,10 @@ async def test_migrations_apply_then_binding_sees_them(project: Path, capsys) ->
 
     db = D1Database.open(project / ".wrangler" / "state", "5a1e0c2e-0000-4000-8000-000000000001")
     rows = await db.prepare("SELECT text FROM quotes ORDER BY id").raw()
-    assert rows == [["Simplicity is prerequisite for reliability."], ["Premature optimization is the root of all evil."]]
+    assert rows == [
+        ["Simplicity is prerequisite for reliability."],
+        ["Premature optimization is the root of all evil."],
+    ]
     applied = await db.prepare("SELECT name FROM d1_migrations ORDER BY id").raw()
     assert applied == [["0001_create.sql"], ["0002_seed.sql"]]
     await db.aclose()
@@ -73,8 +76,16 @@ async def test_migrations_apply_then_binding_sees_them(project: Path, capsys) ->
 
 def test_execute_command_json(project: Path, capsys) -> None:
     run(capsys, "d1", "migrations", "apply", "DB")
-    code, out, _ = run(capsys, "d1", "execute", "DB", "--local", "--json", "--command",
-                       "SELECT count(*) AS n FROM quotes; SELECT id FROM quotes WHERE id = 2")
+    code, out, _ = run(
+        capsys,
+        "d1",
+        "execute",
+        "DB",
+        "--local",
+        "--json",
+        "--command",
+        "SELECT count(*) AS n FROM quotes; SELECT id FROM quotes WHERE id = 2",
+    )
     assert code == 0
     results = json.loads(out)
     assert [r["results"] for r in results] == [[{"n": 2}], [{"id": 2}]]
@@ -107,8 +118,9 @@ def test_a_failing_migration_is_rolled_back(project: Path, capsys) -> None:
     (project / "migrations" / "0003_broken.sql").write_text("CREATE TABLE half (x);\nINSERT INTO nowhere VALUES (1);\n")
     code, out, err = run(capsys, "d1", "migrations", "apply", "DB")
     assert code == 1 and "0003_broken.sql" in err and "no such table: nowhere" in err
-    code, out, _ = run(capsys, "d1", "execute", "DB", "--json", "--command",
-                       "SELECT name FROM sqlite_master WHERE name = 'half'")
+    code, out, _ = run(
+        capsys, "d1", "execute", "DB", "--json", "--command", "SELECT name FROM sqlite_master WHERE name = 'half'"
+    )
     assert json.loads(out)[0]["results"] == []  # the half-applied migration left nothing
     code, out, _ = run(capsys, "d1", "migrations", "list", "DB")
     assert "0003_broken.sql" in out and "0002_seed.sql" not in out
@@ -137,7 +149,10 @@ def test_persist_to_option(project: Path, capsys, tmp_path: Path) -> None:
 def test_console_script(project: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "flarelet", "d1", "execute", "DB", "--json", "--command", "SELECT 40 + 2 AS answer"],
-        capture_output=True, text=True, timeout=60, cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=project,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["results"] == [{"answer": 42}]

@@ -24,8 +24,13 @@ def project(tmp_path: Path) -> Path:
     """A copy of the example (its .wrangler/state lands in tmp), with migrations applied by the CLI."""
     target = tmp_path / "storage"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".wrangler", "__pycache__"))
-    out = subprocess.run([sys.executable, "-m", "flarelet", "d1", "migrations", "apply", "DB", "--local"],
-                         cwd=target, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "flarelet", "d1", "migrations", "apply", "DB", "--local"],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0001_notes.sql" in out.stdout
     return target
@@ -45,7 +50,12 @@ def poll_json(client: httpx.Client, path: str, done, timeout: float = 30.0) -> d
 def test_storage_example_survives_restarts(project: Path, serve_worker) -> None:
     payload = os.urandom(200_000)
     with serve_worker(project) as worker, httpx.Client(base_url=worker.url, timeout=30) as client:
-        for name in ("env.KV (5d8f6d3f6f4b4a4c9b1c0e1f2a3b4c5d)", "env.DB (notes)", "env.FILES (files)", "env.JOBS (jobs)"):
+        for name in (
+            "env.KV (5d8f6d3f6f4b4a4c9b1c0e1f2a3b4c5d)",
+            "env.DB (notes)",
+            "env.FILES (files)",
+            "env.JOBS (jobs)",
+        ):
             assert name in worker.output
         # KV
         assert client.put("/kv/greeting", content="hello").status_code == 201
@@ -103,9 +113,21 @@ def test_d1_cli_sees_what_the_server_wrote(project: Path, serve_worker) -> None:
         assert client.post("/notes", json={"text": "from the worker"}).status_code == 201
         # the CLI and the running server share the database file
         out = subprocess.run(
-            [sys.executable, "-m", "flarelet", "d1", "execute", "DB", "--json", "--command",
-             "INSERT INTO notes (text) VALUES ('from the cli'); SELECT text FROM notes ORDER BY id"],
-            cwd=project, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "flarelet",
+                "d1",
+                "execute",
+                "DB",
+                "--json",
+                "--command",
+                "INSERT INTO notes (text) VALUES ('from the cli'); SELECT text FROM notes ORDER BY id",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert '"from the worker"' in out.stdout and '"from the cli"' in out.stdout

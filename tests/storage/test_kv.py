@@ -108,7 +108,10 @@ async def test_expiry_is_honoured(kv: KVNamespace, clock) -> None:
     ("options", "message"),
     [
         ({"expirationTtl": 30}, "KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60."),
-        ({"expirationTtl": 0}, "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater than 0."),
+        (
+            {"expirationTtl": 0},
+            "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater than 0.",
+        ),
         ({"expirationTtl": "soon"}, "Invalid expiration_ttl of soon. Please specify integer greater than 0."),
     ],
 )
@@ -134,7 +137,9 @@ async def test_illegal_key_names_are_type_errors(kv: KVNamespace, bad: str) -> N
         with pytest.raises(TypeError) as info:
             await call
         assert isinstance(info.value, JsException) and info.value.name == "TypeError"
-    with pytest.raises(TypeError, match="Key name cannot be empty." if bad == "" else f'"{bad}" is not allowed as a key name.'):
+    with pytest.raises(
+        TypeError, match="Key name cannot be empty." if bad == "" else f'"{bad}" is not allowed as a key name.'
+    ):
         await kv.get(bad)
 
 

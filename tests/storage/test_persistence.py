@@ -46,7 +46,11 @@ async def write_everything(env) -> None:
 
 
 async def check_everything(env) -> None:
-    assert (await env["KV"].getWithMetadata("greeting")) == {"value": "hello", "metadata": {"v": 1}, "cacheStatus": None}
+    assert (await env["KV"].getWithMetadata("greeting")) == {
+        "value": "hello",
+        "metadata": {"v": 1},
+        "cacheStatus": None,
+    }
     assert await env["DB"].prepare("SELECT body FROM notes").first("body") == "remember me"
     photo = await env["BUCKET"].get("photos/cat.jpg")
     assert await photo.arrayBuffer() == b"\xff\xd8meow" and photo.httpMetadata.contentType == "image/jpeg"

@@ -8,7 +8,8 @@ runtime's does: build a batch, call the handler, report Miniflare's ``FetcherQue
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from flarelet.bindings.queues import QueueConsumerConfig, QueueLimits, QueuesHub
 
 
 class FakeMessage:
-    def __init__(self, batch: "FakeBatch", raw: dict) -> None:
+    def __init__(self, batch: FakeBatch, raw: dict) -> None:
         self._batch = batch
         self.id = raw["id"]
         self.timestamp = raw["timestamp"]
@@ -29,7 +30,9 @@ class FakeMessage:
         self._batch.acks.append(self.id)
 
     def retry(self, delaySeconds: int | None = None) -> None:
-        self._batch.retries.append({"msgId": self.id, **({"delaySeconds": delaySeconds} if delaySeconds is not None else {})})
+        self._batch.retries.append(
+            {"msgId": self.id, **({"delaySeconds": delaySeconds} if delaySeconds is not None else {})}
+        )
 
 
 class FakeBatch:
@@ -77,7 +80,9 @@ class FakeHost:
         return [m["body"] for q, msgs in self.batches if queue in (None, q) for m in msgs]
 
 
-def make_hub(*consumers: QueueConsumerConfig, host: FakeHost | None = None, limits: QueueLimits = QueueLimits()) -> QueuesHub:
+def make_hub(
+    *consumers: QueueConsumerConfig, host: FakeHost | None = None, limits: QueueLimits = QueueLimits()
+) -> QueuesHub:
     hub = QueuesHub(limits)
     for consumer in consumers:
         hub.add_consumer(consumer)
@@ -129,10 +134,12 @@ async def test_send_batch_options(until) -> None:
     host = FakeHost()
     hub = make_hub(QueueConsumerConfig(queue="q", max_batch_size=10, max_batch_timeout=0.05), host=host)
     queue = WorkerQueue(hub, "q")
-    await queue.sendBatch([
-        {"body": "late", "contentType": "text", "delaySeconds": 1},
-        {"body": "early", "contentType": "text"},
-    ])
+    await queue.sendBatch(
+        [
+            {"body": "late", "contentType": "text", "delaySeconds": 1},
+            {"body": "early", "contentType": "text"},
+        ]
+    )
     await until(lambda: len(host.bodies()) == 2)
     assert host.bodies() == ["early", "late"]  # the delayed message comes in a later batch
     await hub.aclose()
@@ -262,8 +269,11 @@ async def test_limits() -> None:
 
 
 async def test_limits_are_configurable() -> None:
-    hub = make_hub(QueueConsumerConfig(queue="q", max_batch_timeout=60), host=FakeHost(),
-                   limits=QueueLimits(max_message_bytes=4, max_batch_messages=2))
+    hub = make_hub(
+        QueueConsumerConfig(queue="q", max_batch_timeout=60),
+        host=FakeHost(),
+        limits=QueueLimits(max_message_bytes=4, max_batch_messages=2),
+    )
     queue = WorkerQueue(hub, "q")
     await queue.send("abcd", contentType="text")
     with pytest.raises(JsException, match="exceeds limit of 4"):
@@ -282,7 +292,10 @@ async def test_plugin_config_and_lifecycle(until) -> None:
         "consumers": [{"queue": "jobs", "max_batch_size": 3, "max_batch_timeout": 0.01}],
     }
     infos = plugin.create(section, ctx)
-    assert [(i.name, i.type_label, i.resource) for i in infos] == [("JOBS", "Queue", "jobs"), ("LATER", "Queue", "jobs")]
+    assert [(i.name, i.type_label, i.resource) for i in infos] == [
+        ("JOBS", "Queue", "jobs"),
+        ("LATER", "Queue", "jobs"),
+    ]
     host = FakeHost()
     ctx.host = host
     await plugin.start(ctx)
@@ -299,7 +312,10 @@ async def test_plugin_config_and_lifecycle(until) -> None:
         ({"consumers": [{"queue": "q", "max_batch_timeout": 61}]}, "queues.consumers[0].max_batch_timeout"),
         ({"consumers": [{"queue": "q", "max_retries": -1}]}, "queues.consumers[0].max_retries"),
         ({"producers": [{"queue": "q"}]}, "queues.producers[0].binding"),
-        ({"producers": [{"binding": "A", "queue": "q", "delivery_delay": 50000}]}, "queues.producers[0].delivery_delay"),
+        (
+            {"producers": [{"binding": "A", "queue": "q", "delivery_delay": 50000}]},
+            "queues.producers[0].delivery_delay",
+        ),
         ({"consumers": [{"queue": "q"}, {"queue": "q"}]}, "queues.consumers[1].queue"),
         ([], "queues"),
     ],

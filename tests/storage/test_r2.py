@@ -288,7 +288,9 @@ async def small_parts(backend):
 
 async def test_multipart_upload(small_parts: R2Bucket) -> None:
     r2 = small_parts
-    upload = await r2.createMultipartUpload("video", httpMetadata={"contentType": "video/mp4"}, customMetadata={"x": "1"})
+    upload = await r2.createMultipartUpload(
+        "video", httpMetadata={"contentType": "video/mp4"}, customMetadata={"x": "1"}
+    )
     assert upload.key == "video" and upload.uploadId
     part2 = await upload.uploadPart(2, b"4567")
     part1 = await upload.uploadPart(1, b"0123")
@@ -296,9 +298,7 @@ async def test_multipart_upload(small_parts: R2Bucket) -> None:
     assert part1.partNumber == 1 and part1.etag
     assert await r2.head("video") is None  # in-progress uploads are invisible
     obj = await upload.complete([part1, part2, part3])
-    expected_etag = hashlib.md5(
-        b"".join(hashlib.md5(p).digest() for p in (b"0123", b"4567", b"89"))
-    ).hexdigest() + "-3"
+    expected_etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in (b"0123", b"4567", b"89"))).hexdigest() + "-3"
     assert obj.etag == expected_etag and obj.size == 10
     got = await r2.get("video")
     assert await got.text() == "0123456789"

@@ -11,9 +11,8 @@ Routes:
 
 from urllib.parse import parse_qs, urlparse
 
-from workers import Response, WorkerEntrypoint
-
 from counters import counters
+from workers import Response, WorkerEntrypoint
 
 
 class Default(WorkerEntrypoint):

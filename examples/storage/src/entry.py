@@ -76,11 +76,13 @@ class Default(WorkerEntrypoint):
         bucket = self.env.FILES
         if key is None:
             listing = await bucket.list(prefix=query.get("prefix"), delimiter=query.get("delimiter"))
-            return Response.json({
-                "objects": [{"key": o.key, "size": o.size, "etag": o.etag} for o in listing.objects],
-                "prefixes": listing.delimitedPrefixes,
-                "truncated": listing.truncated,
-            })
+            return Response.json(
+                {
+                    "objects": [{"key": o.key, "size": o.size, "etag": o.etag} for o in listing.objects],
+                    "prefixes": listing.delimitedPrefixes,
+                    "truncated": listing.truncated,
+                }
+            )
         if request.method == "PUT":
             content_type = request.headers.get("content-type") or "application/octet-stream"
             stored = await bucket.put(key, await request.bytes(), httpMetadata={"contentType": content_type})
@@ -91,7 +93,10 @@ class Default(WorkerEntrypoint):
         obj = await bucket.get(key, range=request.headers if request.headers.get("range") else None)
         if obj is None:
             return error("no such file", 404)
-        headers = {"etag": obj.httpEtag, "content-type": obj.httpMetadata.get("contentType", "application/octet-stream")}
+        headers = {
+            "etag": obj.httpEtag,
+            "content-type": obj.httpMetadata.get("contentType", "application/octet-stream"),
+        }
         status = 200
         if request.headers.get("range"):
             start, length = obj.range["offset"], obj.range["length"]
@@ -117,12 +122,16 @@ class Default(WorkerEntrypoint):
             job = message.body
             if batch.queue == "jobs-dlq":
                 # retries exhausted: remember where the job ended up
-                await self.env.KV.put(f"dead:{job['id']}", json.dumps({"task": job["task"], "attempts": message.attempts}))
+                await self.env.KV.put(
+                    f"dead:{job['id']}", json.dumps({"task": job["task"], "attempts": message.attempts})
+                )
                 message.ack()
             elif job["task"] == "fail":
                 message.retry()
             else:
-                await self.env.DB.prepare(
-                    "INSERT OR REPLACE INTO jobs (id, task, result, attempts) VALUES (?, ?, ?, ?)"
-                ).bind(job["id"], job["task"], job["text"].upper(), message.attempts).run()
+                await (
+                    self.env.DB.prepare("INSERT OR REPLACE INTO jobs (id, task, result, attempts) VALUES (?, ?, ?, ?)")
+                    .bind(job["id"], job["task"], job["text"].upper(), message.attempts)
+                    .run()
+                )
                 message.ack()

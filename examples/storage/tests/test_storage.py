@@ -43,9 +43,16 @@ async def test_r2_files_with_ranges(app):
 
 
 async def test_queue_handler_directly(app):
-    result = await app.queue("jobs", bodies=[{"id": "j1", "task": "upper", "text": "shout"}, {"id": "j2", "task": "fail"}])
+    result = await app.queue(
+        "jobs", bodies=[{"id": "j1", "task": "upper", "text": "shout"}, {"id": "j2", "task": "fail"}]
+    )
     assert result.acked("message-0") and result.retried("message-1")
-    assert await (await app.fetch("/jobs/j1")).json() == {"status": "done", "task": "upper", "result": "SHOUT", "attempts": 1}
+    assert await (await app.fetch("/jobs/j1")).json() == {
+        "status": "done",
+        "task": "upper",
+        "result": "SHOUT",
+        "attempts": 1,
+    }
     dead = await app.queue("jobs-dlq", [{"body": {"id": "j2", "task": "fail"}, "attempts": 3}])
     assert dead.explicit_acks == ["message-0"]
     assert await (await app.fetch("/jobs/j2")).json() == {"status": "dead", "task": "fail", "attempts": 3}

@@ -4,9 +4,8 @@ import asyncio
 import json
 from urllib.parse import parse_qs, urlparse
 
-from workers import Response, WorkerEntrypoint, fetch
-
 from state import events
+from workers import Response, WorkerEntrypoint, fetch
 
 
 class Default(WorkerEntrypoint):
@@ -17,13 +16,15 @@ class Default(WorkerEntrypoint):
         if path == "/" or path.startswith("/api/"):
             return Response(f"{self.env.GREETING} from {path}")
         if path == "/echo":
-            return Response.json({
-                "method": request.method,
-                "url": request.url,
-                "headers": dict(request.headers.items()),
-                "body": await request.text(),
-                "colo": (request.cf or {}).get("colo"),
-            })
+            return Response.json(
+                {
+                    "method": request.method,
+                    "url": request.url,
+                    "headers": dict(request.headers.items()),
+                    "body": await request.text(),
+                    "colo": (request.cf or {}).get("colo"),
+                }
+            )
         if path == "/boom":
             raise RuntimeError("boom from the worker")
         if path == "/later":
@@ -36,6 +37,7 @@ class Default(WorkerEntrypoint):
             self.ctx.waitUntil(later())
             return Response("scheduled for later")
         if path == "/later-fails":
+
             async def fails():
                 raise ValueError("waitUntil work failed")
 
@@ -57,8 +59,11 @@ class Default(WorkerEntrypoint):
             value = await self.env.KV.get(query["key"])
             return Response(value if value is not None else "missing", status=200 if value is not None else 404)
         if path == "/env":
-            return Response.json({name: _plain(getattr(self.env, name)) for name in query.get("names", "").split(",") if name})
+            return Response.json(
+                {name: _plain(getattr(self.env, name)) for name in query.get("names", "").split(",") if name}
+            )
         if path == "/stream":
+
             async def chunks():
                 for i in range(3):
                     await asyncio.sleep(0)
@@ -66,7 +71,9 @@ class Default(WorkerEntrypoint):
 
             return Response(chunks(), headers={"content-type": "text/plain"})
         if path == "/ai":
-            result = await self.env.AI.run(query.get("model", "@cf/openai/whisper-tiny-en"), {"audio": list(await request.bytes())})
+            result = await self.env.AI.run(
+                query.get("model", "@cf/openai/whisper-tiny-en"), {"audio": list(await request.bytes())}
+            )
             return Response.json(result)
         return Response("not found", status=404)
 
