@@ -12,7 +12,7 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
-  would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
+  would otherwise add beam search from the checkpoint's generation config), sequential long-form;
 * ``fw``           -- faster-whisper, ``compute_type="int8"``, ``beam_size=1``, its defaults
   otherwise (segments only);
 * ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet).
