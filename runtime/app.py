@@ -8,7 +8,13 @@ served by a Starlette app that is only built, and only entered, when a plugin de
 Per request: enforce the body-size limit (413, Cloudflare's 100 MB by default), build the
 ``Request``, let :meth:`WorkerHost.serve` answer it, send the ``Response`` (streamed if its body is
 an iterator), start the request's ``waitUntil`` work, and write one log line
-``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's.
+``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's (control characters escaped, so a URL
+cannot forge a line or drive the terminal).
+
+Failures never pass for success: a body whose client disconnected before sending all of it
+reaches the worker as a body whose reading raises (nothing partial is ever handed out as whole);
+a streamed response whose body raises, or runs past the CPU limit, is aborted without the
+terminating chunk, so the client sees a truncated transfer rather than a complete one.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
-from .body import chunk_bytes
+from .body import aborted_body, chunk_bytes
+from .cpu_limit import CpuLimitExceeded, ShutdownInterrupt
+from .errors import error_response
 from .host import WorkerHost
+from .logs import escape_controls
 from .request import Request
 from .response import Response
 
@@ -60,6 +69,19 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+class ResponseAborted(Exception):  # noqa: N818
+    """Raised to the server after a streamed body failed: it closes the connection mid-body."""
+
+
+class _Aborted:
+    """What :meth:`DevApp._read_body` returns when the client left before the body was complete."""
+
+    __slots__ = ("received",)
+
+    def __init__(self, received: int) -> None:
+        self.received = received
+
+
 class RequestLog:
     """Writes one line per request; batched to one flush per loop turn to keep the hot path cheap."""
 
@@ -72,7 +94,10 @@ class RequestLog:
         pending = self._pending
         if not pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        pending.append(f"[flarelet:info] {method} {path} {status} {_PHRASES.get(status, '')} ({millis:.0f}ms)\n")
+        pending.append(
+            f"[flarelet:info] {escape_controls(method)} {escape_controls(path)} {status} "
+            f"{_PHRASES.get(status, '')} ({millis:.0f}ms)\n"
+        )
 
     def _flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -176,6 +201,8 @@ class DevApp:
             await self._too_large(send, -1, limit)
             self._log(method, path, 413, started)
             return
+        if isinstance(body, _Aborted):
+            body = aborted_body(body.received, content_length if content_length >= 0 else None)
 
         if not host_header:
             server = scope.get("server") or ("127.0.0.1", 8787)
@@ -189,7 +216,12 @@ class DevApp:
         request = Request._incoming(url, method, raw_headers, body or None, cf)
         ctx = host.dispatcher.new_context()
         response = await host.serve(request, ctx, path=path, query=query)
-        status = await self._send(send, response, method)
+        try:
+            status = await self._send(send, response, method, ctx, request)
+        except ResponseAborted:
+            ctx.flush()
+            self._log(method, path, response._status, started)
+            raise
         ctx.flush()
         self._log(method, path, status, started)
 
@@ -199,8 +231,11 @@ class DevApp:
             request_log.write(method, path, status, (time.perf_counter() - started) * 1000.0)
 
     @staticmethod
-    async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    async def _read_body(receive: Receive, limit: int) -> bytes | _Aborted | None:
+        """The whole body; ``None`` past ``limit``; :class:`_Aborted` if the client left before its end."""
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return _Aborted(0)
         body = message.get("body", b"")
         size = len(body)
         if size > limit:
@@ -211,7 +246,7 @@ class DevApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return _Aborted(size)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -241,10 +276,20 @@ class DevApp:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _send(self, send: Send, response: Response, method: str) -> int:
+    async def _send(
+        self, send: Send, response: Response, method: str, ctx: Any = None, request: Request | None = None
+    ) -> int:
         status = response._status
         headers = response._headers._items
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        try:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        except UnicodeEncodeError as exc:  # set around Headers' checks: still the worker's error, not a bare 500
+            error = TypeError(f"Invalid header value (not ISO-8859-1): {exc.object!r}")
+            log.error("%s: %s", method, error)
+            accept = request.headers.get("accept") if request is not None else None
+            response = error_response(error, accept)
+            status, headers = response._status, response._headers._items
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         body = response._body
         if body is None or isinstance(body, bytes):
             if status not in _NO_BODY_STATUSES:
@@ -257,13 +302,25 @@ class DevApp:
             await send({"type": "http.response.body", "body": body or b""})
             return status
         await send({"type": "http.response.start", "status": status, "headers": raw})
+        meter = getattr(ctx, "cpu", None)
         try:
-            async for chunk in body:
+            while True:
+                step = body.__anext__()
+                try:
+                    chunk = await (step if meter is None else meter.run(step))
+                except StopAsyncIteration:
+                    break
                 data = chunk_bytes(chunk)
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-        except Exception:  # noqa: BLE001 - headers are sent: log, then end the response
-            log.exception("Uncaught exception while streaming the response body (%s)", method)
+        except Exception as exc:  # noqa: BLE001 - headers are sent: log, then cut the response short
+            log.error(
+                "Uncaught exception while streaming the response body (%s); connection aborted", method, exc_info=exc
+            )
+            raise ResponseAborted from exc
+        except (CpuLimitExceeded, ShutdownInterrupt) as exc:
+            log.error("%s while streaming the response body (%s); connection aborted", exc, method)
+            raise ResponseAborted from exc
         await send({"type": "http.response.body", "body": b""})
         return status
 

@@ -9,6 +9,10 @@ url)`` asks the asset server directly from worker code.
 ``html_handling`` follows the default ``auto-trailing-slash`` rules: ``/about`` serves
 ``about.html`` or redirects to ``/about/`` when only ``about/index.html`` exists, and
 ``/about.html`` redirects to ``/about``. Responses carry ``ETag`` and honour ``If-None-Match``.
+
+Only files inside the directory are ever served: a URL path is resolved (symlinks followed) and
+refused when the result lies outside it, so neither ``..`` nor a symlink to ``/etc/passwd`` or to
+a parent folder can leave it; links between files inside the folder still work.
 """
 
 from __future__ import annotations
@@ -53,7 +57,13 @@ class AssetServer:
         if any(p in ("..", ".") or "\0" in p or "\\" in p for p in parts):
             return None
         candidate = self.directory.joinpath(*parts) if parts else self.directory
-        return candidate if candidate.is_file() else None
+        try:
+            real = candidate.resolve()
+        except (OSError, RuntimeError):  # a symlink loop, a name the OS refuses
+            return None
+        if not real.is_relative_to(self.directory) or not real.is_file():
+            return None
+        return real
 
     def resolve(self, url_path: str) -> tuple[str, Path | str] | None:
         """``("file", path)``, ``("redirect", location)``, or ``None`` when nothing matches."""

@@ -300,6 +300,20 @@ async def _iter_chunks(source: Iterable[Any]) -> BodyStream:
         yield chunk
 
 
+class RequestBodyAborted(TypeError):
+    """Reading a request body whose client went away before sending all of it (workerd's
+    "Network connection lost."): the part that did arrive is never handed out as the whole."""
+
+
+async def aborted_body(received: int, expected: int | None) -> BodyStream:
+    """The body of a request whose upload was cut short: reading it raises :class:`RequestBodyAborted`."""
+    of = f" of {expected}" if expected is not None else ""
+    raise RequestBodyAborted(
+        f"Network connection lost. (the client disconnected after sending {received}{of} bytes of the request body)"
+    )
+    yield b""  # pragma: no cover - makes this an async generator
+
+
 def chunk_bytes(chunk: Any) -> builtins.bytes:
     """One streamed chunk as bytes (``str`` is UTF-8 encoded, as a JS text encoder would)."""
     if isinstance(chunk, builtins.bytes):

@@ -80,7 +80,7 @@ class BackgroundTasks:
 class ExecutionContext:
     """``ctx`` / ``self.ctx``: ``waitUntil``, ``passThroughOnException`` (Cloudflare's names and snake_case)."""
 
-    __slots__ = ("_tracker", "_deferred", "_flushed", "_tasks", "_env", "passing_through", "props")
+    __slots__ = ("_tracker", "_deferred", "_flushed", "_tasks", "_env", "passing_through", "props", "cpu")
 
     def __init__(self, tracker: BackgroundTasks, env: Any = None) -> None:
         self._tracker = tracker
@@ -90,6 +90,8 @@ class ExecutionContext:
         self._flushed = False
         self.passing_through = False
         self.props: dict[str, Any] = {}
+        #: the invocation's CPU meter (:mod:`flarelet.runtime.cpu_limit`), set when its handler runs
+        self.cpu: Any = None
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:  # noqa: N802 - Cloudflare's name
         if not inspect.isawaitable(awaitable):

@@ -7,7 +7,10 @@ through this class, so a request behaves the same whichever way it arrives. It o
   called with workerd's relaxed arity (``fetch(self)`` works);
 * the execution context and the ``waitUntil`` work it leaves (:class:`BackgroundTasks`);
 * failure containment: an exception, a missing handler, or a non-``Response`` result becomes a
-  500 (logged with its traceback) — the caller always gets a ``Response`` back.
+  500 (logged with its traceback) — the caller always gets a ``Response`` back;
+* the CPU limit (``[limits] cpu_ms``): every handler call is metered and interrupted past the
+  limit (:mod:`flarelet.runtime.cpu_limit`); a fetch then gets Cloudflare's error 1102, a
+  scheduled or queue event the outcome ``exceededCpu``.
 
 No socket is involved: ``await dispatcher.fetch(Request("http://localhost/"))`` works in-process.
 """
@@ -21,8 +24,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
+from .cpu_limit import DEFAULT_CPU_MS, CpuLimitExceeded, ShutdownInterrupt, watchdog
 from .env import Env
-from .errors import HandlerResultError, MissingHandlerError, describe_result, error_response
+from .errors import (
+    HandlerResultError,
+    MissingHandlerError,
+    cpu_limit_response,
+    describe_result,
+    error_response,
+    shutting_down_response,
+)
 from .loader import WorkerLoadError, WorkerModule
 from .queue_batch import MessageBatch
 from .request import Request
@@ -47,6 +58,8 @@ class WorkerDispatcher:
         self.load_error = load_error
         self.log = log or logging.getLogger("flarelet")
         self.background = BackgroundTasks()
+        #: CPU milliseconds per invocation (``[limits] cpu_ms``; set by the host from the config)
+        self.cpu_ms: int = DEFAULT_CPU_MS
 
     # -- contexts ------------------------------------------------------------------------------
     def new_context(self) -> ExecutionContext:
@@ -62,17 +75,19 @@ class WorkerDispatcher:
         if worker is None:
             raise self.load_error or WorkerLoadError("no worker is loaded")
         env = self.env
+        meter = ctx.cpu = watchdog().meter(self.cpu_ms, f" in {event}()")
         token_ctx = current_context.set(ctx)
         token_env = current_env.set(env)
         try:
             try:
-                result = worker.call(event, ctx, env, (first, env, ctx))
+                with meter.step():
+                    result = worker.call(event, ctx, env, (first, env, ctx))
             except LookupError as exc:
                 if exc.args == (event,) and type(exc) is LookupError:
                     raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
                 raise
             if inspect.isawaitable(result):
-                result = await result
+                result = await meter.run(result)
             return result
         finally:
             current_env.reset(token_env)
@@ -98,6 +113,12 @@ class WorkerDispatcher:
             return result  # type: ignore[return-value]
         except Exception as exc:  # noqa: BLE001 - contained: becomes a 500 page
             return self._failure(exc, request)
+        except CpuLimitExceeded as exc:
+            self.log.error("%s %s: %s", request.method, request.url, exc)
+            return cpu_limit_response(exc, request.headers.get("accept"))
+        except ShutdownInterrupt:
+            self.log.warning("%s %s: stopped, the server is shutting down", request.method, request.url)
+            return shutting_down_response()
         finally:
             if own:
                 ctx.flush()
@@ -125,6 +146,9 @@ class WorkerDispatcher:
         except Exception as exc:  # noqa: BLE001
             self._log_event_failure("scheduled", exc)
             outcome = "exception"
+        except CpuLimitExceeded as exc:
+            self.log.error("scheduled event: %s", exc)
+            outcome = "exceededCpu"
         for exc in await ctx.settle():
             self.log.error("Uncaught exception in waitUntil() of scheduled event", exc_info=exc)
             outcome = "exception"
@@ -140,6 +164,9 @@ class WorkerDispatcher:
         except Exception as exc:  # noqa: BLE001
             self._log_event_failure("queue", exc)
             outcome = "exception"
+        except CpuLimitExceeded as exc:
+            self.log.error("queue event: %s", exc)
+            outcome = "exceededCpu"
         for exc in await ctx.settle():
             self.log.error("Uncaught exception in waitUntil() of queue event", exc_info=exc)
             outcome = "exception"

@@ -54,3 +54,27 @@ def error_response(exc: BaseException, accept: str | None, details: str | None =
         body = f"{title}\n\n{trace}"
         ctype = "text/plain;charset=UTF-8"
     return Response._from_parts(500, Headers({"content-type": ctype}), body.encode())
+
+
+def cpu_limit_response(exc: BaseException, accept: str | None) -> Response:
+    """Cloudflare's error 1102 ("Worker exceeded resource limits", HTTP 503) for a request past ``cpu_ms``."""
+    if accept and "text/html" in accept:
+        body = (
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Worker exceeded resource limits</title>'
+            "</head><body><h1>Error 1102</h1><h2>Worker exceeded resource limits</h2>"
+            f"<p>{html.escape(str(exc))}</p></body></html>"
+        )
+        ctype = "text/html;charset=UTF-8"
+    else:
+        body = f"error code: 1102\n\nWorker exceeded resource limits: {exc}\n"
+        ctype = "text/plain;charset=UTF-8"
+    return Response._from_parts(503, Headers({"content-type": ctype}), body.encode())
+
+
+def shutting_down_response() -> Response:
+    """What a request still running when the server stops gets (if its client is still there)."""
+    return Response._from_parts(
+        503,
+        Headers({"content-type": "text/plain;charset=UTF-8", "connection": "close"}),
+        b"the server is shutting down\n",
+    )

@@ -180,4 +180,13 @@ def _check_value(value: Any) -> str:
     value = value.strip(" \t")
     if "\r" in value or "\n" in value or "\0" in value:
         raise TypeError(f"Invalid header value: {value!r}")
+    if not value.isascii():
+        # a header value is a ByteString: workerd throws where it is set, never at send time
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise TypeError(
+                f"Invalid header value: {value!r} (header values must be ISO-8859-1; percent-encode "
+                "other characters, e.g. urllib.parse.quote)"
+            ) from None
     return value

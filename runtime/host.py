@@ -40,6 +40,7 @@ from .dispatch import WorkerDispatcher
 from .env import Env
 from .errors import error_response
 from .headers import Headers
+from .limits import ServerLimits
 from .loader import WorkerLoadError, load_worker
 from .request import Request
 from .response import Response, dumps_json
@@ -168,6 +169,8 @@ class WorkerHost:
         self.binding_overrides: dict[str, Any] = dict(bindings or {})
         configured = config.flarelet.get("max_body_bytes")
         self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
+        #: ``[limits] cpu_ms`` and the HTTP limits (:mod:`flarelet.runtime.limits`)
+        self.limits = ServerLimits()
         self.bindings: list[BindingInfo] = []
         self.plugins: list[_Plugin] = []
         self.assets: AssetServer | None = None
@@ -246,6 +249,8 @@ class WorkerHost:
 
     def _build_bindings(self) -> None:
         config = self.config
+        self.limits = ServerLimits.from_config(config)
+        self.dispatcher.cpu_ms = self.limits.cpu_ms
         self.dev_vars = load_dev_vars(config.dir, self.env_name, config.secrets_required)
         for missing in self.dev_vars.missing:
             log.warning("secrets.required lists %s but no .dev.vars/.env file defines it", missing)

@@ -11,16 +11,35 @@ c=16/64 fell from ~95-110 µs (uvicorn's two writes) to ~57-65 µs; c=1 is uncha
 besides the saved syscall, the writes of all connections served in one turn go out together, so
 the client is woken once per turn instead of once per write.
 
-Passed to uvicorn through its documented ``http=`` option (a protocol class); only used when
-httptools is installed.
+It also enforces what uvicorn leaves open (:class:`flarelet.runtime.limits.ServerLimits`): the
+request head's size (431 past ``max_header_bytes`` in total, 414 past ``max_url_bytes``, counted
+as the parser delivers them and, against a head that never ends, on the raw bytes too), a
+deadline for the whole head (``header_timeout_s``, not extended by trickled bytes: slowloris
+clients get 408 and are closed) and the longest silence while a body is sent
+(``body_timeout_s``; the connection is closed and the app sees the client leave). Timers are
+only armed when a head or body spans more than one read, so the common one-packet request pays
+nothing for them.
+
+Passed to uvicorn through its documented ``http=`` option (a protocol class, made per server by
+:func:`protocol_class`); only used when httptools is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .limits import ServerLimits
+
+log = logging.getLogger("flarelet")
+
+
+class _HeadRejected(Exception):
+    """Raised from a parser callback to stop parsing a head that is over a limit."""
 
 
 class CoalescingTransport:
@@ -59,6 +78,145 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    limits: ServerLimits = ServerLimits()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
+        self._in_head = False
+        self._reading_body = False
+        self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._rejected: tuple[int, str] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_deadline = self.loop.time() + self.limits.header_timeout_s
+        self._body_seen = 0.0
+        # a client that connects and says nothing is closed at the head deadline too
+        self._arm(self.limits.header_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    # -- parsing, with the head's limits ----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._raw_head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._rejected is not None:
+                self._reject(*self._rejected)
+            else:
+                self._reject(400, "Invalid HTTP request received.")
+            return
+        if self._in_head:
+            if self._raw_head_bytes > self.limits.max_header_bytes + self.limits.max_url_bytes + 8192:
+                self._reject(431, self._too_large_message(self._raw_head_bytes))
+                return
+            if self._timer is None:
+                self._head_deadline = self.loop.time() + self.limits.header_timeout_s
+                self._arm(self.limits.header_timeout_s)
+        elif self._reading_body:
+            self._body_seen = self.loop.time()
+            if self._timer is None:
+                self._arm(self.limits.body_timeout_s)
+        elif self._timer is not None:
+            self._disarm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._raw_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            self._rejected = (
+                414,
+                f"414 URI Too Long: the URL is above the limit of {self.limits.max_url_bytes} bytes "
+                "(Cloudflare's; [flarelet] max_url_bytes)",
+            )
+            raise _HeadRejected
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._rejected = (431, self._too_large_message(self._head_bytes))
+            raise _HeadRejected
+        super().on_header(name, value)
+
+    def _too_large_message(self, size: int) -> str:
+        return (
+            f"431 Request Header Fields Too Large: the request headers ({size}+ bytes) are above the limit "
+            f"of {self.limits.max_header_bytes} bytes (Cloudflare's; [flarelet] max_header_bytes)"
+        )
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._reading_body = True
+        if self._timer is not None:
+            self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        super().on_message_complete()
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``message`` and close (the request never reaches the app)."""
+        self._in_head = self._reading_body = False
+        self._disarm()
+        if status != 400:
+            log.warning("%s", message)
+        body = (message + "\n").encode()
+        self.transport.write(
+            STATUS_LINE[status]
+            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\nconnection: close\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+
+    # -- timeouts ----------------------------------------------------------------------------------
+    def _arm(self, delay: float) -> None:
+        self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self._in_head or self.cycle is None:
+            left = self._head_deadline - now
+            if left > 0:
+                self._arm(left)
+            elif self._in_head:
+                self._reject(408, f"408 Request Timeout: the request head took over {self.limits.header_timeout_s:g}s")
+            else:
+                self.transport.close()
+        elif self._reading_body:
+            if self.flow.read_paused:  # the app is behind, not the client
+                self._body_seen = now
+            left = self._body_seen + self.limits.body_timeout_s - now
+            if left > 0:
+                self._arm(left)
+            else:
+                log.warning("closing a connection whose request body stalled for %gs", self.limits.body_timeout_s)
+                self.transport.close()
+
+
+def protocol_class(limits: ServerLimits) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol class for one server, carrying its limits."""
+    return type("FlareletHttpProtocol", (CoalescingHttpToolsProtocol,), {"limits": limits})

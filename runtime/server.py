@@ -9,6 +9,12 @@ one; connections that arrive before the loop accepts simply wait in the backlog.
 
 :class:`DevServer` runs in the main thread (``flarelet dev``) or in a background thread with
 its own loop (tests): :meth:`start_in_thread` returns once the server accepts requests.
+
+SIGINT/SIGTERM stop the server even while a worker's handler is stuck on the event loop: the
+signal handler raises :class:`~flarelet.runtime.cpu_limit.ShutdownInterrupt` inside the running
+handler step (the request gets a 503), and if a step is still running 1.5 s later (a long call
+into C, or code that swallows the interrupt) the process exits at once; acknowledged storage
+writes are already on disk by then.
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ import asyncio
 import errno
 import importlib.util
 import logging
+import os
+import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TextIO
 
-from .app import DevApp, RequestLog
+from .app import DevApp, RequestLog, ResponseAborted
+from .cpu_limit import ShutdownInterrupt, watchdog
 from .cron import CronScheduler
 from .host import WorkerHost
 from .reload import Reloader
@@ -33,6 +44,55 @@ log = logging.getLogger("flarelet")
 
 class PortInUseError(OSError):
     pass
+
+
+#: how long a stuck worker step may hold up a requested shutdown before the process just exits
+STUCK_EXIT_S = 1.5
+
+
+class _DropAbortedStreams(logging.Filter):
+    """uvicorn logs an app exception with a traceback; an aborted stream is already logged by the app."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        return not (info and isinstance(info[1], ResponseAborted))
+
+
+_DROP_ABORTED = _DropAbortedStreams()
+
+
+def _make_uvicorn_server(config: Any) -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            _stop_stuck_worker(sig)
+
+    return _Server(config)
+
+
+def _stop_stuck_worker(sig: int) -> None:
+    """Called in the signal handler: interrupt a worker step running on this thread, and make
+    sure one that will not stop cannot hold the process past :data:`STUCK_EXIT_S`."""
+    dog = watchdog()
+    if not dog.active:
+        return
+    threading.Thread(target=_exit_if_still_stuck, args=(sig,), name="flarelet-stuck-exit", daemon=True).start()
+    dog.interrupt_current_thread(ShutdownInterrupt)
+
+
+def _exit_if_still_stuck(sig: int) -> None:
+    dog = watchdog()
+    time.sleep(STUCK_EXIT_S / 3)
+    for meter in list(dog.active.values()):
+        dog.interrupt(meter, ShutdownInterrupt)
+    time.sleep(STUCK_EXIT_S * 2 / 3)
+    if dog.active:
+        log.error("a worker handler is still running and does not stop: exiting now")
+        for handler in logging.getLogger("flarelet").handlers:
+            handler.flush()
+        os._exit(128 + sig if sig in (signal.SIGINT, signal.SIGTERM) else 1)
 
 
 def bind_socket(ip: str, port: int) -> socket.socket:
@@ -88,6 +148,7 @@ class DevServer:
             on_shutdown=self._shutdown,
         )
         self.ready = threading.Event()
+        logging.getLogger("uvicorn.error").addFilter(_DROP_ABORTED)
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
 
@@ -129,11 +190,12 @@ class DevServer:
         import uvicorn
 
         has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
+        limits = self.host.limits
         http: Any = "h11"
         if importlib.util.find_spec("httptools") is not None:
-            from .http_protocol import CoalescingHttpToolsProtocol
+            from .http_protocol import protocol_class
 
-            http = CoalescingHttpToolsProtocol
+            http = protocol_class(limits)
         return uvicorn.Config(
             self.app,
             loop="uvloop" if has_uvloop else "asyncio",
@@ -143,7 +205,7 @@ class DevServer:
             log_config=None,
             log_level="warning",
             server_header=False,
-            timeout_keep_alive=30,
+            timeout_keep_alive=limits.keep_alive_s,
             backlog=2048,
             ws="none",
             proxy_headers=False,
@@ -151,9 +213,7 @@ class DevServer:
 
     def run(self) -> None:
         """Serve until interrupted (Ctrl+C / SIGTERM), in the calling (main) thread."""
-        import uvicorn
-
-        self._uvicorn = uvicorn.Server(self._config())
+        self._uvicorn = _make_uvicorn_server(self._config())
         self._uvicorn.run(sockets=[self.sock])
 
     def start_in_thread(self, timeout: float = 30.0) -> DevServer:

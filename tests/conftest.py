@@ -172,9 +172,10 @@ def _serve_worker(
         worker.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serve_worker():
-    """``serve_worker(target, *cli_args, env=..., timeout=..., ready=True)``: see the module docstring."""
+    """``serve_worker(target, *cli_args, env=..., timeout=..., ready=True)``: see the module docstring
+    (session-scoped: it returns the context manager, so module-scoped fixtures can start a server too)."""
     return _serve_worker
 
 

@@ -1,0 +1,250 @@
+"""``[limits] cpu_ms``: a worker invocation that uses more CPU time than allowed is stopped.
+
+Cloudflare counts the CPU time an invocation spends running its own code (not time spent waiting
+on I/O) and ends it with error 1102 ("Worker exceeded resource limits") when it passes ``cpu_ms``
+(30 s unless configured, at most 5 minutes). Here the worker's coroutines run on the event loop
+thread, so a handler that loops forever would also stop every other request. This module meters
+and interrupts them:
+
+* :class:`CpuMeter` is one invocation's budget. :meth:`CpuMeter.run` drives the handler's
+  coroutine step by step (each ``send``/``throw`` is a *step*: the code between two awaits) and
+  adds each step's thread CPU time (``time.thread_time``) to the invocation's total; synchronous
+  calls are metered with ``with meter.step():``.
+* :class:`CpuWatchdog` is one daemon thread per process. It looks at the step that is running now,
+  reads the loop thread's CPU clock (``time.pthread_getcpuclockid``), and when the invocation is
+  over budget raises :class:`CpuLimitExceeded` inside that thread with
+  ``PyThreadState_SetAsyncExc``. The exception derives from ``BaseException``, so worker code's
+  ``except Exception`` cannot swallow it; it is raised again every poll while the step goes on,
+  so a bare ``except:`` cannot either.
+
+Why in-process rather than a worker process per request: bindings, loaded AI models and the
+outbound HTTP client live on the event loop and must stay shared and cheap, and a step's cost is
+two clock reads. Limits of the approach, by design of CPython: an asynchronous exception is only
+delivered between bytecodes, so a single long call into C (``sum(range(10**12))``, a huge regex,
+``time.sleep``) is interrupted when it returns, not during it; and it lands wherever the worker's
+Python code is, which (like Cloudflare resetting an isolate) may leave the worker's own module
+state half-updated. Tasks the worker spawns itself (``asyncio.create_task``) run outside the
+meter. A stuck C call never delays shutdown: the dev server exits on a signal regardless (see
+:mod:`flarelet.runtime.server`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Awaitable, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Cloudflare's default CPU time per invocation (``[limits] cpu_ms`` unset)
+DEFAULT_CPU_MS = 30_000
+#: the most ``[limits] cpu_ms`` accepts on Cloudflare
+MAX_CPU_MS = 300_000
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+
+class CpuLimitExceeded(BaseException):  # noqa: N818 - named after what happened, as Cloudflare's message
+    """Raised inside a worker that used more CPU time than ``[limits] cpu_ms`` allows."""
+
+
+class ShutdownInterrupt(BaseException):  # noqa: N818
+    """Raised inside a worker step that is still running when the server is told to stop."""
+
+
+def _raise_in(thread_id: int, exc_type: type[BaseException]) -> None:
+    """Schedule ``exc_type`` to be raised in ``thread_id`` at its next bytecode."""
+    _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+def _clear_pending(thread_id: int) -> None:
+    _set_async_exc(ctypes.c_ulong(thread_id), None)
+
+
+class CpuMeter:
+    """One invocation's CPU budget (see module docstring)."""
+
+    __slots__ = (
+        "limit",
+        "used",
+        "label",
+        "exceeded",
+        "_watchdog",
+        "_thread",
+        "_started",
+        "_fired",
+        "_fired_at",
+        "_outer",
+    )
+
+    def __init__(self, watchdog: CpuWatchdog, limit_ms: float, label: str = "") -> None:
+        self.limit = limit_ms / 1000.0
+        self.used = 0.0
+        self.label = label
+        self.exceeded = False
+        self._watchdog = watchdog
+        self._thread = 0
+        self._started = 0.0
+        self._fired: type[BaseException] | None = None
+        self._fired_at = 0.0
+        self._outer: CpuMeter | None = None
+
+    @property
+    def used_ms(self) -> float:
+        return self.used * 1000.0
+
+    def _enter(self) -> None:
+        thread = self._thread = threading.get_ident()
+        self._started = time.thread_time()
+        active = self._watchdog.active
+        # an invocation inside another one's step (a worker fetching itself in process) nests
+        self._outer = active.get(thread)
+        active[thread] = self
+
+    def _leave(self) -> None:
+        watchdog = self._watchdog
+        with watchdog.lock:
+            if self._outer is not None:
+                watchdog.active[self._thread] = self._outer
+                self._outer = None
+            else:
+                watchdog.active.pop(self._thread, None)
+            self.used += time.thread_time() - self._started
+            if self._fired is not None:
+                # fired but not delivered yet (the step ended first): never let it land elsewhere
+                _clear_pending(self._thread)
+                self._fired = None
+
+    def _interrupted(self, exc: BaseException) -> BaseException:
+        """Tidy up after the interrupt landed (possibly before :meth:`_leave` ran) and say why."""
+        watchdog = self._watchdog
+        with watchdog.lock:
+            if watchdog.active.get(self._thread) is self:
+                if self._outer is not None:
+                    watchdog.active[self._thread] = self._outer
+                else:
+                    del watchdog.active[self._thread]
+            self._outer = None
+            _clear_pending(self._thread)
+            self._fired = None
+        if isinstance(exc, CpuLimitExceeded):
+            self.exceeded = True
+            return CpuLimitExceeded(
+                f"Worker exceeded its CPU time limit of {self.limit * 1000:.0f} ms{self.label} "
+                f"(used {self.used_ms:.0f} ms; [limits] cpu_ms in wrangler.toml)"
+            )
+        return exc
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Meter a synchronous call (a ``def`` handler runs entirely inside it)."""
+        try:
+            self._enter()
+            try:
+                yield
+            finally:
+                self._leave()
+        except (CpuLimitExceeded, ShutdownInterrupt) as exc:
+            raise self._interrupted(exc) from None
+
+    def run(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """``await meter.run(coro)``: ``coro``'s result, with every step metered."""
+        return _Metered(awaitable, self)
+
+
+class _Metered:
+    __slots__ = ("_awaitable", "_meter")
+
+    def __init__(self, awaitable: Awaitable[Any], meter: CpuMeter) -> None:
+        self._awaitable = awaitable
+        self._meter = meter
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        meter = self._meter
+        inner = self._awaitable.__await__()
+        send_value: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                meter._enter()
+                try:
+                    if to_throw is None:
+                        yielded = inner.send(send_value)
+                    else:
+                        exc, to_throw = to_throw, None
+                        yielded = inner.throw(exc)
+                finally:
+                    meter._leave()
+            except StopIteration as stop:
+                return stop.value
+            except (CpuLimitExceeded, ShutdownInterrupt) as exc:
+                inner.close()
+                raise meter._interrupted(exc) from None
+            try:
+                send_value = yield yielded
+            except BaseException as exc:  # noqa: BLE001 - cancellation etc. go on to the worker's code
+                send_value, to_throw = None, exc
+
+
+class CpuWatchdog:
+    """The thread that interrupts an over-budget step (one per process: :func:`watchdog`)."""
+
+    def __init__(self, poll_s: float = 0.02, refire_s: float = 0.2) -> None:
+        self.poll_s = poll_s
+        #: an interrupt the worker swallowed (bare ``except:``) is raised again after this long
+        self.refire_s = refire_s
+        self.lock = threading.Lock()
+        #: thread id -> the meter whose step runs on it now (set and cleared by that thread)
+        self.active: dict[int, CpuMeter] = {}
+        self._thread: threading.Thread | None = None
+        self._clocks: dict[int, int] = {}
+
+    def meter(self, limit_ms: float, label: str = "") -> CpuMeter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="flarelet-cpu-watchdog", daemon=True)
+            self._thread.start()
+        return CpuMeter(self, limit_ms, label)
+
+    def _cpu_of(self, thread_id: int) -> float:
+        clock = self._clocks.get(thread_id)
+        if clock is None:
+            clock = self._clocks[thread_id] = time.pthread_getcpuclockid(thread_id)
+        return time.clock_gettime(clock)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.poll_s)
+            for meter in list(self.active.values()):
+                if meter._fired is not None and time.monotonic() - meter._fired_at < self.refire_s:
+                    continue
+                try:
+                    spent = meter.used + self._cpu_of(meter._thread) - meter._started
+                except OSError:  # the thread ended between the read and now
+                    continue
+                if spent > meter.limit:
+                    self.interrupt(meter, CpuLimitExceeded)
+
+    def interrupt(self, meter: CpuMeter, exc_type: type[BaseException]) -> bool:
+        """Raise ``exc_type`` in ``meter``'s step if it is still running; False if it is not."""
+        with self.lock:
+            if self.active.get(meter._thread) is not meter:
+                return False
+            meter._fired = exc_type
+            meter._fired_at = time.monotonic()
+            _raise_in(meter._thread, exc_type)
+            return True
+
+    def interrupt_current_thread(self, exc_type: type[BaseException]) -> None:
+        """From a signal handler: raise ``exc_type`` right here if a worker step runs on this thread."""
+        if threading.get_ident() in self.active:
+            raise exc_type("the server is shutting down")
+
+
+_WATCHDOG = CpuWatchdog()
+
+
+def watchdog() -> CpuWatchdog:
+    return _WATCHDOG
