@@ -8,11 +8,14 @@ and interrupts them:
 
 * :class:`CpuMeter` is one invocation's budget. :meth:`CpuMeter.run` drives the handler's
   coroutine step by step (each ``send``/``throw`` is a *step*: the code between two awaits) and
-  adds each step's thread CPU time (``time.thread_time``) to the invocation's total; synchronous
-  calls are metered with ``with meter.step():``.
-* :class:`CpuWatchdog` is one daemon thread per process. It looks at the step that is running now,
-  reads the loop thread's CPU clock (``time.pthread_getcpuclockid``), and when the invocation is
-  over budget raises :class:`CpuLimitExceeded` inside that thread with
+  adds each step's time to the invocation's total; synchronous calls go through
+  :meth:`CpuMeter.call`. A step costs two ``perf_counter`` reads (reading a thread's CPU clock is
+  a system call, ~1.5 µs, too dear for every step of every request).
+* :class:`CpuWatchdog` is one daemon thread per process. Every ``poll_s`` it looks at the steps
+  running now; a step still running at its second look is a long one, and from its first look on
+  its time is read from the loop thread's CPU clock (``time.pthread_getcpuclockid``), so time the
+  process spent descheduled on a busy machine, or blocked in a system call, is not charged. When
+  the invocation is over budget it raises :class:`CpuLimitExceeded` inside that thread with
   ``PyThreadState_SetAsyncExc``. The exception derives from ``BaseException``, so worker code's
   ``except Exception`` cannot swallow it; it is raised again every poll while the step goes on,
   so a bare ``except:`` cannot either.
@@ -33,8 +36,9 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Awaitable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Generator
+from threading import get_ident
+from time import perf_counter
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -75,6 +79,10 @@ class CpuMeter:
         "_watchdog",
         "_thread",
         "_started",
+        "_step",
+        "_seen_step",
+        "_seen_cpu",
+        "_seen_after",
         "_fired",
         "_fired_at",
         "_outer",
@@ -82,12 +90,17 @@ class CpuMeter:
 
     def __init__(self, watchdog: CpuWatchdog, limit_ms: float, label: str = "") -> None:
         self.limit = limit_ms / 1000.0
+        #: seconds used by the finished steps
         self.used = 0.0
         self.label = label
         self.exceeded = False
         self._watchdog = watchdog
         self._thread = 0
         self._started = 0.0
+        self._step = 0
+        self._seen_step = -1
+        self._seen_cpu = 0.0
+        self._seen_after = 0.0
         self._fired: type[BaseException] | None = None
         self._fired_at = 0.0
         self._outer: CpuMeter | None = None
@@ -97,14 +110,16 @@ class CpuMeter:
         return self.used * 1000.0
 
     def _enter(self) -> None:
-        thread = self._thread = threading.get_ident()
-        self._started = time.thread_time()
+        thread = self._thread = get_ident()
+        self._step += 1
         active = self._watchdog.active
         # an invocation inside another one's step (a worker fetching itself in process) nests
         self._outer = active.get(thread)
         active[thread] = self
+        self._started = perf_counter()
 
     def _leave(self) -> None:
+        elapsed = perf_counter() - self._started
         watchdog = self._watchdog
         with watchdog.lock:
             if self._outer is not None:
@@ -112,11 +127,17 @@ class CpuMeter:
                 self._outer = None
             else:
                 watchdog.active.pop(self._thread, None)
-            self.used += time.thread_time() - self._started
+            if self._seen_step == self._step:  # a long step: the watchdog measured its CPU time
+                elapsed = min(elapsed, self._step_cpu())
+            self.used += elapsed
             if self._fired is not None:
                 # fired but not delivered yet (the step ended first): never let it land elsewhere
                 _clear_pending(self._thread)
                 self._fired = None
+
+    def _step_cpu(self) -> float:
+        """CPU seconds of the running step, as far as the watchdog has seen it."""
+        return self._seen_after + self._watchdog.thread_cpu(self._thread) - self._seen_cpu
 
     def _interrupted(self, exc: BaseException) -> BaseException:
         """Tidy up after the interrupt landed (possibly before :meth:`_leave` ran) and say why."""
@@ -127,6 +148,7 @@ class CpuMeter:
                     watchdog.active[self._thread] = self._outer
                 else:
                     del watchdog.active[self._thread]
+                self.used += self._step_cpu() if self._seen_step == self._step else perf_counter() - self._started
             self._outer = None
             _clear_pending(self._thread)
             self._fired = None
@@ -138,13 +160,12 @@ class CpuMeter:
             )
         return exc
 
-    @contextmanager
-    def step(self) -> Iterator[None]:
-        """Meter a synchronous call (a ``def`` handler runs entirely inside it)."""
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, metered (a ``def`` handler runs entirely inside it)."""
         try:
             self._enter()
             try:
-                yield
+                return fn(*args)
             finally:
                 self._leave()
         except (CpuLimitExceeded, ShutdownInterrupt) as exc:
@@ -208,7 +229,8 @@ class CpuWatchdog:
             self._thread.start()
         return CpuMeter(self, limit_ms, label)
 
-    def _cpu_of(self, thread_id: int) -> float:
+    def thread_cpu(self, thread_id: int) -> float:
+        """CPU seconds ``thread_id`` has used (its ``CLOCK_THREAD_CPUTIME_ID``, read from here)."""
         clock = self._clocks.get(thread_id)
         if clock is None:
             clock = self._clocks[thread_id] = time.pthread_getcpuclockid(thread_id)
@@ -221,7 +243,17 @@ class CpuWatchdog:
                 if meter._fired is not None and time.monotonic() - meter._fired_at < self.refire_s:
                     continue
                 try:
-                    spent = meter.used + self._cpu_of(meter._thread) - meter._started
+                    with self.lock:
+                        if self.active.get(meter._thread) is not meter:
+                            continue
+                        if meter._seen_step != meter._step:
+                            # first sight of this step: from now on its CPU clock is read; until
+                            # now it ran for at most its wall time
+                            meter._seen_step = meter._step
+                            meter._seen_cpu = self.thread_cpu(meter._thread)
+                            meter._seen_after = min(perf_counter() - meter._started, self.poll_s)
+                            continue
+                        spent = meter.used + meter._step_cpu()
                 except OSError:  # the thread ended between the read and now
                     continue
                 if spent > meter.limit:

@@ -80,8 +80,7 @@ class WorkerDispatcher:
         token_env = current_env.set(env)
         try:
             try:
-                with meter.step():
-                    result = worker.call(event, ctx, env, (first, env, ctx))
+                result = meter.call(worker.call, event, ctx, env, (first, env, ctx))
             except LookupError as exc:
                 if exc.args == (event,) and type(exc) is LookupError:
                     raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
