@@ -28,7 +28,7 @@ from http import HTTPStatus
 from typing import Any
 
 from .body import aborted_body, chunk_bytes
-from .cpu_limit import CpuLimitExceeded, ShutdownInterrupt
+from .cpu_limit import CpuLimitExceeded, ShutdownInterrupt, install_task_factory
 from .errors import error_response
 from .host import WorkerHost
 from .logs import escape_controls
@@ -329,6 +329,7 @@ class DevApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                install_task_factory(asyncio.get_running_loop())
                 try:
                     await self.host.start()
                     if self.on_startup is not None:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from .cpu_limit import metered
+
 log = logging.getLogger("flarelet")
 
 current_context: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
@@ -117,7 +119,10 @@ class ExecutionContext:
         deferred, self._deferred = self._deferred, None
         if deferred:
             context = self._task_context()
+            meter = self.cpu
             for coro in deferred:
+                if meter is not None:  # waitUntil work counts against the invocation's CPU time, as on Cloudflare
+                    coro = metered(meter, coro)
                 self._tasks.append(self._tracker.add(coro, context=context))
 
     async def settle(self) -> list[BaseException]:

@@ -26,13 +26,15 @@ two clock reads. Limits of the approach, by design of CPython: an asynchronous e
 delivered between bytecodes, so a single long call into C (``sum(range(10**12))``, a huge regex,
 ``time.sleep``) is interrupted when it returns, not during it; and it lands wherever the worker's
 Python code is, which (like Cloudflare resetting an isolate) may leave the worker's own module
-state half-updated. Tasks the worker spawns itself (``asyncio.create_task``) run outside the
-meter. A stuck C call never delays shutdown: the dev server exits on a signal regardless (see
+state half-updated. Tasks the worker spawns itself (``asyncio.create_task``, ``gather``) are
+metered with it once :func:`install_task_factory` is installed on the loop (the dev server does),
+and so is its ``waitUntil`` work. A stuck C call never delays shutdown: the dev server exits on a signal regardless (see
 :mod:`flarelet.runtime.server`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import threading
 import time
@@ -276,6 +278,28 @@ class CpuWatchdog:
 
 
 _WATCHDOG = CpuWatchdog()
+
+
+def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
+    """Meter tasks a worker starts itself (``asyncio.create_task``, ``gather``) against the
+    invocation that started them: a task created while a worker step runs shares its budget."""
+    previous = loop.get_task_factory()
+    active = _WATCHDOG.active
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        meter = active.get(get_ident())
+        if meter is not None and asyncio.iscoroutine(coro):
+            coro = metered(meter, coro)
+        if previous is not None:
+            return previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+
+
+async def metered(meter: CpuMeter, coro: Awaitable[T]) -> T:
+    """``coro`` as a coroutine whose steps count against ``meter`` (for ``create_task``)."""
+    return await meter.run(coro)
 
 
 def watchdog() -> CpuWatchdog:

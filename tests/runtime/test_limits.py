@@ -119,3 +119,36 @@ def test_log_escaping_keeps_lines_single_and_terminal_safe():
     lines = record.split("\n")
     assert lines[0] == "boom" and all(line.startswith(" ") for line in lines[1:])
     assert "\r" not in record
+
+
+async def test_tasks_and_wait_until_work_a_worker_starts_count_against_its_cpu_time(make_worker, run_worker, caplog):
+    import httpx
+
+    root = make_worker(
+        """
+        import asyncio
+        from workers import WorkerEntrypoint, Response
+
+        async def spin():
+            await asyncio.sleep(0)
+            while True:
+                pass
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                if request.url.endswith("/gather"):
+                    await asyncio.gather(spin())
+                if request.url.endswith("/wait-until"):
+                    self.ctx.waitUntil(spin())
+                return Response("ok")
+        """,
+        toml="[limits]\ncpu_ms = 100\n",
+    )
+    with run_worker(root) as server:
+        async with httpx.AsyncClient(timeout=20) as client:
+            r = await client.get(server.url + "/gather")
+            assert r.status_code == 503 and r.text.startswith("error code: 1102")
+            assert (await client.get(server.url + "/wait-until")).text == "ok"
+            await asyncio.sleep(0.5)  # the waitUntil spin is stopped, else the server answers nothing
+            assert (await client.get(server.url + "/", timeout=5)).text == "ok"
+    assert "Uncaught exception in waitUntil()" in caplog.text and "CPU time limit" in caplog.text
