@@ -130,7 +130,7 @@ class CpuMeter:
             else:
                 watchdog.active.pop(self._thread, None)
             if self._seen_step == self._step:  # a long step: the watchdog measured its CPU time
-                elapsed = min(elapsed, self._step_cpu())
+                elapsed = min(elapsed, self._seen_after + time.thread_time() - self._seen_cpu)
             self.used += elapsed
             if self._fired is not None:
                 # fired but not delivered yet (the step ended first): never let it land elsewhere
@@ -138,7 +138,7 @@ class CpuMeter:
                 self._fired = None
 
     def _step_cpu(self) -> float:
-        """CPU seconds of the running step, as far as the watchdog has seen it."""
+        """CPU seconds of the running step, as far as the watchdog has seen it (read from the watchdog)."""
         return self._seen_after + self._watchdog.thread_cpu(self._thread) - self._seen_cpu
 
     def _interrupted(self, exc: BaseException) -> BaseException:
@@ -150,7 +150,10 @@ class CpuMeter:
                     watchdog.active[self._thread] = self._outer
                 else:
                     del watchdog.active[self._thread]
-                self.used += self._step_cpu() if self._seen_step == self._step else perf_counter() - self._started
+                if self._seen_step == self._step:
+                    self.used += self._seen_after + time.thread_time() - self._seen_cpu
+                else:
+                    self.used += perf_counter() - self._started
             self._outer = None
             _clear_pending(self._thread)
             self._fired = None
@@ -223,7 +226,6 @@ class CpuWatchdog:
         #: thread id -> the meter whose step runs on it now (set and cleared by that thread)
         self.active: dict[int, CpuMeter] = {}
         self._thread: threading.Thread | None = None
-        self._clocks: dict[int, int] = {}
 
     def meter(self, limit_ms: float, label: str = "") -> CpuMeter:
         if self._thread is None:
@@ -233,10 +235,8 @@ class CpuWatchdog:
 
     def thread_cpu(self, thread_id: int) -> float:
         """CPU seconds ``thread_id`` has used (its ``CLOCK_THREAD_CPUTIME_ID``, read from here)."""
-        clock = self._clocks.get(thread_id)
-        if clock is None:
-            clock = self._clocks[thread_id] = time.pthread_getcpuclockid(thread_id)
-        return time.clock_gettime(clock)
+        # not cached: thread ids are reused once a thread ends, and the lookup makes no system call
+        return time.clock_gettime(time.pthread_getcpuclockid(thread_id))
 
     def _watch(self) -> None:
         while True:
