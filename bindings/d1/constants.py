@@ -7,7 +7,6 @@ from dataclasses import dataclass
 TYPE_LABEL = "D1 Database"
 OBJECT_CLASS = "miniflare-D1DatabaseObject"
 SERVED_BY = "miniflare.db"
-MAX_SAFE_INTEGER = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,13 @@ TRANSACTION_MESSAGE = (
     "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
     "write coalescing."
 )
+NO_STATEMENTS_MESSAGE = "No SQL statements detected."
+#: ``dump()``: D1 no longer serves it; workerd's client reports the status (Miniflare answers 404)
+DUMP_GONE_MESSAGE = "Status + 404"
+#: a query of comments only (workerd's SQL splitter finds no statement in it)
+COMMENTS_ONLY_MESSAGE = "SQL code did not contain a statement."
+#: over ``max_sql_bytes`` (SQLite's SQLITE_LIMIT_SQL_LENGTH)
+TOO_LONG_MESSAGE = "statement too long: SQLITE_TOOBIG"
 WRONG_BINDINGS_MESSAGE = "Wrong number of parameter bindings for SQL query."
 PRELUDE_BINDINGS_MESSAGE = (
     "When executing multiple SQL statements in a single call, only the last statement can have parameters."

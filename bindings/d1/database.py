@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flarelet.bindings.d1.constants import DEFAULT_LIMITS, D1Limits
+from flarelet.bindings.d1.constants import DEFAULT_LIMITS, DUMP_GONE_MESSAGE, NO_STATEMENTS_MESSAGE, D1Limits
 from flarelet.bindings.d1.engine import D1Engine, d1_database_path
 from flarelet.bindings.d1.errors import D1Error
-from flarelet.bindings.d1.statements import has_code
+from flarelet.bindings.d1.statements import is_blank_query
 from flarelet.bindings.d1.values import convert_bind_value
 from flarelet.bindings.jsobject import JsDict, JsException, merge_options
 from flarelet.bindings.storage.sqlite import SqliteStore, shared_store, synchronous_mode
@@ -158,13 +158,23 @@ class D1Database:
         return [d1_result(r) for r in results]
 
     async def exec(self, query: str) -> JsDict:
-        """Run raw SQL, one statement list per line (as D1 does); ``{count, duration}``."""
-        lines = query.strip().split("\n")
-        queries = [line for line in lines if has_code(line)]
-        if not queries:
-            detail = f"Error in line 1: {lines[0]}: No SQL statements detected."
-            raise D1Error(f"D1_EXEC_ERROR: {detail}", detail)
+        """Run raw SQL, each line one query, all in one transaction; ``{count, duration}``.
+
+        As workerd's D1 client does: the text is trimmed and split at newlines (blank lines
+        are dropped, a statement cannot span lines), and a failure is reported as
+        ``Error in line 1: <first line>: <message>`` whichever line failed -- the client numbers
+        the database's single error as line 1.
+        """
+        lines = str(query).strip().split("\n")
+        queries = [line for line in lines if not is_blank_query(line)]
         engine = self._engine
+
+        def fail(message: str) -> D1Error:
+            detail = f"Error in line 1: {lines[0]}: {message}"
+            return D1Error(f"D1_EXEC_ERROR: {detail}", detail)
+
+        if not queries:
+            raise fail(NO_STATEMENTS_MESSAGE)
 
         def work(conn: sqlite3.Connection) -> list[dict] | BaseException:
             engine._begin(conn)
@@ -174,9 +184,7 @@ class D1Database:
                     results.append(engine.query(conn, line))
                 except (sqlite3.Error, D1Error) as exc:
                     engine._rollback(conn)
-                    number = lines.index(line) + 1
-                    detail = f"Error in line {number}: {line}: {engine.error_message(exc)}"
-                    return D1Error(f"D1_EXEC_ERROR: {detail}", detail)
+                    return fail(engine.error_message(exc))
                 except BaseException:
                     engine._rollback(conn)
                     raise
@@ -189,8 +197,11 @@ class D1Database:
         return JsDict(count=len(outcome), duration=sum(r["meta"]["duration"] for r in outcome))
 
     async def dump(self) -> bytes:
-        """The database file's bytes (deprecated in D1, kept for old code)."""
-        return await self._store.run(lambda conn: bytes(conn.serialize()))
+        """Deprecated and no longer served by D1: always ``D1_DUMP_ERROR`` (as under ``wrangler dev``).
+
+        Export with ``flarelet d1 execute`` or open the SQLite file instead.
+        """
+        raise D1Error(f"D1_DUMP_ERROR: {DUMP_GONE_MESSAGE}", DUMP_GONE_MESSAGE)
 
     def withSession(self, constraintOrBookmark: str | None = None) -> D1DatabaseSession:
         return D1DatabaseSession(self, constraintOrBookmark)

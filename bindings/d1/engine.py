@@ -11,17 +11,21 @@ from typing import Any
 
 from flarelet.bindings.d1.constants import (
     ALLOWED_PRAGMAS,
+    COMMENTS_ONLY_MESSAGE,
     DEFAULT_LIMITS,
+    NO_STATEMENTS_MESSAGE,
     OBJECT_CLASS,
     PRELUDE_BINDINGS_MESSAGE,
     RESULT_CODE_NAMES,
     SERVED_BY,
+    TOO_LONG_MESSAGE,
     TRANSACTION_MESSAGE,
     WRONG_BINDINGS_MESSAGE,
     D1Limits,
 )
 from flarelet.bindings.d1.errors import D1Error
-from flarelet.bindings.d1.statements import split_statements
+from flarelet.bindings.d1.offsets import error_offset
+from flarelet.bindings.d1.statements import is_blank_query, split_statements
 from flarelet.bindings.d1.values import out_value
 from flarelet.bindings.storage import paths
 
@@ -87,7 +91,12 @@ class D1Engine:
     # errors ----------------------------------------------------------------------------------
 
     def error_message(self, exc: BaseException) -> str:
-        """The text D1 puts after ``D1_ERROR:`` for a failure."""
+        """The text D1 puts after ``D1_ERROR:`` for a failure.
+
+        workerd's form: ``<sqlite message>[ at offset N]: SQLITE_<PRIMARY>[ (extended:
+        SQLITE_<EXTENDED>)]``, the extended name only when it differs from the primary one
+        (``UNIQUE constraint failed: t.k: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_PRIMARYKEY)``).
+        """
         if isinstance(exc, D1Error):
             return exc.cause or exc.message
         if isinstance(exc, sqlite3.ProgrammingError) and "number of bindings" in str(exc):
@@ -97,10 +106,33 @@ class D1Engine:
             if self._auth.denied_transaction:
                 self._auth.denied_transaction = False
                 return TRANSACTION_MESSAGE
+            offset = getattr(exc, "d1_offset", None)
+            if offset is not None:
+                message = f"{message} at offset {offset}"
             code = getattr(exc, "sqlite_errorcode", None)
-            name = RESULT_CODE_NAMES.get(code & 0xFF) if isinstance(code, int) else None
-            return f"{message}: {name}" if name else message
+            if not isinstance(code, int):
+                return message
+            name = RESULT_CODE_NAMES.get(code & 0xFF)
+            if name is None:
+                return message
+            extended = getattr(exc, "sqlite_errorname", None)
+            if code > 0xFF and isinstance(extended, str) and extended != name:
+                return f"{message}: {name} (extended: {extended})"
+            return f"{message}: {name}"
         return str(exc)
+
+    def _compile_only(self, conn: sqlite3.Connection, sql: str) -> None:
+        """Compile ``sql`` without running it (``EXPLAIN``), for :func:`error_offset`."""
+        self._auth.internal = True
+        try:
+            conn.execute("EXPLAIN " + sql).fetchall()
+        finally:
+            self._auth.internal = False
+
+    def _locate(self, conn: sqlite3.Connection, exc: sqlite3.Error, statement: str, base: int) -> None:
+        offset = error_offset(str(exc), statement, lambda sql: self._compile_only(conn, sql))
+        if offset is not None:
+            exc.d1_offset = base + offset  # type: ignore[attr-defined]
 
     # queries ---------------------------------------------------------------------------------
 
@@ -121,10 +153,10 @@ class D1Engine:
         if not isinstance(sql, str):
             raise D1Error("D1_ERROR: Query must be a string", "Query must be a string")
         if len(sql.encode("utf-8", "surrogatepass")) > self.limits.max_sql_bytes:
-            raise sqlite3.DataError("statement too long")
+            raise D1Error(f"D1_ERROR: {TOO_LONG_MESSAGE}", TOO_LONG_MESSAGE)
         statements = split_statements(sql)
         if not statements:
-            raise D1Error("D1_ERROR: No SQL statements detected.", "No SQL statements detected.")
+            raise D1Error(f"D1_ERROR: {COMMENTS_ONLY_MESSAGE}", COMMENTS_ONLY_MESSAGE)
         started = time.perf_counter()
         size_before = self._size(conn)
         changes_before = conn.total_changes
@@ -139,6 +171,12 @@ class D1Engine:
             except sqlite3.ProgrammingError as exc:
                 if "number of bindings" in str(exc) and not last:
                     raise D1Error(PRELUDE_BINDINGS_MESSAGE, PRELUDE_BINDINGS_MESSAGE) from None
+                raise
+            except sqlite3.OperationalError as exc:
+                # the first statement's offset counts the query's leading whitespace, later
+                # statements' count from their first character (as workerd reports them)
+                base = len(sql) - len(sql.lstrip()) if index == 0 else 0
+                self._locate(conn, exc, statement, base)
                 raise
             fetched = cursor.fetchall()
             if last:
@@ -166,7 +204,13 @@ class D1Engine:
         }
 
     def transaction(self, conn: sqlite3.Connection, queries: Iterable[tuple[str, Sequence[Any]]]) -> list[dict]:
-        """All ``queries`` in one transaction (Miniflare's ``transactionSync``)."""
+        """All ``queries`` in one transaction (Miniflare's ``transactionSync``).
+
+        Blank queries are dropped first, and none left is ``No SQL statements detected.``
+        """
+        queries = [(sql, params) for sql, params in queries if not is_blank_query(sql)]
+        if not queries:
+            raise D1Error(f"D1_ERROR: {NO_STATEMENTS_MESSAGE}", NO_STATEMENTS_MESSAGE)
         self._begin(conn)
         try:
             results = [self.query(conn, sql, params) for sql, params in queries]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from typing import Any
 
 
 def split_statements(sql: str) -> list[str]:
@@ -39,3 +41,13 @@ def has_code(sql: str) -> bool:
         else:
             return True
     return False
+
+
+_INDENTED_COMMENT = re.compile(r"^\s+--.*", re.MULTILINE)
+
+
+def is_blank_query(sql: Any) -> bool:
+    """True for a query D1 drops before running a batch: empty once whitespace and *indented*
+    ``--`` comment lines are removed (Miniflare's filter, which a comment at the very start of
+    a line survives; such a query then fails with ``SQL code did not contain a statement.``)."""
+    return isinstance(sql, str) and not _INDENTED_COMMENT.sub("", sql).strip()

@@ -32,7 +32,14 @@ from flarelet.bindings.jsobject import (
     merge_options,
     read_body_bytes,
 )
-from flarelet.bindings.r2.constants import DEFAULT_LIMITS, HASH_ALGORITHMS, OBJECT_CLASS, READ_CHUNK, R2Limits
+from flarelet.bindings.r2.constants import (
+    DEFAULT_LIMITS,
+    HASH_ALGORITHMS,
+    OBJECT_CLASS,
+    READ_CHUNK,
+    UNKNOWN_LENGTH_MESSAGE,
+    R2Limits,
+)
 from flarelet.bindings.r2.errors import R2Error, invalid_object_name
 from flarelet.bindings.r2.metadata import custom_metadata_from, http_metadata_from, serialised_length
 from flarelet.bindings.r2.multipart import MultipartOperations
@@ -148,6 +155,9 @@ class R2Bucket(MultipartOperations):
             if value is None:
                 pass
             elif hasattr(value, "__aiter__") and not isinstance(value, (str, bytes)):
+                if not isinstance(getattr(value, "length", None), int):
+                    # workerd (r2-rpc.c++) sends R2 a Content-Length, so a stream must know its length
+                    raise JsTypeError(UNKNOWN_LENGTH_MESSAGE)
                 async for chunk in value:
                     if isinstance(chunk, str):
                         chunk = chunk.encode("utf-8")
@@ -406,7 +416,7 @@ class R2Bucket(MultipartOperations):
     async def delete(self, keys: str | Sequence[str]) -> None:
         """Delete one key or a list of keys (absent keys are fine)."""
         many = keys if isinstance(keys, list) else [keys]
-        if len(many) > self.limits.max_delete_keys:
+        if self.limits.max_delete_keys is not None and len(many) > self.limits.max_delete_keys:
             raise R2Error("delete", 400, f"You can delete up to {self.limits.max_delete_keys} keys at a time.", 10029)
         raws = [self._key("delete", k) for k in many]
         blobs = self._blobs

@@ -15,6 +15,10 @@ HASH_ALGORITHMS = (
     ("sha512", "SHA-512", 64),
 )
 
+UNKNOWN_LENGTH_MESSAGE = (
+    "Provided readable stream must have a known length (request/response body or readable half of FixedLengthStream)"
+)
+
 
 @dataclass(frozen=True)
 class R2Limits:
@@ -27,7 +31,9 @@ class R2Limits:
     max_list_keys_with_metadata: int = 100
     min_part_bytes: int = 5 * 1024 * 1024
     max_part_number: int = 10_000
-    max_delete_keys: int = 1000
+    #: R2's Workers API documents no limit on ``delete(keys)`` and Miniflare enforces none; set a
+    #: number to reject longer lists with error 10029
+    max_delete_keys: int | None = None
 
 
 DEFAULT_LIMITS = R2Limits()

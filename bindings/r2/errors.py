@@ -8,10 +8,13 @@ from flarelet.bindings.jsobject import (
 
 
 class R2Error(JsException):
-    """workerd's ``R2Error``: ``message`` is ``"<action>: <text> (<code>)"``, ``code`` the v4 code."""
+    """workerd's ``R2Error``: ``message`` is ``"<action>: <text> (<code>)"``, ``code`` the v4 code.
+
+    Its JS ``name`` is ``"Error"`` (``str(exc)`` is ``"Error: put: ..."``), as the runtime gives it.
+    """
 
     def __init__(self, action: str, status: int, text: str, code: int) -> None:
-        super().__init__("R2Error", f"{action}: {text} ({code})", code=code, action=action, status=status)
+        super().__init__("Error", f"{action}: {text} ({code})", code=code, action=action, status=status)
 
 
 def no_such_upload(action: str) -> R2Error:

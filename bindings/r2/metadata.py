@@ -11,6 +11,7 @@ from flarelet.bindings.jsobject import (
     JsTypeError,
     js_date,
     js_date_millis,
+    js_string,
     merge_options,
 )
 from flarelet.bindings.r2.constants import HASH_ALGORITHMS
@@ -77,7 +78,8 @@ def custom_metadata_from(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise JsTypeError("customMetadata must be an object of strings")
-    return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+    # values become strings as JS's String() makes them (True -> "true"), as workerd's Dict<String>
+    return {str(k): v if isinstance(v, str) else js_string(v) for k, v in value.items()}
 
 
 def serialised_length(text: str) -> int:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flarelet.bindings.jsobject import (
     JsDict,
-    JsRangeError,
+    JsTypeError,
     merge_options,
 )
 from flarelet.bindings.r2.constants import READ_CHUNK, R2Limits
@@ -26,6 +26,12 @@ from flarelet.bindings.storage.sqlite import SqliteStore, transaction
 
 if TYPE_CHECKING:
     from flarelet.bindings.r2.bucket import R2Bucket
+
+
+def opaque_id() -> str:
+    """An upload id or part etag: opaque to the Worker, shaped as Miniflare's (128 random bytes,
+    unpadded base64url, 171 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(128)).decode("ascii").rstrip("=")
 
 
 class MultipartOperations:
@@ -55,7 +61,7 @@ class MultipartOperations:
             raise R2Error(
                 "createMultipartUpload", 400, "Your metadata headers exceed the maximum allowed metadata size.", 10012
             )
-        upload_id = base64.urlsafe_b64encode(secrets.token_bytes(96)).decode("ascii")
+        upload_id = opaque_id()
         storage_class = str(opts.get("storageClass") or "Standard")
 
         def write(conn: sqlite3.Connection) -> None:
@@ -84,13 +90,13 @@ class MultipartOperations:
             or isinstance(part_number, bool)
             or not 1 <= part_number <= self.limits.max_part_number
         ):
-            raise JsRangeError(
+            raise JsTypeError(
                 f"Part number must be between 1 and {self.limits.max_part_number} (inclusive). "
                 f"Actual value was: {part_number}"
             )
         raw = self._key(action, key)
         blob_id, size, digests = await self._write_blob(action, value, ["md5"], self.limits.max_value_bytes)
-        etag = secrets.token_hex(16)
+        etag = opaque_id()
         blobs = self._blobs
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -196,8 +202,6 @@ class MultipartOperations:
 
         upload, ordered = await self._store.run(check)
         blobs = self._blobs
-        if not ordered:
-            raise R2Error(action, 400, "One or more of the specified parts could not be found.", 10025)
 
         # concatenate the parts into one body (off the bucket's thread)
         def concatenate() -> tuple[str, int]:

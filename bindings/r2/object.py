@@ -15,9 +15,9 @@ from typing import Any
 from flarelet.bindings.jsobject import (
     ByteStream,
     JsDict,
-    JsException,
     JsTypeError,
     js_date,
+    json_syntax_error,
     to_js_dict,
 )
 from flarelet.bindings.r2.constants import READ_CHUNK
@@ -69,8 +69,9 @@ class R2Object:
         http = json.loads(row.http_metadata)
         custom = json.loads(row.custom_metadata)
         wants = ("httpMetadata", "customMetadata") if include is None else tuple(include)
-        self.httpMetadata = http_metadata_to_py(http) if "httpMetadata" in wants else None
-        self.customMetadata = JsDict(custom) if "customMetadata" in wants else None
+        # fields a list() did not include are empty objects, never null (workerd's R2Object)
+        self.httpMetadata = http_metadata_to_py(http) if "httpMetadata" in wants else JsDict()
+        self.customMetadata = JsDict(custom) if "customMetadata" in wants else JsDict()
         self.range = JsDict(range_) if range_ is not None else None
 
     # snake_case aliases
@@ -140,7 +141,7 @@ class R2ObjectBody(R2Object):
         if self._body is None:
             if self._used:
                 self._take()  # raises: already read
-            self._body = ByteStream(self._chunks())
+            self._body = ByteStream(self._chunks(), self._length)
         return self._body
 
     async def arrayBuffer(self) -> bytes:
@@ -169,7 +170,7 @@ class R2ObjectBody(R2Object):
         try:
             return to_js_dict(json.loads(text))
         except json.JSONDecodeError as exc:
-            raise JsException("SyntaxError", f"Unexpected token in JSON at position {exc.pos}: {exc.msg}") from None
+            raise json_syntax_error(text, exc) from None
 
     async def blob(self) -> bytes:
         return await self.arrayBuffer()
