@@ -122,12 +122,19 @@ class D1Engine:
         return str(exc)
 
     def _compile_only(self, conn: sqlite3.Connection, sql: str) -> None:
-        """Compile ``sql`` without running it (``EXPLAIN``), for :func:`error_offset`."""
-        self._auth.internal = True
+        """Compile ``sql`` without running it (``EXPLAIN``), for :func:`error_offset`.
+
+        The authorizer stays on (a probe may not compile what the Worker may not run), and its
+        record of a denied transaction is the failed statement's, not the probe's. PRAGMA
+        statements are never probed: SQLite applies some pragmas while compiling them.
+        """
+        if sql.lstrip()[:6].upper() == "PRAGMA":
+            raise sqlite3.OperationalError("not probed")
+        denied = self._auth.denied_transaction
         try:
             conn.execute("EXPLAIN " + sql).fetchall()
         finally:
-            self._auth.internal = False
+            self._auth.denied_transaction = denied
 
     def _locate(self, conn: sqlite3.Connection, exc: sqlite3.Error, statement: str, base: int) -> None:
         offset = error_offset(str(exc), statement, lambda sql: self._compile_only(conn, sql))

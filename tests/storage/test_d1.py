@@ -342,3 +342,20 @@ async def test_sql_without_a_statement_as_d1(d1: D1Database, sql: str, message: 
     with pytest.raises(JsException) as info:
         await d1.prepare(sql).all()
     assert info.value.message == f"D1_ERROR: {message}"
+
+
+async def test_locating_a_syntax_error_never_runs_what_the_authorizer_denies(d1: D1Database) -> None:
+    # the probe that finds the offset would compile the prefix "PRAGMA writable_schema = ON",
+    # which SQLite applies while compiling: it must not
+    with pytest.raises(JsException) as info:
+        await d1.prepare("PRAGMA writable_schema = ON ON").run()
+    assert info.value.message.startswith('D1_ERROR: near "ON": syntax error')
+
+    def writable_schema(conn) -> int:
+        d1._engine._auth.internal = True  # read past the authorizer, on the store's thread
+        try:
+            return conn.execute("PRAGMA writable_schema").fetchone()[0]
+        finally:
+            d1._engine._auth.internal = False
+
+    assert await d1._store.run(writable_schema) == 0
