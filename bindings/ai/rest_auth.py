@@ -31,6 +31,9 @@ from typing import Any
 DEFAULT_ACCOUNT_ID = "f1a7e1e7" + "0" * 24
 
 ACCOUNT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+#: what :func:`_single` returns for a header given more than once
+_AMBIGUOUS: Any = object()
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]+)$", re.IGNORECASE)
 
 ENV_TOKEN = "FLARELET_API_TOKEN"
@@ -65,13 +68,21 @@ def missing_auth() -> RestError:
 
 
 def malformed_auth() -> RestError:
+    return invalid_headers((6111, "Authorization"))
+
+
+def invalid_headers(*problems: tuple[int, str]) -> RestError:
+    """Cloudflare's 6003 "Invalid request headers", its chain naming each header (6102 X-Auth-Email,
+    6103 X-Auth-Key, 6111 Authorization)."""
     return RestError(
         400,
         [
             {
                 "code": 6003,
                 "message": "Invalid request headers",
-                "error_chain": [{"code": 6111, "message": "Invalid format for Authorization header"}],
+                "error_chain": [
+                    {"code": code, "message": f"Invalid format for {name} header"} for code, name in problems
+                ],
             }
         ],
     )
@@ -102,6 +113,17 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> RestError:
         [{"code": 7000, "message": f"No route for that URI: method {method} not allowed (allowed: {allow})"}],
         headers={"Allow": allow},
     )
+
+
+def _single(headers: Mapping[str, str], name: str) -> str | None:
+    """The one value of ``name``; ``None`` if absent; :data:`_AMBIGUOUS` if given more than once."""
+    getlist = getattr(headers, "getlist", None)
+    if getlist is not None:
+        values = getlist(name)
+        if len(values) > 1:
+            return _AMBIGUOUS
+        return values[0] if values else None
+    return headers.get(name)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -165,16 +187,31 @@ class RestCredentials:
         return self.account_id or DEFAULT_ACCOUNT_ID
 
     def authenticate(self, headers: Mapping[str, str]) -> None:
-        """Raise the Cloudflare error for a request whose credentials are missing, malformed or wrong."""
-        authorization = headers.get("authorization")
+        """Raise the Cloudflare error for a request whose credentials are missing, malformed or wrong.
+
+        ``headers`` may repeat a name (Starlette's ``Headers``): a credential header given twice is
+        ambiguous and refused as malformed, never settled by taking the first. The global-key style
+        needs both ``X-Auth-Email`` and ``X-Auth-Key``; either alone is 6003 naming the other.
+        """
+        authorization = _single(headers, "authorization")
         if authorization is None:
-            key = headers.get("x-auth-key")
-            if key is None and headers.get("x-auth-email") is None:
+            key = _single(headers, "x-auth-key")
+            email = _single(headers, "x-auth-email")
+            if key is None and email is None:
                 raise missing_auth()
+            problems = []
+            if email is _AMBIGUOUS or email is None or not _EMAIL.match(email.strip()):
+                problems.append((6102, "X-Auth-Email"))
+            if key is _AMBIGUOUS or key is None or not key.strip():
+                problems.append((6103, "X-Auth-Key"))
+            if problems:
+                raise invalid_headers(*problems)
             # Global-API-key style: the key is checked against the same token list.
-            if key is None or not self._known(key.strip()):
+            if not self._known(key.strip()):  # type: ignore[union-attr]
                 raise bad_token()
             return
+        if authorization is _AMBIGUOUS:
+            raise malformed_auth()
         match = _BEARER.match(authorization.strip())
         if match is None:
             raise malformed_auth()

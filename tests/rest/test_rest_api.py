@@ -119,7 +119,7 @@ def test_global_key_headers_are_checked_against_the_tokens(server: str, rest: An
     ok = httpx.get(url, headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": rest.TOKEN})
     assert ok.status_code == 200
     _error(httpx.get(url, headers={"X-Auth-Email": "me@example.com", "X-Auth-Key": "bad"}), 401, 10000)
-    _error(httpx.get(url, headers={"X-Auth-Email": "me@example.com"}), 401, 10000)
+    _error(httpx.get(url, headers={"X-Auth-Email": "me@example.com"}), 400, 6003)  # no key: 6103 (issue 16)
 
 
 def test_auth_is_checked_before_the_account_and_the_model(server: str, rest: Any) -> None:
