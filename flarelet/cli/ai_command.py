@@ -113,12 +113,16 @@ def build_options(args: argparse.Namespace, table: Mapping[str, Any]) -> dict[st
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run the endpoint until Ctrl-C."""
+    import importlib.util
+
     import uvicorn
 
     from flarelet.bindings.ai import catalog
     from flarelet.bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
     from flarelet.bindings.ai.rest_auth import RestCredentials
     from flarelet.bindings.ai.settings import SettingsError
+    from flarelet.runtime.http_protocol import protocol_class
+    from flarelet.runtime.limits import ServerLimits
 
     options = build_options(args, load_ai_table(args.config))
     try:
@@ -149,7 +153,15 @@ def serve_command(args: argparse.Namespace) -> int:
     print("\n".join(banner(credentials, f"http://{url_host(host)}:{port}")), file=sys.stderr, flush=True)
     if preload:
         print(f"Loading {', '.join(preload)} before accepting requests...", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5)
+    limits = ServerLimits()  # the dev server's header sizes and timeouts (431/414/408), Cloudflare's values
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=limits.keep_alive_s,
+        **({"http": protocol_class(limits)} if importlib.util.find_spec("httptools") else {}),
+    )
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
