@@ -17,7 +17,6 @@ No socket is involved: ``await dispatcher.fetch(Request("http://localhost/"))`` 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -80,14 +79,11 @@ class WorkerDispatcher:
         token_env = current_env.set(env)
         try:
             try:
-                result = meter.call(worker.call, event, ctx, env, (first, env, ctx))
+                return await meter.invoke(worker.call, event, ctx, env, (first, env, ctx))
             except LookupError as exc:
                 if exc.args == (event,) and type(exc) is LookupError:
                     raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
                 raise
-            if inspect.isawaitable(result):
-                result = await meter.run(result)
-            return result
         finally:
             current_env.reset(token_env)
             current_context.reset(token_ctx)

@@ -12,8 +12,9 @@ besides the saved syscall, the writes of all connections served in one turn go o
 the client is woken once per turn instead of once per write.
 
 It also enforces what uvicorn leaves open (:class:`flarelet.runtime.limits.ServerLimits`): the
-request head's size (431 past ``max_header_bytes`` in total, 414 past ``max_url_bytes``, counted
-as the parser delivers them and, against a head that never ends, on the raw bytes too), a
+request head's size (431 past ``max_header_bytes`` in total, 414 past ``max_url_bytes``; counted
+exactly once the head is parsed, and only when enough bytes arrived for it to be over a limit,
+while a head that never ends is cut off by its raw size), a
 deadline for the whole head (``header_timeout_s``, not extended by trickled bytes: slowloris
 clients get 408 and are closed) and the longest silence while a body is sent
 (``body_timeout_s``; the connection is closed and the app sees the client leave). Timers are
@@ -85,8 +86,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._in_head = False
         self._reading_body = False
-        self._head_bytes = 0
-        self._raw_head_bytes = 0
+        self._bytes_in = 0  # bytes received on this connection
+        self._chunk_start = 0  # ... before the chunk being parsed
+        self._head_from = 0  # ... before the chunk in which the current request began
         self._rejected: tuple[int, str] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._head_deadline = self.loop.time() + self.limits.header_timeout_s
@@ -101,8 +103,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     # -- parsing, with the head's limits ----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        if self._in_head:
-            self._raw_head_bytes += len(data)
+        self._chunk_start = self._bytes_in
+        self._bytes_in += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -115,12 +117,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._reject(400, "Invalid HTTP request received.")
             return
         if self._in_head:
-            if self._raw_head_bytes > self.limits.max_header_bytes + self.limits.max_url_bytes + 8192:
-                self._reject(431, self._too_large_message(self._raw_head_bytes))
+            limits = self.limits
+            received = self._bytes_in - self._head_from
+            if received > limits.max_header_bytes + limits.max_url_bytes + 8192:  # a head that never ends
+                self._reject(431, self._too_large_message(received))
                 return
             if self._timer is None:
-                self._head_deadline = self.loop.time() + self.limits.header_timeout_s
-                self._arm(self.limits.header_timeout_s)
+                self._head_deadline = self.loop.time() + limits.header_timeout_s
+                self._arm(limits.header_timeout_s)
         elif self._reading_body:
             self._body_seen = self.loop.time()
             if self._timer is None:
@@ -131,38 +135,34 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
-        self._raw_head_bytes = 0
+        self._head_from = self._chunk_start
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.limits.max_url_bytes:
-            self._rejected = (
-                414,
-                f"414 URI Too Long: the URL is above the limit of {self.limits.max_url_bytes} bytes "
-                "(Cloudflare's; [flarelet] max_url_bytes)",
-            )
-            raise _HeadRejected
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._rejected = (431, self._too_large_message(self._head_bytes))
-            raise _HeadRejected
-        super().on_header(name, value)
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        limits = self.limits
+        # the head is at most what arrived since its first chunk began: only a big one is counted
+        if self._bytes_in - self._head_from > min(limits.max_header_bytes, limits.max_url_bytes):
+            if len(self.url) > limits.max_url_bytes:
+                self._rejected = (
+                    414,
+                    f"414 URI Too Long: the URL is above the limit of {limits.max_url_bytes} bytes "
+                    "(Cloudflare's; [flarelet] max_url_bytes)",
+                )
+                raise _HeadRejected
+            size = sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_header_bytes:
+                self._rejected = (431, self._too_large_message(size))
+                raise _HeadRejected
+        self._reading_body = True
+        if self._timer is not None:
+            self._disarm()
+        super().on_headers_complete()
 
     def _too_large_message(self, size: int) -> str:
         return (
             f"431 Request Header Fields Too Large: the request headers ({size}+ bytes) are above the limit "
             f"of {self.limits.max_header_bytes} bytes (Cloudflare's; [flarelet] max_header_bytes)"
         )
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._reading_body = True
-        if self._timer is not None:
-            self._disarm()
-        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_body = False

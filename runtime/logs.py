@@ -34,7 +34,7 @@ def _escape_one(match: re.Match[str]) -> str:
 
 def escape_controls(text: str) -> str:
     """``text`` on one line with its control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
-    if _CONTROL.search(text) is None:
+    if text.isprintable():  # fast path: no Cc/Cf/Zl/Zp character at all
         return text
     return _CONTROL.sub(_escape_one, text)
 
