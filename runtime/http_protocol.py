@@ -85,7 +85,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._in_head = False
-        self._reading_body = False
         self._bytes_in = 0  # bytes received on this connection
         self._chunk_start = 0  # ... before the chunk being parsed
         self._head_from = 0  # ... before the chunk in which the current request began
@@ -125,7 +124,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if self._timer is None:
                 self._head_deadline = self.loop.time() + limits.header_timeout_s
                 self._arm(limits.header_timeout_s)
-        elif self._reading_body:
+        elif self._reading_body():
             self._body_seen = self.loop.time()
             if self._timer is None:
                 self._arm(self.limits.body_timeout_s)
@@ -141,7 +140,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         limits = self.limits
         # the head is at most what arrived since its first chunk began: only a big one is counted
-        if self._bytes_in - self._head_from > min(limits.max_header_bytes, limits.max_url_bytes):
+        if self._bytes_in - self._head_from > limits.small_head_bytes:
             if len(self.url) > limits.max_url_bytes:
                 self._rejected = (
                     414,
@@ -153,10 +152,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if size > limits.max_header_bytes:
                 self._rejected = (431, self._too_large_message(size))
                 raise _HeadRejected
-        self._reading_body = True
         if self._timer is not None:
             self._disarm()
         super().on_headers_complete()
+
+    def _reading_body(self) -> bool:
+        """Whether the current request's body is still arriving (uvicorn's cycle knows)."""
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not cycle.response_complete
 
     def _too_large_message(self, size: int) -> str:
         return (
@@ -164,13 +167,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             f"of {self.limits.max_header_bytes} bytes (Cloudflare's; [flarelet] max_header_bytes)"
         )
 
-    def on_message_complete(self) -> None:
-        self._reading_body = False
-        super().on_message_complete()
-
     def _reject(self, status: int, message: str) -> None:
         """Answer ``status`` with ``message`` and close (the request never reaches the app)."""
-        self._in_head = self._reading_body = False
+        self._in_head = False
         self._disarm()
         if status != 400:
             log.warning("%s", message)
@@ -206,7 +205,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._reject(408, f"408 Request Timeout: the request head took over {self.limits.header_timeout_s:g}s")
             else:
                 self.transport.close()
-        elif self._reading_body:
+        elif self._reading_body():
             if self.flow.read_paused:  # the app is behind, not the client
                 self._body_seen = now
             left = self._body_seen + self.limits.body_timeout_s - now

@@ -38,6 +38,11 @@ class ServerLimits:
     body_timeout_s: float = 30.0
     keep_alive_s: float = 30.0
 
+    @property
+    def small_head_bytes(self) -> int:
+        """A request head no larger than this is within both size limits without counting."""
+        return min(self.max_header_bytes, self.max_url_bytes)
+
     @classmethod
     def from_config(cls, config: WorkerConfig) -> ServerLimits:
         """Read ``[limits]`` and ``[flarelet]``; a bad value is a :class:`ConfigError` naming its key."""
