@@ -21,6 +21,7 @@ It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,106 @@ _RESOURCE_KEYS = (
 )
 
 
+def normalize_upstream(value: Any) -> str | None:
+    """``--upstream``: a URL, or a bare host (https, as wrangler's ``upstream_protocol`` default)."""
+    if not value:
+        return None
+    text = str(value).strip().rstrip("/")
+    if "://" not in text:
+        text = "https://" + text
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("http", "https") or not text.split("://", 1)[1]:
+        raise ValueError(f"--upstream must be an http(s) URL or a host name, got {value!r}")
+    return text
+
+
+#: ``request.cf`` without configuration: Miniflare's offline fallback values
+FALLBACK_CF: dict[str, Any] = {
+    "asOrganization": "",
+    "asn": 395747,
+    "colo": "DFW",
+    "city": "Austin",
+    "region": "Texas",
+    "regionCode": "TX",
+    "metroCode": "635",
+    "postalCode": "78701",
+    "country": "US",
+    "continent": "NA",
+    "timezone": "America/Chicago",
+    "latitude": "30.27130",
+    "longitude": "-97.74260",
+    "clientTcpRtt": 0,
+    "httpProtocol": "HTTP/1.1",
+    "requestPriority": "weight=192;exclusive=0",
+    "tlsCipher": "AEAD-AES128-GCM-SHA256",
+    "tlsVersion": "TLSv1.3",
+    "tlsClientAuth": {
+        "certPresented": "0",
+        "certVerified": "NONE",
+        "certRevoked": "0",
+        "certIssuerDN": "",
+        "certSubjectDN": "",
+        "certIssuerDNRFC2253": "",
+        "certSubjectDNRFC2253": "",
+        "certIssuerDNLegacy": "",
+        "certSubjectDNLegacy": "",
+        "certSerial": "",
+        "certIssuerSerial": "",
+        "certSKI": "",
+        "certIssuerSKI": "",
+        "certFingerprintSHA1": "",
+        "certFingerprintSHA256": "",
+        "certNotBefore": "",
+        "certNotAfter": "",
+    },
+    "edgeRequestKeepAliveStatus": 0,
+    "clientTrustScore": 99,
+    "botManagement": {
+        "corporateProxy": False,
+        "verifiedBot": False,
+        "ja3Hash": "25b4882c2bcb50cd6b469ff28c596742",
+        "staticResource": False,
+        "detectionIds": [],
+        "score": 99,
+    },
+}
+
+
+def load_cf(config: WorkerConfig) -> dict[str, Any] | None:
+    """``[flarelet] cf``: a table is the cf object itself; a string is a JSON file (relative to the
+    config); ``false`` or absent gives :data:`FALLBACK_CF` (Miniflare's ``cf`` option, offline)."""
+    value = config.flarelet.get("cf")
+    if value is None or value is False or value is True:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        path = (config.dir / value).resolve()
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise config.error(("flarelet", "cf"), f"cannot read the cf JSON file {value} ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise config.error(("flarelet", "cf"), f"the cf JSON file {value} must hold an object")
+        return loaded
+    raise config.error(("flarelet", "cf"), f"must be a table or a JSON file path, got {type(value).__name__}")
+
+
+def _hop_count(request: Request) -> int:
+    raw = request.headers.get(outbound.HOP_HEADER)
+    if not raw:
+        return 0
+    try:
+        return int(str(raw).split(",")[-1].strip())
+    except ValueError:
+        return 0
+
+
+def _origin(request: Request) -> str:
+    scheme, host, port = outbound.origin_of(request.url)
+    return f"{scheme}://{host}:{port}"
+
+
 class UnsupportedBinding:
     """What ``env.X`` holds for a binding kind flarelet cannot run: every use explains why."""
 
@@ -157,6 +258,7 @@ class WorkerHost:
         options: Mapping[str, Any] | None = None,
         max_body_bytes: int | None = None,
         bindings: Mapping[str, Any] | None = None,
+        upstream: str | None = None,
     ) -> None:
         self.config = config
         self.env_name = env_name
@@ -168,6 +270,13 @@ class WorkerHost:
         self.binding_overrides: dict[str, Any] = dict(bindings or {})
         configured = config.flarelet.get("max_body_bytes")
         self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
+        #: where subrequests to the worker's own origin go (``--upstream``; see ``runtime.outbound``)
+        self.upstream = normalize_upstream(upstream or config.flarelet.get("upstream"))
+        self.max_subrequest_depth = int(
+            config.flarelet.get("max_subrequest_depth") or outbound.DEFAULT_MAX_SUBREQUEST_DEPTH
+        )
+        #: the ``request.cf`` object of incoming requests (``[flarelet] cf``, as Miniflare's ``cf`` option)
+        self.cf = load_cf(config)
         self.bindings: list[BindingInfo] = []
         self.plugins: list[_Plugin] = []
         self.assets: AssetServer | None = None
@@ -191,6 +300,7 @@ class WorkerHost:
         *,
         max_body_bytes: int | None = None,
         bindings: Mapping[str, Any] | None = None,
+        upstream: str | None = None,
         load_code: bool = True,
         raise_on_load_error: bool = False,
     ) -> WorkerHost:
@@ -209,6 +319,7 @@ class WorkerHost:
             options=options,
             max_body_bytes=max_body_bytes,
             bindings=bindings,
+            upstream=upstream,
         )
         host._check_main()
         host._build_bindings()
@@ -410,6 +521,30 @@ class WorkerHost:
             path = unquote(raw_path)
         if path in SCHEDULED_PATHS:
             return await self._scheduled_endpoint(path, query, request)
+        hops = _hop_count(request)
+        if hops > self.max_subrequest_depth:
+            log.error(
+                "%s %s refused: subrequest loop (%s: %d hops, limit %d)",
+                request.method,
+                request.url,
+                outbound.HOP_HEADER,
+                hops,
+                self.max_subrequest_depth,
+            )
+            return Response._from_parts(
+                508,
+                Headers({"content-type": "text/plain;charset=UTF-8"}),
+                f"Loop detected: this request passed through the worker {hops} times as a subrequest "
+                f"(CF-EW-Via), above the limit of {self.max_subrequest_depth} "
+                "([flarelet] max_subrequest_depth)\n".encode(),
+            )
+        token = outbound.subrequest_scope.set(outbound.SubrequestScope(_origin(request), hops, self.upstream))
+        try:
+            return await self._serve_worker(request, ctx, path, query)
+        finally:
+            outbound.subrequest_scope.reset(token)
+
+    async def _serve_worker(self, request: Request, ctx: ExecutionContext | None, path: str, query: str) -> Response:
         assets = self.assets
         if assets is not None:
             worker_first = self.dispatcher.worker is not None and assets.worker_first(path)

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from . import workers_sdk
+from .errors import missing_name_line
 
 HANDLER_NAMES = ("fetch", "scheduled", "queue")
 
@@ -170,7 +171,9 @@ def load_worker(main_path: Path) -> WorkerModule:
         else:
             sys.modules.pop(name, None)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        raise WorkerLoadError(f"importing {main_path.name} failed: {type(exc).__name__}: {exc}", details) from exc
+        missing = missing_name_line(exc, main_path.parent)
+        summary = missing if missing is not None else f"{type(exc).__name__}: {exc}"
+        raise WorkerLoadError(f"importing {main_path.name} failed: {summary}", details) from exc
     return inspect_handlers(module, main_path)
 
 
