@@ -19,7 +19,10 @@ import pytest
 from flarelet.runtime.host import WorkerHost
 from flarelet.runtime.server import DevServer, bind_socket
 
-HEADER = 'name = "compat"\nmain = "src/entry.py"\ncompatibility_date = "2025-11-02"\ncompatibility_flags = ["python_workers"]\n'
+HEADER = (
+    'name = "compat"\nmain = "src/entry.py"\ncompatibility_date = "2025-11-02"\n'
+    'compatibility_flags = ["python_workers"]\n'
+)
 
 
 def write_worker(root: Path, code: str, toml: str = "", files: dict[str, str] | None = None) -> Path:

@@ -19,6 +19,10 @@ from workers import WorkerEntrypoint
 import workers
 
 
+def js_obj(d):
+    return to_js(d, dict_converter=Object.fromEntries)
+
+
 def js_error(fn):
     try:
         fn()
@@ -77,7 +81,7 @@ class Default(WorkerEntrypoint):
             arr = Uint8Array.new(16)
             same = crypto.getRandomValues(arr) is arr
             key = await crypto.subtle.importKey(
-                "raw", enc.encode("secret"), to_js({"name": "HMAC", "hash": "SHA-256"}, dict_converter=Object.fromEntries),
+                "raw", enc.encode("secret"), js_obj({"name": "HMAC", "hash": "SHA-256"}),
                 False, ["sign", "verify"])
             mac = await crypto.subtle.sign("HMAC", key, enc.encode("message"))
             sha1 = await crypto.subtle.digest("SHA-1", enc.encode("abc"))
@@ -105,12 +109,13 @@ class Default(WorkerEntrypoint):
             png = to_js(b"\x89PNG\r\n")
             return workers.Response.json({
                 "parsed": [parsed.a.b[2].c, parsed["a"]["b"][0], parsed.n, isinstance(parsed, JsProxy)],
-                "stringify": JSON.stringify(obj), "indented": JSON.stringify(to_js({"a": [1]}, dict_converter=Object.fromEntries), None, 2),
+                "stringify": JSON.stringify(obj), "indented": JSON.stringify(js_obj({"a": [1]}), None, 2),
                 "obj_attr": obj.nested.y[1], "map": [as_map.get("k"), as_map.has("k"), as_map.size],
                 "keys": list(Object.keys(obj)), "entries": [list(e) for e in Object.entries({"p": 1})],
                 "array": [Array.isArray(Array.new(1, 2)), Array.new(1, 2).length, getattr(Array, "from")([3, 4])],
                 "png": [type(png).__name__, png.byteLength, type(png.buffer).__name__, png.buffer.byteLength],
-                "date_now_ms": Date.now(), "epoch": Date.new(0).toISOString(), "date_iso": Date.new("2024-02-29T12:00:00Z").getTime(),
+                "date_now_ms": Date.now(), "epoch": Date.new(0).toISOString(),
+                "date_iso": Date.new("2024-02-29T12:00:00Z").getTime(),
                 "date_year": Date.new(86400000 * 366).getFullYear(),
             })
         if route == "/png":
@@ -119,7 +124,7 @@ class Default(WorkerEntrypoint):
         if route == "/bytes-body":
             return Response.new(TextEncoder.new().encode("from a Uint8Array"))
         if route == "/init-object":
-            init = to_js({"status": 201, "statusText": "Made", "headers": {"x-a": "1"}}, dict_converter=Object.fromEntries)
+            init = js_obj({"status": 201, "statusText": "Made", "headers": {"x-a": "1"}})
             made = Response.new("created", init)
             made.headers.set("x-status-text", made.statusText)
             return made
@@ -132,7 +137,7 @@ class Default(WorkerEntrypoint):
             return Response.json(to_js({"ok": True}, dict_converter=Object.fromEntries),
                                  to_js({"status": 203}, dict_converter=Object.fromEntries))
         if route == "/request-new":
-            req = Request.new("https://a.test/p", to_js({"method": "POST", "body": "b", "headers": {"x": "y"}}, dict_converter=Object.fromEntries))
+            req = Request.new("https://a.test/p", js_obj({"method": "POST", "body": "b", "headers": {"x": "y"}}))
             copy = Request.new("https://b.test/q", req)
             return workers.Response.json({"method": copy.method, "url": copy.url, "x": copy.headers.get("x"),
                                           "body": await copy.text()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-WORKER = r'''
+WORKER = r"""
 import asyncio
 import pyodide
 from js import Object, Uint8Array
@@ -86,7 +86,7 @@ class Default(WorkerEntrypoint):
                 return Response("OSError: " + str(exc).split(":")[0], status=502)
             return Response("no error?")
         return Response("?", status=404)
-'''
+"""
 
 ORIGIN = """
 from workers import Response

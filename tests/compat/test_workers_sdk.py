@@ -10,7 +10,7 @@ import pytest
 
 from tests.compat.conftest import serving, write_worker
 
-WORKER = r'''
+WORKER = r"""
 import js
 from workers import Request, Response, WorkerEntrypoint, fetch
 
@@ -42,7 +42,7 @@ class Default(WorkerEntrypoint):
             target = request.url.split("to=", 1)[1]
             return fetch(target)  # a coroutine, not a Response: Cloudflare awaits it
         return Response("?", status=404)
-'''
+"""
 
 ORIGIN = """
 from workers import Response
