@@ -159,7 +159,8 @@ def test_network_failure_is_an_oserror_as_the_sdk_raises(worker_server, free_por
 
 def test_httpx_is_not_imported_at_start(make_worker):
     code = (
-        "import sys; from flarelet.runtime.host import WorkerHost; import flarelet.runtime.server, flarelet.runtime.app; "
+        "import sys; from flarelet.runtime.host import WorkerHost; "
+        "import flarelet.runtime.server, flarelet.runtime.app; "
         f"WorkerHost.from_config({str(make_worker(WORKER))!r}); "
         "print(sorted(m for m in ('httpx', 'torch', 'transformers') if m in sys.modules))"
     )
