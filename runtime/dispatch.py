@@ -120,6 +120,9 @@ class WorkerDispatcher:
         if isinstance(exc, FetchError) or isinstance(exc.__cause__, FetchError):
             self.log.error("Uncaught exception in fetch handler (%s %s)", request.method, request.url, exc_info=exc)
             return brief_error_response(exc, accept)
+        if isinstance(exc, WorkerLoadError) and exc.brief:
+            self.log.error("%s %s: %s", request.method, request.url, exc.message)
+            return brief_error_response(exc, accept)
         worker = self.worker
         missing = missing_name_line(exc, worker.main_path.parent if worker is not None else None)
         if missing is not None:

@@ -426,7 +426,7 @@ class WorkerHost:
                 raise
             self.dispatcher.worker = None
             self.dispatcher.load_error = exc
-            log.error("%s%s", exc.message, "\n" + exc.details if exc.details else "")
+            log.error("%s%s", exc.message, "\n" + exc.details if exc.details and not exc.brief else "")
             return False
         self.dispatcher.worker = worker
         self.dispatcher.load_error = None
