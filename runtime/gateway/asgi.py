@@ -210,9 +210,11 @@ def _env_dependency() -> Any:
     from fastapi import Depends
     from fastapi import Request as FastAPIRequest
 
-    async def env(request: FastAPIRequest) -> Any:
+    async def env(request: Any) -> Any:
         return request.scope["env"]
 
+    # a real class, not the string this module's postponed annotations would leave for FastAPI
+    env.__annotations__ = {"request": FastAPIRequest, "return": Any}
     return Depends(env)
 
 

@@ -177,3 +177,62 @@ def test_wsgi_null_body_status_and_exceptions(wsgi_server):
     assert (r.status_code, r.content) == (204, b"")
     r = httpx.get(wsgi_server.url + "/boom", timeout=30)
     assert r.status_code == 500 and "wsgi app failed" in r.text
+
+
+FRAMEWORKS_WORKER = r"""
+import asgi
+from fastapi import FastAPI, Request
+from flask import Flask, request as flask_request
+from workers import WorkerEntrypoint, wsgi
+
+api = FastAPI()
+
+
+@api.get("/api/hi/{name}")
+async def hi(name: str):
+    return {"message": f"Hello, {name}!"}
+
+
+@api.get("/api/env")
+async def env_dependency(env=asgi.env):
+    return {"greeting": env.GREETING}
+
+
+@api.get("/api/scope")
+async def scope_env(req: Request):
+    return {"greeting": req.scope["env"].GREETING}
+
+
+site = Flask(__name__)
+
+
+@site.route("/flask/<name>", methods=["GET", "POST"])
+def flask_hello(name):
+    return {"name": name, "method": flask_request.method, "form": flask_request.form.to_dict(),
+            "greeting": flask_request.environ["workers.env"].GREETING}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if "/flask/" in request.url:
+            return await wsgi.fetch(site, request, self.env)
+        return await asgi.fetch(api, request.js_object, self.env)
+"""
+
+
+@pytest.fixture(scope="module")
+def frameworks_server(serve_worker):
+    return serve_worker(FRAMEWORKS_WORKER, '[vars]\nGREETING = "hi from env"\n')
+
+
+def test_fastapi_app_runs_as_cloudflare_documents(frameworks_server):
+    base = frameworks_server.url
+    assert httpx.get(base + "/api/hi/Ada", timeout=30).json() == {"message": "Hello, Ada!"}
+    assert httpx.get(base + "/api/env", timeout=30).json() == {"greeting": "hi from env"}
+    assert httpx.get(base + "/api/scope", timeout=30).json() == {"greeting": "hi from env"}
+    assert httpx.get(base + "/api/missing", timeout=30).status_code == 404
+
+
+def test_flask_app_runs_through_workers_wsgi(frameworks_server):
+    r = httpx.post(frameworks_server.url + "/flask/ada", data={"x": "1"}, timeout=30)
+    assert r.json() == {"name": "ada", "method": "POST", "form": {"x": "1"}, "greeting": "hi from env"}
