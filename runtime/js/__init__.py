@@ -40,6 +40,9 @@ EXPORTS: dict[str, str] = {
     "Request": "fetch_api:Request",
     "Response": "fetch_api:Response",
     "fetch": "fetch_api:fetch",
+    "FormData": "fetch_api:FormData",
+    "Blob": "fetch_api:Blob",
+    "File": "fetch_api:File",
 }
 
 

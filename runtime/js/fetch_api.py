@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..body import Blob as _Blob
+from ..body import File as _File
+from ..body import FormData as _FormData
 from ..headers import Headers as _Headers
 from ..outbound import FetchError
 from ..outbound import fetch as _fetch
@@ -111,6 +114,31 @@ class Response(_Response):
     @classmethod
     def error(cls) -> _Response:
         return _Response._from_parts(500, _Headers(), None)
+
+
+class FormData(_FormData):
+    @classmethod
+    def new(cls, init: Any = None) -> _FormData:
+        return _FormData(init)
+
+
+class Blob(_Blob):
+    """``Blob.new(parts, {type})``."""
+
+    @classmethod
+    def new(cls, parts: Any = None, options: Any = None, **kwargs: Any) -> _Blob:
+        opts = init_options(options, kwargs)
+        return _Blob(parts, type=opts.get("type") or "")
+
+
+class File(_File):
+    """``File.new(parts, name, {type, lastModified})``."""
+
+    @classmethod
+    def new(cls, parts: Any, name: str, options: Any = None, **kwargs: Any) -> _File:
+        opts = init_options(options, kwargs)
+        extra = {"last_modified": opts["lastModified"]} if "lastModified" in opts else {}
+        return _File(parts, name, type=opts.get("type") or "", **extra)
 
 
 async def fetch(resource: Any, init: Any = None, **kwargs: Any) -> _Response:

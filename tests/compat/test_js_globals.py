@@ -121,6 +121,12 @@ class Default(WorkerEntrypoint):
         if route == "/png":
             # what the image example does: to_js(bytes).buffer as a Response body
             return workers.Response(to_js(b"\x89PNG-bytes").buffer, headers={"content-type": "image/png"})
+        if route == "/blob":
+            from js import Blob, FormData
+            form = FormData.new()
+            form.append("k", "v")
+            blob = Blob.new(["a", "b"], js_obj({"type": "text/x-blob"}))
+            return Response.new(blob, headers={"x-form": form.get("k"), "x-size": str(blob.size)})
         if route == "/bytes-body":
             return Response.new(TextEncoder.new().encode("from a Uint8Array"))
         if route == "/init-object":
@@ -227,6 +233,16 @@ def test_console_log_prints_js_style_values(serve_worker, capfd):
     )
     assert get(srv, "/").text == "ok"
     assert "hello 1 null true false" in capfd.readouterr().out
+
+
+def test_js_blob_and_formdata_build_bodies(server):
+    r = get(server, "/blob")
+    assert (r.text, r.headers["content-type"], r.headers["x-form"], r.headers["x-size"]) == (
+        "ab",
+        "text/x-blob",
+        "v",
+        "2",
+    )
 
 
 def test_array_buffer_and_uint8array_are_response_bodies(server):
