@@ -182,19 +182,20 @@ def load_cf(config: WorkerConfig) -> dict[str, Any] | None:
     raise config.error(("flarelet", "cf"), f"must be a table or a JSON file path, got {type(value).__name__}")
 
 
+_HOP_HEADER_RAW = outbound.HOP_HEADER.encode()
+
+
 def _hop_count(request: Request) -> int:
-    raw = request.headers.get(outbound.HOP_HEADER)
+    if request._headers is None:  # still the raw ASGI list: scan it rather than parse every header
+        raw: Any = next((v.decode("latin-1") for k, v in request._raw_headers or () if k == _HOP_HEADER_RAW), None)
+    else:
+        raw = request._headers.get(outbound.HOP_HEADER)
     if not raw:
         return 0
     try:
         return int(str(raw).split(",")[-1].strip())
     except ValueError:
         return 0
-
-
-def _origin(request: Request) -> str:
-    scheme, host, port = outbound.origin_of(request.url)
-    return f"{scheme}://{host}:{port}"
 
 
 class UnsupportedBinding:
@@ -538,7 +539,7 @@ class WorkerHost:
                 f"(CF-EW-Via), above the limit of {self.max_subrequest_depth} "
                 "([flarelet] max_subrequest_depth)\n".encode(),
             )
-        token = outbound.subrequest_scope.set(outbound.SubrequestScope(_origin(request), hops, self.upstream))
+        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream))
         try:
             return await self._serve_worker(request, ctx, path, query)
         finally:

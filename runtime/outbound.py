@@ -62,7 +62,7 @@ class FetchError(OSError):
 class SubrequestScope:
     """What outbound ``fetch`` needs to know about the request being handled."""
 
-    #: ``scheme://host:port`` of the incoming request (the worker's own origin)
+    #: the incoming request's URL: its ``scheme://host:port`` is the worker's own origin
     origin: str
     #: the incoming request's ``CF-EW-Via`` count
     hops: int = 0
@@ -104,8 +104,9 @@ def _route(request: Request, scope: SubrequestScope | None) -> str:
     if scope is None or not is_own_origin(url, scope.origin):
         return url
     if scope.upstream is None:
+        scheme, host, port = origin_of(scope.origin)
         raise FetchError(
-            f"fetch({url}) targets this worker's own origin ({scope.origin}). On Cloudflare that subrequest goes "
+            f"fetch({url}) targets this worker's own origin ({scheme}://{host}:{port}). On Cloudflare that subrequest goes "
             "to the zone's origin server; locally there is none, and calling the worker again would loop. "
             "Start flarelet dev with --upstream URL to say where the origin is."
         )
@@ -150,20 +151,24 @@ async def aclose_client() -> None:
 
 async def fetch(resource: str | Request, **options: Any) -> Response:
     """``workers.fetch(url_or_request, method=, headers=, body=, redirect=)`` -> :class:`Response`."""
-    request = Request(resource, **options) if options or not isinstance(resource, Request) else Request(resource)
+    request = Request(resource, **options) if options or not isinstance(resource, Request) else resource
     scope = subrequest_scope.get()
-    request.headers.set(HOP_HEADER, str((scope.hops if scope is not None else 0) + 1))
+    hops = str((scope.hops if scope is not None else 0) + 1)
     service = outbound_service.get()
     if service is not None:
-        answered = await service(request)
+        forwarded = Request(request)  # the caller's request object keeps its own headers
+        forwarded.headers.set(HOP_HEADER, hops)
+        answered = await service(forwarded)
         if answered is not None:
             return answered
+        request = forwarded
     target = _route(request, scope)
     body = await request.bytes() if request._body is not None else None
     client = _get_client()
     import httpx
 
-    headers = [(k, v) for k, v in request.headers.multi_items() if k not in ("host", "content-length")]
+    headers = [(k, v) for k, v in request.headers.multi_items() if k not in ("host", "content-length", HOP_HEADER)]
+    headers.append((HOP_HEADER, hops))
     try:
         http_request = client.build_request(request.method, target, headers=headers, content=body)
         upstream = await client.send(http_request, follow_redirects=request.redirect == "follow")

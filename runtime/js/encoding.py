@@ -18,6 +18,7 @@ from .errors import JsProxy, dom_exception, type_error
 
 _B64_ALPHABET = re.compile(r"^[A-Za-z0-9+/]*$")
 _ASCII_WHITESPACE = re.compile(r"[\t\n\f\r ]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def atob(data: Any) -> str:
@@ -58,7 +59,8 @@ class TextEncoder(JsProxy):
         return cls()
 
     def encode(self, text: Any = "") -> Uint8Array:
-        return Uint8Array(str(text).encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8"))
+        # a lone surrogate becomes U+FFFD, as JS's UTF-8 encoder does
+        return Uint8Array(_LONE_SURROGATE.sub("\ufffd", str(text)).encode("utf-8"))
 
     def encodeInto(self, text: str, dest: Uint8Array) -> dict[str, int]:  # noqa: N802 - JS name
         from .objects import JsObject
