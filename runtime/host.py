@@ -271,13 +271,8 @@ class WorkerHost:
         self.binding_overrides: dict[str, Any] = dict(bindings or {})
         configured = config.flarelet.get("max_body_bytes")
         self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
-        #: where subrequests to the worker's own origin go (``--upstream``; see ``runtime.outbound``)
-        self.upstream = normalize_upstream(upstream or config.flarelet.get("upstream"))
-        self.max_subrequest_depth = int(
-            config.flarelet.get("max_subrequest_depth") or outbound.DEFAULT_MAX_SUBREQUEST_DEPTH
-        )
-        #: the ``request.cf`` object of incoming requests (``[flarelet] cf``, as Miniflare's ``cf`` option)
-        self.cf = load_cf(config)
+        self._cli_upstream = upstream
+        self._apply_flarelet_options()
         self.bindings: list[BindingInfo] = []
         self.plugins: list[_Plugin] = []
         self.assets: AssetServer | None = None
@@ -288,6 +283,17 @@ class WorkerHost:
         self.started = False
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
+
+    def _apply_flarelet_options(self) -> None:
+        """``[flarelet]`` settings read per config load (``--upstream`` wins over ``upstream``)."""
+        config = self.config
+        #: where subrequests to the worker's own origin go (``--upstream``; see ``runtime.outbound``)
+        self.upstream = normalize_upstream(self._cli_upstream or config.flarelet.get("upstream"))
+        self.max_subrequest_depth = int(
+            config.flarelet.get("max_subrequest_depth") or outbound.DEFAULT_MAX_SUBREQUEST_DEPTH
+        )
+        #: the ``request.cf`` object of incoming requests (``[flarelet] cf``, as Miniflare's ``cf`` option)
+        self.cf = load_cf(config)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -447,11 +453,13 @@ class WorkerHost:
         self.config = config
         try:
             self._check_main()
+            self._apply_flarelet_options()
             await self._close_plugins(old_plugins)
             self._build_bindings()
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:
             log.error("%s", exc)
             self.config = old_config
+            self._apply_flarelet_options()
             return False
         if self.started:
             await self._start_plugins()

@@ -163,3 +163,18 @@ def test_wsgi_and_asgi_modules_import_the_cloudflare_way(serve_worker):
         """
     )
     assert get(srv, "/").text == "asgi workers.wsgi workers True"
+
+
+async def test_cf_and_upstream_follow_a_config_edit(tmp_path):
+    from flarelet.runtime.host import WorkerHost
+
+    code = "from workers import Response\ndef on_fetch(request):\n    return Response(request.cf.country)\n"
+    root = write_worker(tmp_path, code, '[flarelet]\ncf = { country = "DE" }\n')
+    host = WorkerHost.from_config(root)
+    assert host.cf == {"country": "DE"} and host.upstream is None
+    (root / "wrangler.toml").write_text(
+        (root / "wrangler.toml").read_text().replace('"DE" }', '"FR" }\nupstream = "http://127.0.0.1:9"')
+    )
+    assert await host.reload_config() is True
+    assert host.cf == {"country": "FR"} and host.upstream == "http://127.0.0.1:9"
+    await host.aclose()
