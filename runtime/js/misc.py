@@ -1,8 +1,10 @@
-"""``Date``, ``Math`` and ``console``: small JS globals worker code reaches for."""
+"""``Date``, ``Math``, ``console``, ``setTimeout``/``clearTimeout`` and ``Error``: small JS globals
+worker code reaches for."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import itertools
 import math
 import random
 import sys
@@ -10,9 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import JsProxy
-
-_log = logging.getLogger("flarelet.console")
+from .errors import JsException, JsProxy
 
 
 class Date(JsProxy):
@@ -151,3 +151,38 @@ class console:  # noqa: N801 - JS name
         print(*(_fmt(a) for a in args), file=sys.stderr, flush=True)
 
     error = warn
+
+
+_timers: dict[int, asyncio.TimerHandle] = {}
+_timer_ids = itertools.count(1)
+
+
+def setTimeout(callback: Any, delay: float = 0, *args: Any) -> int:  # noqa: N802 - JS name
+    """Run ``callback(*args)`` after ``delay`` ms on the running event loop; returns the timer id."""
+    loop = asyncio.get_running_loop()
+    timer_id = next(_timer_ids)
+
+    def fire() -> None:
+        _timers.pop(timer_id, None)
+        result = callback(*args)
+        if asyncio.iscoroutine(result):
+            loop.create_task(result)
+
+    _timers[timer_id] = loop.call_later(max(0.0, float(delay or 0)) / 1000.0, fire)
+    return timer_id
+
+
+def clearTimeout(timer_id: int | None) -> None:  # noqa: N802 - JS name
+    handle = _timers.pop(timer_id, None) if timer_id is not None else None
+    if handle is not None:
+        handle.cancel()
+
+
+class Error(JsProxy):  # noqa: N818 - JS name
+    """``Error.new(message)``: a ``JsException`` named ``Error`` (to raise or return)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def new(message: str = "") -> JsException:
+        return JsException("Error", str(message))

@@ -118,6 +118,17 @@ class Default(WorkerEntrypoint):
                 "date_iso": Date.new("2024-02-29T12:00:00Z").getTime(),
                 "date_year": Date.new(86400000 * 366).getFullYear(),
             })
+        if route == "/timers":
+            import asyncio
+            from js import setTimeout, clearTimeout, Error
+            fired = []
+            setTimeout(lambda v: fired.append(v), 5, "first")
+            cancelled = setTimeout(lambda: fired.append("cancelled"), 5)
+            clearTimeout(cancelled)
+            await asyncio.sleep(0.05)
+            err = Error.new("boom")
+            error = [err.name, err.message, isinstance(err, JsException)]
+            return workers.Response.json({"fired": fired, "error": error})
         if route == "/png":
             # what the image example does: to_js(bytes).buffer as a Response body
             return workers.Response(to_js(b"\x89PNG-bytes").buffer, headers={"content-type": "image/png"})
@@ -219,6 +230,10 @@ def test_json_object_array_date_and_byte_interop(server):
     assert isinstance(data["date_now_ms"], int) and data["date_now_ms"] > 1_600_000_000_000
     assert data["epoch"] == "1970-01-01T00:00:00.000Z" and data["date_iso"] == 1709208000000
     assert data["date_year"] == 1971
+
+
+def test_set_timeout_and_clear_timeout_run_on_the_event_loop(server):
+    assert get(server, "/timers").json() == {"fired": ["first"], "error": ["Error", "boom", True]}
 
 
 def test_console_log_prints_js_style_values(serve_worker, capfd):
