@@ -18,7 +18,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
-#: JS global name -> "submodule:attribute" (relative to this package)
+#: JS global name -> "module:attribute": a module of this package (``url``), or an absolute module path
+#: (``flarelet.runtime.something``) for globals implemented elsewhere
 EXPORTS: dict[str, str] = {
     "URL": "url:URL",
     "URLSearchParams": "url:URLSearchParams",
@@ -59,7 +60,8 @@ class JsModule(ModuleType):
                 raise AttributeError(name)
             raise AttributeError(f"flarelet's js module has no {name!r} (it provides: {', '.join(sorted(EXPORTS))})")
         module_name, _, attr = target.partition(":")
-        value = getattr(importlib.import_module(f"{__name__}.{module_name}"), attr)
+        full_name = module_name if module_name.startswith("flarelet.") else f"{__name__}.{module_name}"
+        value = getattr(importlib.import_module(full_name), attr)
         setattr(self, name, value)
         return value
 
