@@ -106,9 +106,9 @@ def _route(request: Request, scope: SubrequestScope | None) -> str:
     if scope.upstream is None:
         scheme, host, port = origin_of(scope.origin)
         raise FetchError(
-            f"fetch({url}) targets this worker's own origin ({scheme}://{host}:{port}). On Cloudflare that subrequest goes "
-            "to the zone's origin server; locally there is none, and calling the worker again would loop. "
-            "Start flarelet dev with --upstream URL to say where the origin is."
+            f"fetch({url}) targets this worker's own origin ({scheme}://{host}:{port}). On Cloudflare that "
+            "subrequest goes to the zone's origin server; locally there is none, and calling the worker again "
+            "would loop. Start flarelet dev with --upstream URL to say where the origin is."
         )
     rest = url.split("://", 1)[1]
     slash = rest.find("/")
