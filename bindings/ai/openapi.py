@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from . import catalog
+from .rest import MAX_PAGE, MAX_PER_PAGE
 from .rest_auth import ACCOUNT_ID_PATTERN
 
 OPENAPI_VERSION = "3.1.0"
@@ -199,6 +200,7 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
                 "schema": {
                     "type": "string",
                     "format": "binary",
+                    "minLength": 1,
                     "description": "The audio file (mp3, wav, flac, ogg, webm...).",
                 }
             }
@@ -239,8 +241,12 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
                 {"name": "author", "in": "query", "schema": {"type": "string"}},
                 {"name": "source", "in": "query", "schema": {"type": "number"}},
                 {"name": "hide_experimental", "in": "query", "schema": {"type": "boolean"}},
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+                },
             ],
             "responses": {
                 "200": {
@@ -265,7 +271,12 @@ def build_openapi(server_url: str = "/client/v4", account_id: str | None = None)
             "tags": ["Workers AI"],
             "parameters": [
                 {"$ref": "#/components/parameters/account_id"},
-                {"name": "model", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "model",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(catalog.MODELS)},
+                },
             ],
             "responses": {
                 "200": {

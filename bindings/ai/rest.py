@@ -62,9 +62,11 @@ JSON_SLACK_BYTES = 64 * 1024
 #: Bodies larger than this are parsed off the event loop, so other requests keep being answered.
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
-#: ``models/search`` page size when the caller gives none, and the largest one honoured.
+#: ``models/search`` page size when the caller gives none, and the largest one accepted.
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 1000
+#: the largest ``page`` accepted (a 32-bit signed integer, as most APIs' page numbers)
+MAX_PAGE = 2**31 - 1
 
 #: Keys of ``[flarelet.ai]`` that belong to the REST API, not to :class:`AiSettings`.
 REST_CONFIG_KEYS = ("api_token", "api_tokens", "account_id")
@@ -217,8 +219,8 @@ class RestApi:
         """The catalog in Cloudflare's ``models/search`` shape, filtered and paginated."""
         self._admit(request)
         query = request.query_params
-        page = _positive_int(query, "page", 1)
-        per_page = min(_positive_int(query, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+        page = _positive_int(query, "page", 1, MAX_PAGE)
+        per_page = _positive_int(query, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
         found = filter_models(
             self.service.models(),
             search=query.get("search"),
@@ -252,10 +254,10 @@ class RestApi:
     def routes(self) -> list[BaseRoute]:
         """The routes, relative to ``/client/v4``."""
         return [
-            Route("/accounts/{account_id}/ai/run/{model:path}", _v4(self.run), methods=["POST"]),
-            Route("/accounts/{account_id}/ai/models/search", _v4(self.models_search), methods=["GET"]),
-            Route("/accounts/{account_id}/ai/models/schema", _v4(self.model_schema), methods=["GET"]),
-            Route("/openapi.json", _v4(self.openapi), methods=["GET"]),
+            _dotall(Route("/accounts/{account_id}/ai/run/{model:path}", _v4(self.run), methods=["POST"])),
+            _dotall(Route("/accounts/{account_id}/ai/models/search", _v4(self.models_search), methods=["GET"])),
+            _dotall(Route("/accounts/{account_id}/ai/models/schema", _v4(self.model_schema), methods=["GET"])),
+            _dotall(Route("/openapi.json", _v4(self.openapi), methods=["GET"])),
         ]
 
     def asgi(self) -> Starlette:
@@ -263,6 +265,15 @@ class RestApi:
         app = Starlette(routes=self.routes(), exception_handlers={HTTPException: _http_error})
         app.router.redirect_slashes = False  # Cloudflare answers 7000, it does not redirect
         return app
+
+
+def _dotall(route: Any) -> Any:
+    """A path parameter may hold a percent-encoded newline (``/ai/run/%0A``): Starlette's path
+    patterns use ``.``, which does not match it, so the route would miss and the request would go
+    past the API (to the worker, under ``flarelet dev``). Matching with DOTALL keeps every
+    ``/client/v4`` path the API's to answer, with its v4 errors."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -328,13 +339,16 @@ _JSON_INTEGER = re.compile(r"^(0|[1-9][0-9]*)$")
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
-def _positive_int(query: Mapping[str, str], name: str, default: int) -> int:
-    """A query integer written as JSON writes one (so ``"01"``, ``"1.0"``, ``"²"`` are refused)."""
+def _positive_int(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """A query integer from 1 to ``maximum`` written as JSON writes one (so ``"01"``, ``"1.0"``,
+    ``"²"`` are refused); its length is checked before converting, so 5,000 digits are a 400 like
+    any other bad value rather than Python's int-size ``ValueError``."""
     raw = query.get(name)
     if raw is None:
         return default
-    if not _JSON_INTEGER.match(raw) or int(raw) < 1:
-        raise errors.bad_input(f"Error: query parameter '{name}' must be a positive integer, got {raw!r}")
+    if len(raw) > len(str(maximum)) or not _JSON_INTEGER.match(raw) or not 1 <= int(raw) <= maximum:
+        shown = raw if len(raw) <= 40 else raw[:40] + f"... ({len(raw)} characters)"
+        raise errors.bad_input(f"Error: query parameter '{name}' must be an integer from 1 to {maximum}, got {shown!r}")
     return int(raw)
 
 
@@ -343,7 +357,8 @@ def _number(query: Mapping[str, str], name: str) -> float | None:
     if raw is None:
         return None
     if not _JSON_NUMBER.match(raw) or not math.isfinite(float(raw)):
-        raise errors.bad_input(f"Error: query parameter '{name}' must be a number, got {raw!r}")
+        shown = raw if len(raw) <= 40 else raw[:40] + f"... ({len(raw)} characters)"
+        raise errors.bad_input(f"Error: query parameter '{name}' must be a finite number, got {shown!r}")
     return float(raw)
 
 
@@ -403,7 +418,7 @@ def routes(ctx: BindingContext) -> list[BaseRoute]:
     The dev server builds plugin routes lazily, so the start-up banner is :func:`announce`'s job.
     """
     api = RestApi(ai_settings_from_options(ctx.options), RestCredentials.from_options(ctx.options))
-    return [Mount(API_PREFIX, app=api.asgi())]
+    return [_dotall(Mount(API_PREFIX, app=api.asgi()))]
 
 
 def announce(ctx: BindingContext, url: str) -> None:
