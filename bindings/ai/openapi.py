@@ -163,7 +163,21 @@ def _pydantic_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) 
     schema.setdefault("properties", {})["audio"] = audio
     schema["required"] = sorted(set(schema.get("required", [])) | {"audio"})
     schema["type"] = "object"
+    if "language" in schema["properties"]:
+        schema["properties"]["language"] = _language_schema()
     return schema
+
+
+def _language_schema() -> dict[str, Any]:
+    """What the validator accepts for ``language``: a Whisper language code or name ("" or null:
+    detect); the validator also ignores case and ``<|xx|>`` tokens, which an enum cannot say."""
+    from .languages import LANGUAGES
+
+    values = sorted(set(LANGUAGES) | set(LANGUAGES.values()) | {""})
+    return {
+        "anyOf": [{"type": "string", "enum": values}, {"type": "null"}],
+        "description": "The language of the audio (ISO 639-1 code or English name); omitted, empty or null: detect.",
+    }
 
 
 def accepts_binary(spec: catalog.ModelSpec) -> bool:

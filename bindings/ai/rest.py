@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
 from .errors import AiError
+from .json_audio import parse_json_inputs
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
 from .schemas import json_type
 
@@ -178,41 +179,53 @@ class RestApi:
         raw = self.settings.max_input_bytes
         return raw * JSON_EXPANSION + JSON_SLACK_BYTES if _is_json(content_type) else raw
 
-    async def _read_body(self, request: Request, limit: int) -> bytes:
+    async def _read_body(self, request: Request, limit: int) -> bytearray:
         """The body, refused with 3006 as soon as it is known to exceed ``limit``."""
         declared = request.headers.get("content-length")
         if declared is not None and _JSON_INTEGER.match(declared) and int(declared) > limit:
             raise errors.too_large(f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()  # grown in place: never the chunks and their join at once
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
+            if len(body) + len(chunk) > limit:
                 raise errors.too_large(f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return body
 
     # -- endpoints --------------------------------------------------------------------------------
 
     async def run(self, request: Request) -> Response:
-        """Run a model on the request body (raw audio, or the model's JSON inputs)."""
+        """Run a model on the request body (raw audio, or the model's JSON inputs).
+
+        A slot of the service's admission limit (``1 + queue_size`` requests in flight) is taken
+        before the body is read, so reading and parsing large bodies is bounded like inference
+        (one more is refused with 3040 at once, its body never read) and the slot passes to the
+        inference queue. A big JSON body is parsed off the event loop, its integer audio array
+        straight into bytes (:mod:`flarelet.bindings.ai.json_audio`).
+        """
         self._admit(request)
         model = request.path_params["model"]
         if not model:
             raise no_route(request.url.path)
         catalog.resolve(model)  # 5007 before reading a possibly large body
         content_type = request.headers.get("content-type", "")
-        try:
-            body = await asyncio.wait_for(
-                self._read_body(request, self.body_limit(content_type)), self.settings.timeout_s
-            )
-        except TimeoutError:
-            raise errors.timeout("the request body did not arrive in time") from None
-        if len(body) > PARSE_IN_THREAD_BYTES:  # a big JSON array takes seconds to parse: not on the loop
-            inputs = await asyncio.to_thread(parse_inputs, body, content_type)
-        else:
-            inputs = parse_inputs(body, content_type)
-        result = await self.service.run(model, inputs)
+        service = self.service
+        admission = getattr(service, "admission", None)
+        with admission() if admission is not None else contextlib.nullcontext() as slot:
+            try:
+                body = await asyncio.wait_for(
+                    self._read_body(request, self.body_limit(content_type)), self.settings.timeout_s
+                )
+            except TimeoutError:
+                raise errors.timeout("the request body did not arrive in time") from None
+            if len(body) > PARSE_IN_THREAD_BYTES:  # a big JSON array takes long to parse: not on the loop
+                inputs = await asyncio.to_thread(parse_inputs, body, content_type)
+            else:
+                inputs = parse_inputs(body, content_type)
+            del body  # the parsed inputs are all that is needed from here on
+            if slot is not None:
+                result = await service.run(model, inputs, admission=slot)
+            else:
+                result = await service.run(model, inputs)
         return v4_response(envelope(result))
 
     async def models_search(self, request: Request) -> Response:
@@ -302,7 +315,7 @@ def _is_json(content_type: str) -> bool:
     return mime == "application/json" or mime.endswith("+json")
 
 
-def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
+def parse_inputs(body: bytes | bytearray, content_type: str) -> dict[str, Any] | bytes:
     """The model inputs carried by a body: a JSON object, or the raw bytes (``format: binary``).
 
     A non-JSON content type with a body that is a JSON object (``curl -d '{...}'`` sends
@@ -312,7 +325,7 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
         raise errors.incomplete_request("body")
     if _is_json(content_type):
         try:
-            value = json.loads(body, parse_constant=_reject_constant)
+            value = parse_json_inputs(body, parse_constant=_reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise errors.bad_input(f"Error: request body is not valid JSON: {exc}") from None
         except RecursionError:
@@ -320,14 +333,14 @@ def parse_inputs(body: bytes, content_type: str) -> dict[str, Any] | bytes:
         if not isinstance(value, dict):
             raise errors.bad_input(f"Error: Type mismatch of '/', '{json_type(value)}' not in 'object'")
         return value
-    if body.lstrip()[:1] == b"{":
+    if _OBJECT_START.match(body):
         try:
-            value = json.loads(body, parse_constant=_reject_constant)
+            value = parse_json_inputs(body, parse_constant=_reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return body
+            return bytes(body)
         if isinstance(value, dict):
             return value
-    return body
+    return bytes(body)
 
 
 def _reject_constant(name: str) -> Any:
@@ -336,6 +349,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _JSON_INTEGER = re.compile(r"^(0|[1-9][0-9]*)$")
+_OBJECT_START = re.compile(rb"\s*\{")
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 

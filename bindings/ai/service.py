@@ -35,12 +35,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,14 @@ class _Ticket:
 
     cancel: threading.Event
     deadline: float
+
+
+@dataclass
+class Admission:
+    """A held admission slot (:meth:`AiService.admission`)."""
+
+    ticket: _Ticket
+    handed_over: bool = False
 
 
 @dataclass
@@ -92,10 +101,11 @@ class AiService:
 
     # -- public API ---------------------------------------------------------------------------
 
-    async def run(self, model: str, inputs: Any) -> dict:
+    async def run(self, model: str, inputs: Any, admission: Admission | None = None) -> dict:
         """Run ``model`` on ``inputs`` (a JSON-like dict, or raw bytes = the REST binary body).
 
         Returns the model output in Cloudflare's shape; raises :class:`errors.AiError`.
+        ``admission``: a slot the caller already holds (:meth:`admission`); it passes to the queue.
         """
         if self._closed:
             raise errors.internal("the AI service is shut down")
@@ -111,7 +121,10 @@ class AiService:
         except Exception as exc:  # a bug or an odd input we did not foresee: Cloudflare's shape, logged
             log.exception("Workers AI input handling failed for %s", spec.id)
             raise errors.internal(type(exc).__name__) from None
-        ticket = self._admit()
+        if admission is not None:
+            ticket, admission.handed_over = admission.ticket, True
+        else:
+            ticket = self._admit()
         try:
             from . import inference
 
@@ -176,6 +189,18 @@ class AiService:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[Admission]:
+        """Hold one of the ``1 + queue_size`` slots while a request is read and parsed (the REST
+        API's bodies), so that work is bounded too; raises 3040 when none is free. The slot is
+        released on leaving unless :meth:`run` took it over for the inference queue."""
+        slot = Admission(self._admit())
+        try:
+            yield slot
+        finally:
+            if not slot.handed_over:
+                self._release()
 
     def _admit(self) -> _Ticket:
         with self._lock:
