@@ -12,7 +12,8 @@ Workers AI REST API mounted at ``/client/v4``) with its storage in a temporary f
   every ``--ai-every`` seconds (by the REST API and by the binding, in turn);
 * a stream of bad inputs: uploads cut short (plain and chunked), a 200 KB header, a 17 KB URL,
   log-forging and control-character URLs, TLS bytes on the HTTP port, a half-sent head, REST
-  calls with a bad token, bad query parameters, bad JSON and a large JSON audio array;
+  calls with a bad token, bad query parameters, bad JSON and a large JSON audio array, and a
+  handler stuck in a loop (stopped by ``[limits] cpu_ms = 500`` with error 1102, counted apart);
 * every ``--kill-every`` seconds the server gets SIGKILL and is restarted on the same port and
   state, and the whole ledger is read back.
 
@@ -61,6 +62,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: Counter[str] = field(default_factory=Counter)  # status class -> count
     fivexx: list[str] = field(default_factory=list)
+    cpu_limited: int = 0  # 1102 answers to the deliberately stuck handler (expected, not counted as 5xx)
     transport_errors: int = 0
     ledger: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (kind, sha256)
     acked: Counter[str] = field(default_factory=Counter)
@@ -71,6 +73,10 @@ class Tally:
 
     def response(self, label: str, status: int, body: bytes = b"") -> None:
         with self.lock:
+            if label == "stuck_handler" and status == 503 and body.startswith(b"error code: 1102"):
+                self.served["1102"] += 1
+                self.cpu_limited += 1
+                return
             self.served[f"{status // 100}xx"] += 1
             if status >= 500:
                 self.fivexx.append(f"{label} -> {status} {body[:120]!r}")
@@ -265,7 +271,9 @@ class Soak:
             "bad_query",
             "bad_json",
             "json_audio_array",
+            "stuck_handler",
         ]
+        last_stuck = 0.0
         with httpx.Client(timeout=60) as client:
             for case in itertools.cycle(cases):
                 if self.stop.is_set():
@@ -317,6 +325,10 @@ class Soak:
                         headers={**auth, "content-type": "application/json"},
                         content=body,
                     )
+                elif case == "stuck_handler":
+                    if time.monotonic() - last_stuck >= self.args.stuck_every:
+                        last_stuck = time.monotonic()
+                        self.request(client, case, "GET", "/spin")
                 time.sleep(0.05)
 
     def _status_of_raw(self, label: str, data: bytes) -> None:
@@ -410,6 +422,7 @@ def main() -> int:
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between SIGKILLs")
     parser.add_argument("--writers", type=int, default=3)
     parser.add_argument("--ai-every", type=float, default=15.0, help="seconds between transcriptions")
+    parser.add_argument("--stuck-every", type=float, default=10.0, help="seconds between stuck-handler requests")
     parser.add_argument("--pause", type=float, default=0.01, help="seconds each writer/reader waits between requests")
     parser.add_argument("--keep", action="store_true", help="keep the state folder and log")
     args = parser.parse_args()
@@ -436,6 +449,7 @@ def main() -> int:
     print("|---|---|")
     print(f"| requests served | {served} ({', '.join(f'{k} {v}' for k, v in sorted(tally.served.items()))}) |")
     print(f"| 5xx | {fivexx} |")
+    print(f"| stuck handlers stopped by the CPU limit (503, error 1102; expected) | {tally.cpu_limited} |")
     print(f"| SIGKILLs + restarts | {result['kills']} |")
     print(f"| connection errors (server down or killed mid-request) | {tally.transport_errors} |")
     acked = ", ".join(f"{k.upper()} {v}" for k, v in sorted(tally.acked.items()))
@@ -456,7 +470,9 @@ def main() -> int:
     print("|---|" + "---|" * len(by_minute))
     print("| RSS | " + " | ".join(f"{max(v):.0f}" for _, v in sorted(by_minute.items())) + " |")
     if tally.fivexx:
-        print("\nfirst 5xx:", *tally.fivexx[:10], sep="\n  ")
+        by_label = Counter(entry.split(" -> ", 1)[0] for entry in tally.fivexx)
+        print("\n5xx by request:", dict(by_label))
+        print("first 5xx:", *tally.fivexx[:10], sep="\n  ")
     if tally.wrong_reads:
         print("\nwrong reads:", *tally.wrong_reads[:10], sep="\n  ")
     if args.keep:

@@ -39,4 +39,7 @@ class Default(WorkerEntrypoint):
         if area == "ai":
             result = await env.AI.run("@cf/openai/whisper-tiny-en", {"audio": await request.bytes()})
             return Response.json({"text": result["text"]})
+        if area == "spin":
+            while True:
+                pass
         return Response("ok")
