@@ -164,6 +164,7 @@ class DevApp:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         host_header = ""
         content_length = -1
+        chunked = False
         for name, value in raw_headers:
             if name == b"host":
                 host_header = value.decode("latin-1")
@@ -172,6 +173,8 @@ class DevApp:
                     content_length = int(value)
                 except ValueError:
                     content_length = -1
+            elif name == b"transfer-encoding":
+                chunked = True
         limit = host.max_body_bytes
         if content_length > limit:
             await self._too_large(send, content_length, limit)
@@ -183,7 +186,11 @@ class DevApp:
             self._log(method, path, 413, started)
             return
         if isinstance(body, _Aborted):
-            body = aborted_body(body.received, content_length if content_length >= 0 else None)
+            # a client that left before sending the body it announced: reading it must raise
+            if content_length > 0 or chunked:
+                body = aborted_body(body.received, content_length if content_length >= 0 else None)
+            else:
+                body = b""
 
         if not host_header:
             server = scope.get("server") or ("127.0.0.1", 8787)
