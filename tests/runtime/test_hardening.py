@@ -9,6 +9,7 @@ that trickles its headers. Each reproduces one defect the reliability probe foun
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,9 +95,9 @@ def test_upload_cut_short_raises_in_worker_and_stores_nothing_as_workerd_does(de
     with _connect(dev.url) as sock:
         sock.sendall(head + b"a" * 50_000)
         time.sleep(0.3)
-    dev.wait_for_log("PUT /kv/cut", start=start)
-    line = dev.wait_for_log("Network connection lost", start=start)
-    assert "Network connection lost" in line
+    # the worker's body read raises (or, once the server cancels requests whose client left, the
+    # request is cancelled before the worker runs): either way the partial body is never stored
+    dev.wait_for_log(re.compile(r"Network connection lost|PUT /kv/cut canceled: client disconnected"), start=start)
     assert httpx.get(dev.url + "/kv/cut").status_code == 404
 
 
