@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from .headers import Headers as _Headers
+from .html_rewriter import HTMLRewriter
 from .outbound import fetch as _fetch
 from .request import Request as _Request
 from .response import Response as _Response
@@ -152,6 +153,7 @@ def install() -> None:
     js = ModuleType("js", "flarelet's minimal stand-in for Pyodide's js module")
     for name in ("Response", "Headers", "Request", "fetch", "console", "JSON", "Object"):
         setattr(js, name, globals()[name])
+    js.HTMLRewriter = HTMLRewriter
     sys.modules.setdefault("js", js)
     if "pyodide" not in sys.modules:
         pyodide = ModuleType("pyodide", "flarelet's minimal stand-in for Pyodide")
