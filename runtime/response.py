@@ -129,6 +129,11 @@ class FetchResponse(BodyReader):
             raise ValueError(f"Invalid redirect status {code} (expected one of 301, 302, 303, 307, 308).")
         return cls(None, status=code, headers={"location": str(url)})
 
+    @property
+    def js_object(self) -> FetchResponse:
+        """The underlying JS ``Response`` on Cloudflare (what ``HTMLRewriter.transform`` takes); itself here."""
+        return self
+
     def clone(self) -> Response:
         copy = type(self)._from_parts(self._status, self._headers.copy(), self._clone_body(), self._status_text)
         copy.url = self.url

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..headers import Headers
-from ..response import Response
+from ..response import FetchResponse, Response
 from .nodes import (
     MATHML_NS,
     SVG_NS,
@@ -257,13 +257,11 @@ class HTMLRewriter:
 
     def transform(self, response: Any) -> Response:
         """A new ``Response`` with the same status and headers whose body is rewritten as it streams."""
-        if not isinstance(response, Response.__mro__[1]):
+        if not isinstance(response, FetchResponse):
             raise TypeError("HTMLRewriter.transform() expects a Response")
         headers = response.headers.copy()
         headers.delete("content-length")
-        source = response.body
-        if source is None:
-            response._used = True
+        source = response._stream()  # marks the body used now, as transform() does in workerd
         encoding = _charset(headers)
         run = _Run(list(self._selectors), list(self._document))
         result = Response._from_parts(response.status, headers, _rewrite(run, source, encoding), response.status_text)
