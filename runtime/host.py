@@ -33,6 +33,7 @@ from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectio
 from flarelet.wrangler_compat.config import ConfigError, WorkerConfig, load_config
 from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
+from . import cache as cache_api
 from . import outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
 from .context import ExecutionContext
@@ -175,6 +176,11 @@ class WorkerHost:
         self.env = Env()
         self.ctx = self._binding_context()
         self.dispatcher = WorkerDispatcher(None, self.env, log=log)
+        try:
+            #: the Cache API's storage (``caches``), under ``persist_to`` or in memory
+            self.caches = cache_api.CacheStorage.from_config(persist_to, config.flarelet.get("cache"))
+        except ValueError as exc:
+            raise config.error(("flarelet", "cache"), str(exc)) from None
         self.started = False
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
@@ -293,7 +299,9 @@ class WorkerHost:
         values.update(self.binding_overrides)
         self.bindings = rows
         self.plugins = plugins
+        cache_api.unbind(self.env)
         self.env = Env(values)
+        cache_api.bind(self.env, self.caches)
         self.dispatcher.env = self.env
         workers_sdk.set_default_env(self.env)
         self.generation += 1
@@ -373,6 +381,8 @@ class WorkerHost:
         """Finish ``waitUntil`` work, close plugins and the outbound HTTP client."""
         await self.dispatcher.aclose()
         await self._close_plugins(self.plugins)
+        await self.caches.aclose()
+        cache_api.unbind(self.env)
         await outbound.aclose_client()
         self.started = False
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from .cache import caches
 from .headers import Headers as _Headers
 from .html_rewriter import HTMLRewriter
 from .outbound import fetch as _fetch
@@ -154,6 +155,7 @@ def install() -> None:
     for name in ("Response", "Headers", "Request", "fetch", "console", "JSON", "Object"):
         setattr(js, name, globals()[name])
     js.HTMLRewriter = HTMLRewriter
+    js.caches = caches
     sys.modules.setdefault("js", js)
     if "pyodide" not in sys.modules:
         pyodide = ModuleType("pyodide", "flarelet's minimal stand-in for Pyodide")
