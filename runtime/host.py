@@ -34,6 +34,7 @@ from flarelet.wrangler_compat.config import ConfigError, WorkerConfig, load_conf
 from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
 from . import cache as cache_api
+from . import deps
 from . import outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
 from .context import ExecutionContext
@@ -182,6 +183,9 @@ class WorkerHost:
         except ValueError as exc:
             raise config.error(("flarelet", "cache"), str(exc)) from None
         self.started = False
+        #: the worker's installed dependency folder (set by :meth:`_prepare_deps`)
+        self.deps = deps.DepsResult(None, "none")
+        self.deps_declared: frozenset[str] = frozenset()
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
 
@@ -218,6 +222,7 @@ class WorkerHost:
         )
         host._check_main()
         host._build_bindings()
+        host._prepare_deps()
         if load_code:
             host.reload_code(raise_errors=raise_on_load_error)
         return host
@@ -306,6 +311,25 @@ class WorkerHost:
         workers_sdk.set_default_env(self.env)
         self.generation += 1
 
+    def _prepare_deps(self) -> None:
+        """Install (or find cached) the packages the worker declares; ``options["install_deps"]=False`` skips it."""
+        section = self.config.flarelet.get("deps") or {}
+        try:
+            if not isinstance(section, Mapping):
+                raise ValueError("must be a table")
+            unknown = set(section) - {"installer", "install_timeout_s"}
+            if unknown:
+                raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (known: installer, install_timeout_s)")
+            options = deps.DepsOptions(install=bool(self.user_options.get("install_deps", True)), **section)
+        except (ValueError, TypeError) as exc:
+            raise self.config.error(("flarelet", "deps"), str(exc)) from None
+        try:
+            spec = deps.read_spec(self.config.dir)
+        except deps.DependencySpecError as exc:
+            raise ConfigError(self.config.path, None, None, str(exc)) from None
+        self.deps = deps.ensure_deps(spec, options)
+        self.deps_declared = spec.names
+
     # -- code ---------------------------------------------------------------------------------
     def reload_code(self, raise_errors: bool = False) -> bool:
         """(Re-)import the worker module. On failure requests get the import error as a 500 page until
@@ -317,7 +341,7 @@ class WorkerHost:
             return True
         workers_sdk.set_default_env(self.env)
         try:
-            worker = load_worker(main)
+            worker = load_worker(main, self.deps.path, self.deps_declared)
         except WorkerLoadError as exc:
             if raise_errors:
                 raise

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from . import workers_sdk
+from .deps import isolation
 
 HANDLER_NAMES = ("fetch", "scheduled", "queue")
 
@@ -45,6 +46,9 @@ class WorkerLoadError(Exception):
 
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """Compile from source every time (see module docstring); writes no ``__pycache__``."""
+
+    #: marks the worker's own modules for :mod:`.deps.isolation` (what they may import)
+    flarelet_worker_code = True
 
     def get_code(self, fullname: str) -> Any:
         path = self.get_filename(fullname)
@@ -143,14 +147,20 @@ class WorkerModule:
         return [h for h in HANDLER_NAMES if h in self.functions]
 
 
-def load_worker(main_path: Path) -> WorkerModule:
-    """Import ``main_path`` fresh (dropping earlier worker modules) and find its handlers."""
+def load_worker(main_path: Path, deps_path: Path | None = None, declared: frozenset[str] = frozenset()) -> WorkerModule:
+    """Import ``main_path`` fresh (dropping earlier worker modules) and find its handlers.
+
+    ``deps_path`` is the worker's installed dependency folder and ``declared`` the distribution
+    names it declares: the worker imports those, the standard library and its own modules, not
+    flarelet's third-party packages (:mod:`.deps.isolation`).
+    """
     main_path = main_path.resolve()
     if not main_path.is_file():
         raise WorkerLoadError(f"main module {main_path} does not exist")
     if main_path.suffix != ".py":
         raise WorkerLoadError(f"main module {main_path.name} is not a Python file (flarelet runs Python Workers)")
     workers_sdk.install()
+    isolation.activate(deps_path, declared)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     _purge_worker_modules()
