@@ -200,7 +200,8 @@ def test_code_inside_the_worker_environment_does_not_see_flarelets_packages_eith
         "leaky_dep",
         "1.0",
         {
-            "leaky_dep.py": "try:\n    import starlette\n    SEEN = True\nexcept ModuleNotFoundError:\n    SEEN = False\n"
+            "leaky_dep.py": "try:\n    import starlette\n    SEEN = True\n"
+            "except ModuleNotFoundError:\n    SEEN = False\n"
         },
     )
     code = """
