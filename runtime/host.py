@@ -21,6 +21,7 @@ It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -375,6 +376,10 @@ class WorkerHost:
             return False
         if self.started:
             await self._start_plugins()
+        try:  # a changed pyproject.toml / requirements.txt: install off the event loop
+            await asyncio.to_thread(self._prepare_deps)
+        except ConfigError as exc:
+            log.error("%s (keeping the previous dependencies)", exc)
         self.reload_code()
         return True
 
@@ -487,4 +492,4 @@ class WorkerHost:
         """Files whose change should rebuild bindings (the config and secrets files)."""
         from flarelet.wrangler_compat.devvars import candidate_files
 
-        return [self.config.path, *candidate_files(self.config.dir, self.env_name)]
+        return [self.config.path, *candidate_files(self.config.dir, self.env_name), *deps.spec_files(self.config.dir)]

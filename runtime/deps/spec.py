@@ -70,6 +70,11 @@ def _requirements_txt(path: Path) -> list[str]:
     return reqs
 
 
+def spec_files(project_dir: Path) -> list[Path]:
+    """The files a worker declares its packages in (watched by the dev server)."""
+    return [project_dir / "pyproject.toml", project_dir / "requirements.txt"]
+
+
 def read_spec(project_dir: Path) -> DependencySpec:
     """The worker's declared requirements (empty when it declares none)."""
     pyproject = project_dir / "pyproject.toml"
