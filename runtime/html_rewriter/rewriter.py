@@ -85,6 +85,10 @@ class _Run:
         self.stack: list[_Frame] = []
         self.in_text = False
         self.out: list[str] = []
+        #: open frames with text/comments handlers (0: text goes straight to the output)
+        self.content_frames = 0
+        self.doc_text = any(_has(h, "text") for h in document)
+        self.doc_comments = any(_has(h, "comments") for h in document)
 
     def _emit(self, text: str) -> None:
         if text and not (self.stack and self.stack[-1].drops_content):
@@ -98,6 +102,9 @@ class _Run:
         return [h for _, h in found] + [h for h in self.document if _has(h, method)]
 
     async def _text(self, raw: str, last: bool) -> None:
+        if not self.content_frames and not self.doc_text:
+            self._emit(raw)
+            return
         handlers = self._content_handlers("text")
         if not handlers:
             self._emit(raw)
@@ -138,7 +145,7 @@ class _Run:
     async def finish(self) -> str:
         await self._end_text()
         while self.stack:  # elements never closed: their appended/after content still goes out
-            frame = self.stack.pop()
+            frame = self._pop()
             if frame.element is not None:
                 self._emit("".join(frame.element._close_output(None)))
         end = DocumentEnd()
@@ -147,6 +154,11 @@ class _Run:
         self.out.extend(end._append)
         out, self.out = "".join(self.out), []
         return out
+
+    def _pop(self) -> _Frame:
+        frame = self.stack.pop()
+        self.content_frames -= bool(frame.content_handlers)
+        return frame
 
     def _namespace(self, name: str) -> str:
         parent = self.stack[-1].namespace if self.stack else XHTML_NS
@@ -177,6 +189,7 @@ class _Run:
             parent_drops = bool(self.stack and self.stack[-1].drops_content)
             drops = parent_drops or (element is not None and element._drops_content)
             self.stack.append(_Frame(name, node, element, namespace, content_handlers, drops))
+            self.content_frames += bool(content_handlers)
 
     async def _end(self, token: Token) -> None:
         index = next((i for i in range(len(self.stack) - 1, -1, -1) if self.stack[i].name == token.name), None)
@@ -184,11 +197,11 @@ class _Run:
             self._emit(token.raw)
             return
         while len(self.stack) > index + 1:  # implicitly closed by this end tag
-            frame = self.stack.pop()
+            frame = self._pop()
             self.skeleton.close(frame.node)
             if frame.element is not None:
                 self._emit("".join(frame.element._close_output(None)))
-        frame = self.stack.pop()
+        frame = self._pop()
         self.skeleton.close(frame.node)
         element = frame.element
         if element is None:
@@ -203,6 +216,9 @@ class _Run:
         self._emit("".join(element._close_output(end)))
 
     async def _comment(self, token: Token) -> None:
+        if not self.content_frames and not self.doc_comments:
+            self._emit(token.raw)
+            return
         handlers = self._content_handlers("comments")
         if not handlers:
             self._emit(token.raw)
@@ -263,6 +279,8 @@ class HTMLRewriter:
         headers.delete("content-length")
         source = response._stream()  # marks the body used now, as transform() does in workerd
         encoding = _charset(headers)
+        if not self._selectors and not self._document:  # nothing to do: the body streams through as is
+            return Response._from_parts(response.status, headers, source, response.status_text)
         run = _Run(list(self._selectors), list(self._document))
         result = Response._from_parts(response.status, headers, _rewrite(run, source, encoding), response.status_text)
         result.url = getattr(response, "url", "")

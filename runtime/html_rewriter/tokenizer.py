@@ -43,8 +43,15 @@ class Tokenizer(HTMLParser):
         super().__init__(convert_charrefs=False)
 
     def take(self) -> list[Token]:
+        """The tokens completed so far; adjacent text pieces (split at ``&``) come as one token."""
         tokens, self._tokens = self._tokens, []
-        return tokens
+        merged: list[Token] = []
+        for token in tokens:
+            if token.kind == "text" and merged and merged[-1].kind == "text":
+                merged[-1].raw += token.raw
+            else:
+                merged.append(token)
+        return merged
 
     # -- the source span of the tokens just handled ---------------------------------------------
     def updatepos(self, i: int, j: int) -> int:
