@@ -169,10 +169,20 @@ def _report_version_differences(folder: Path) -> None:
             )
 
 
+def _forget_modules_under(folder: str) -> None:
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.startswith(folder):
+            del sys.modules[name]
+
+
 def activate(env_dir: Path | None, declared: frozenset[str]) -> None:
     """Apply the rules above to worker code from now on (called on every (re)load of the worker)."""
     folder = Path(env_dir).resolve() if env_dir is not None else None
+    previous = _state.env_dir
     _state.env_dir = str(folder) + "/" if folder is not None else None
+    if previous is not None and previous != _state.env_dir:
+        _forget_modules_under(previous)  # the dependency set changed: its modules load afresh from the new one
     _state.env_names = _top_level_names(folder) if folder is not None and folder.is_dir() else frozenset()
     _state.declared = frozenset(normalise(d) for d in declared)
     _state.verdicts = {}

@@ -277,7 +277,10 @@ class HTMLRewriter:
             raise TypeError("HTMLRewriter.transform() expects a Response")
         headers = response.headers.copy()
         headers.delete("content-length")
+        has_body = response._body is not None
         source = response._stream()  # marks the body used now, as transform() does in workerd
+        if not has_body:  # a null body stays null (204, 304, redirects): nothing to rewrite, as in workerd
+            return Response._from_parts(response.status, headers, None, response.status_text)
         encoding = _charset(headers)
         if not self._selectors and not self._document:  # nothing to do: the body streams through as is
             return Response._from_parts(response.status, headers, source, response.status_text)

@@ -217,3 +217,11 @@ async def test_dict_of_callables_is_a_handler_as_the_workers_sdk_passes_them():
         HTMLRewriter().on("i", object())
     with pytest.raises(TypeError, match="No end tag"):
         await HTMLRewriter().on("br", {"element": lambda el: el.onEndTag(print)}).transform(Response("<br>")).text()
+
+
+async def test_null_body_stays_null_and_nothing_registered_passes_the_stream_through():
+    redirect = HTMLRewriter().on("a", {"element": lambda el: None}).transform(Response.redirect("https://x/", 302))
+    assert redirect.status == 302 and redirect.body is None
+    assert redirect.headers.get("location") == "https://x/"
+    streamed = HTMLRewriter().transform(Response("<p>as is</p>", headers={"content-length": "12"}))
+    assert await streamed.text() == "<p>as is</p>" and not streamed.headers.has("content-length")

@@ -20,6 +20,7 @@ import pytest
 from flarelet.cli import build_parser
 from flarelet.runtime.deps import DepsOptions, ensure_deps, read_spec
 from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.request import Request
 from flarelet.wrangler_compat.config import ConfigError
 
 
@@ -215,3 +216,22 @@ def test_code_inside_the_worker_environment_does_not_see_flarelets_packages_eith
     root = make_worker(code, files={"requirements.txt": "../wheels/leaky_dep-1.0-py3-none-any.whl\n"})
     host = WorkerHost.from_config(root, raise_on_load_error=True)
     assert host.dispatcher.worker.module.leaky_dep.SEEN is False
+
+
+@pytest.mark.slow
+async def test_editing_pyproject_installs_the_new_set_on_reload(make_worker, tmp_path, cache):
+    root = make_worker(WORKER_CODE)
+    host = WorkerHost.from_config(root)
+    assert host.deps.status == "none" and host.dispatcher.worker is not None
+    make_wheel(
+        tmp_path / "wheels", "greeting_dep", "1.0", {"greeting_dep/__init__.py": "def greet():\n    return 'hi'\n"}
+    )
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "w"\ndependencies = ["../wheels/greeting_dep-1.0-py3-none-any.whl"]\n'
+    )
+    assert any(p.name == "pyproject.toml" for p in host.watch_paths)
+    assert await host.reload_config()
+    assert host.deps.status == "installed"
+    resp = await host.serve(Request("http://localhost/"))
+    assert (await resp.json())["greeting"] == "hi"
+    await host.aclose()
