@@ -227,7 +227,7 @@ class Element(_Mutable):
             return self._raw
         parts = [f"<{self._name}"]
         for k, v in self._attrs:
-            parts.append(f' {k}="{v.replace("&", "&amp;").replace(chr(34), "&quot;")}"')
+            parts.append(f' {k}="{v.replace(chr(34), "&quot;")}"')  # lol-html escapes only the quote
         parts.append(" />" if self._self_closing else ">")
         return "".join(parts)
 

@@ -99,7 +99,9 @@ class _Run:
         for frame in self.stack:
             found.extend(p for p in frame.content_handlers if _has(p[1], method))
         found.sort(key=lambda p: p[0])
-        return [h for _, h in found] + [h for h in self.document if _has(h, method)]
+        # a selector's handler runs once per chunk, however many of its matches are open (as lol-html)
+        unique = list({index: h for index, h in found}.values())
+        return unique + [h for h in self.document if _has(h, method)]
 
     async def _text(self, raw: str, last: bool) -> None:
         if not self.content_frames and not self.doc_text:

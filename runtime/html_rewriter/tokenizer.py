@@ -16,6 +16,7 @@ swallowed at end of input) becomes text, so nothing of the input is ever lost.
 
 from __future__ import annotations
 
+import html.parser
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
@@ -34,8 +35,43 @@ class Token:
     self_closing: bool = False
 
 
+def _raw_attrs(raw: str, decoded: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """Attribute values as written (``a &amp; b`` stays so, as lol-html gives them), names lower-cased.
+
+    Re-reads the start tag with ``html.parser``'s own patterns, which it applies before decoding
+    entities; if a Python release renames them, the decoded values are used instead.
+    """
+    tag_re = getattr(html.parser, "tagfind_tolerant", None)
+    attr_re = getattr(html.parser, "attrfind_tolerant", None)
+    if tag_re is None or attr_re is None:
+        return [(k, v or "") for k, v in decoded]
+    match = tag_re.match(raw, 1)
+    if match is None:
+        return [(k, v or "") for k, v in decoded]
+    k, end = match.end(), len(raw)
+    attrs: list[tuple[str, str]] = []
+    while k < end:
+        m = attr_re.match(raw, k)
+        if not m:
+            break
+        name, rest, value = m.group(1, 2, 3)
+        if not rest:
+            value = ""
+        elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+            value = value[1:-1]
+        attrs.append((name.lower(), value or ""))
+        k = m.end()
+    if len(attrs) != len(decoded):  # the two readings disagree: trust the parser's
+        return [(k, v or "") for k, v in decoded]
+    return attrs
+
+
 class Tokenizer(HTMLParser):
     """``feed(text)`` / ``close()``, then ``take()`` the tokens found so far."""
+
+    #: raw text (script, style) and escapable raw text (title, textarea) elements, plus the
+    #: legacy ones, whose content is text up to their end tag, as the HTML tokenizer reads it
+    CDATA_CONTENT_ELEMENTS = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes")
 
     def __init__(self) -> None:
         self._pending: list[Token] = []
@@ -71,10 +107,12 @@ class Tokenizer(HTMLParser):
 
     # -- callbacks: record, the source arrives with updatepos ------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._pending.append(Token("start", name=tag, attrs=[(k, v or "") for k, v in attrs]))
+        raw = self.get_starttag_text() or ""
+        self._pending.append(Token("start", name=tag, attrs=_raw_attrs(raw, attrs)))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._pending.append(Token("start", name=tag, attrs=[(k, v or "") for k, v in attrs], self_closing=True))
+        raw = self.get_starttag_text() or ""
+        self._pending.append(Token("start", name=tag, attrs=_raw_attrs(raw, attrs), self_closing=True))
 
     def handle_endtag(self, tag: str) -> None:
         self._pending.append(Token("end", name=tag))

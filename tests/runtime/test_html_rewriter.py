@@ -95,7 +95,7 @@ def test_mutation_api_as_documented(server):
     # removeAndKeepContent() on <b> (the removed ad's <b> went with it, so no other <b> is left)
     assert "<b>" not in body.replace("&lt;b&gt;", "")
     # tagName set renames both tags; removeAttribute/setAttribute re-serialise the start tag
-    assert '<section data-new="say &quot;hi&quot; &amp; bye">' in body
+    assert '<section data-new="say &quot;hi&quot; & bye">' in body  # lol-html escapes only the quotes
     assert "</section>" in body and "<article" not in body and "</article>" not in body
     assert 'data-track="b" data-seen="b"' in body
 
@@ -225,3 +225,38 @@ async def test_null_body_stays_null_and_nothing_registered_passes_the_stream_thr
     assert redirect.headers.get("location") == "https://x/"
     streamed = HTMLRewriter().transform(Response("<p>as is</p>", headers={"content-length": "12"}))
     assert await streamed.text() == "<p>as is</p>" and not streamed.headers.has("content-length")
+
+
+async def rewrite(html: str, *registrations: tuple[str, object]) -> str:
+    rewriter = HTMLRewriter()
+    for selector, handler in registrations:
+        rewriter.on(selector, handler)
+    return await rewriter.transform(Response(html)).text()
+
+
+async def test_unclosed_p_nests_and_a_selector_handler_sees_each_chunk_once_as_lol_html():
+    seen = []
+    out = await rewrite("<div><p>a<p>b</div>", ("p", {"text": lambda t: seen.append(t.text)}))
+    assert out == "<div><p>a<p>b</div>"
+    assert seen == ["a", "", "b", ""]  # two open <p> match, the handler still runs once per chunk
+
+
+async def test_attribute_values_are_raw_and_set_attribute_escapes_only_quotes_as_lol_html():
+    values = []
+
+    def element(el):
+        values.append(el.getAttribute("title"))
+        el.setAttribute("href", 'a?b=1&c="2"')
+
+    out = await rewrite('<a title="x &amp; y">t</a>', ("a", {"element": element}))
+    assert values == ["x &amp; y"]
+    assert out == '<a title="x &amp; y" href="a?b=1&c=&quot;2&quot;">t</a>'
+
+
+async def test_title_and_textarea_content_is_text_not_markup_as_the_html_tokenizer_reads_it():
+    matched = []
+    out = await rewrite(
+        "<title>a <b>c</b></title><textarea><i>t</i></textarea><b>real</b>",
+        ("b, i", {"element": lambda el: matched.append(el.tagName)}),
+    )
+    assert matched == ["b"] and out.endswith("<b>real</b>")
