@@ -44,7 +44,7 @@ from .nodes import (
     EndTag,
     Text,
 )
-from .selectors import Skeleton, compile_selector
+from .selectors import Skeleton, compile_selector, subject_tags
 from .tokenizer import Token, Tokenizer
 
 
@@ -78,7 +78,7 @@ class _Frame:
 class _Run:
     """One transform: the open-element stack, the text node in progress, and the output."""
 
-    def __init__(self, selectors: list[tuple[Any, Any]], document: list[Any]) -> None:
+    def __init__(self, selectors: list[tuple[Any, frozenset[str] | None, Any]], document: list[Any]) -> None:
         self.selectors = selectors
         self.document = document
         self.skeleton = Skeleton()
@@ -174,11 +174,11 @@ class _Run:
         name = token.name
         namespace = self._namespace(name)
         has_content = name not in VOID_ELEMENTS and not (token.self_closing and namespace != XHTML_NS)
-        node = self.skeleton.open(name, token.attrs, has_content)
+        node = self.skeleton.open(name, token.attrs, has_content) if self.selectors else None
         element: Element | None = None
         content_handlers: list[tuple[int, Any]] = []
-        for index, (compiled, handler) in enumerate(self.selectors):
-            if not compiled.match(node):
+        for index, (compiled, tags, handler) in enumerate(self.selectors):
+            if (tags is not None and name not in tags) or not compiled.match(node):
                 continue
             if _has(handler, "element"):
                 if element is None:
@@ -200,11 +200,13 @@ class _Run:
             return
         while len(self.stack) > index + 1:  # implicitly closed by this end tag
             frame = self._pop()
-            self.skeleton.close(frame.node)
+            if frame.node is not None:
+                self.skeleton.close(frame.node)
             if frame.element is not None:
                 self._emit("".join(frame.element._close_output(None)))
         frame = self._pop()
-        self.skeleton.close(frame.node)
+        if frame.node is not None:
+            self.skeleton.close(frame.node)
         element = frame.element
         if element is None:
             self._emit(token.raw)
@@ -248,7 +250,7 @@ class HTMLRewriter:
     """``HTMLRewriter().on(selector, handler).onDocument(handler).transform(response)``."""
 
     def __init__(self) -> None:
-        self._selectors: list[tuple[Any, Any]] = []
+        self._selectors: list[tuple[Any, frozenset[str] | None, Any]] = []
         self._document: list[Any] = []
 
     @classmethod
@@ -261,7 +263,7 @@ class HTMLRewriter:
         compiled = compile_selector(selector)
         if not any(_has(handlers, m) for m in ("element", "comments", "text")):
             raise TypeError("HTMLRewriter.on(): the handler has none of element(), comments(), text()")
-        self._selectors.append((compiled, handlers))
+        self._selectors.append((compiled, subject_tags(selector), handlers))
         return self
 
     def onDocument(self, handlers: Any) -> HTMLRewriter:  # noqa: N802 - Cloudflare's name

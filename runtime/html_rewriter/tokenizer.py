@@ -103,7 +103,7 @@ class Tokenizer(HTMLParser):
                 pending[0].raw = raw
                 self._tokens.extend(pending)
             self._pending = []
-        return super().updatepos(i, j)
+        return j  # line/column bookkeeping (``getpos``) is not used: skipped, it costs a scan per token
 
     # -- callbacks: record, the source arrives with updatepos ------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
