@@ -19,13 +19,14 @@ are installed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,7 +96,13 @@ def _installer_command(kind: str) -> tuple[str, list[str]]:
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (none where ``fcntl`` is missing: Windows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -113,28 +120,31 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float, echo: bool) -> tuple[bool,
         )
     except OSError as exc:
         return False, [f"cannot run {cmd[0]}: {exc}"]
-    deadline = time.monotonic() + timeout_s
     assert proc.stdout is not None
-    import selectors
+    stream = proc.stdout
+    pending: queue.Queue[str | None] = queue.Queue()
 
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                proc.kill()
-                proc.wait()
-                return False, [*lines, f"timed out after {timeout_s:g} s (install_timeout_s)"]
-            if not sel.select(min(left, 0.5)):
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                break
-            line = line.rstrip()
-            if line:
-                lines.append(line)
-                if echo:
-                    log.info("  %s", line)
+    def pump() -> None:  # a thread, so the deadline holds while the installer is silent
+        for line in stream:
+            pending.put(line)
+        pending.put(None)
+
+    threading.Thread(target=pump, name="flarelet-deps-output", daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            line = pending.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            return False, [*lines, f"timed out after {timeout_s:g} s (install_timeout_s)"]
+        if line is None:
+            break
+        line = line.rstrip()
+        if line:
+            lines.append(line)
+            if echo:
+                log.info("  %s", line)
     return proc.wait() == 0, lines
 
 
