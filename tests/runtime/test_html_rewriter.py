@@ -165,6 +165,17 @@ def test_async_handlers_are_awaited_before_output_continues(server):
     assert get(server, "/async").text.count('data-async="yes"') == 4
 
 
+def test_a_failing_handler_ends_the_body_where_it_failed_and_the_server_stays_up(server, caplog):
+    with caplog.at_level("ERROR", logger="flarelet"):
+        resp = httpx.get(server.url + "/boom", timeout=30)
+    assert resp.status_code == 200  # the headers went out before the handler ran, as on Cloudflare
+    assert PAGE.startswith(resp.text) and "<footer" not in resp.text  # nothing from the failing chunk on
+    assert any("ValueError: handler failed on footer" in (r.exc_text or "") for r in caplog.records) or any(
+        "handler failed on footer" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
+    )
+    assert get(server, "/identity").text == PAGE
+
+
 @pytest.mark.slow
 def test_output_streams_while_the_input_is_still_arriving(server, tmp_path, monkeypatch):
     gate = tmp_path / "gate"

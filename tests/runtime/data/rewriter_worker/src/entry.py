@@ -230,6 +230,13 @@ class Default(WorkerEntrypoint):
             return Response.json(errors)
         if path == "async":
             return HTMLRewriter.new().on("a", AsyncHandler()).transform(await self.page())
+        if path == "boom":
+
+            class Boom:
+                def element(self, el):
+                    raise ValueError("handler failed on " + el.tagName)
+
+            return HTMLRewriter.new().on("footer", Boom()).transform(await self.page())
         if path == "identity":
             return HTMLRewriter.new().on("*", Noop()).onDocument(Noop()).transform(await self.page())
         if path == "stream":
