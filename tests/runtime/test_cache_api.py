@@ -271,3 +271,16 @@ def test_dev_server_keeps_the_cache_under_persist_to(run_worker, tmp_path):
     with run_worker(WORKER, persist_to=tmp_path) as srv:
         again = httpx.get(srv.url + "/page-persisted", headers=host, timeout=30)
         assert again.headers["cf-cache-status"] == "HIT"
+
+
+def test_bad_cache_settings_are_one_config_error_line(make_worker):
+    from flarelet.runtime.host import WorkerHost
+    from flarelet.wrangler_compat.config import ConfigError
+
+    root = make_worker(
+        "from workers import Response\nasync def on_fetch(request, env):\n    return Response('x')\n",
+        toml="[flarelet.cache]\nmax_entry_bytes = 0\n",
+    )
+    with pytest.raises(ConfigError, match="max_entry_bytes must be a positive integer") as info:
+        WorkerHost.from_config(root)
+    assert "\n" not in str(info.value) and "wrangler.toml" in str(info.value)

@@ -235,3 +235,10 @@ async def test_editing_pyproject_installs_the_new_set_on_reload(make_worker, tmp
     resp = await host.serve(Request("http://localhost/"))
     assert (await resp.json())["greeting"] == "hi"
     await host.aclose()
+
+
+def test_bad_deps_settings_are_one_config_error_line(make_worker):
+    root = make_worker(WORKER_CODE, toml='[flarelet.deps]\ninstaller = "conda"\n')
+    with pytest.raises(ConfigError, match="installer must be one of auto, uv, pip") as info:
+        WorkerHost.from_config(root)
+    assert "\n" not in str(info.value)
