@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS _cf_cache (
     expires_at REAL NOT NULL,
     PRIMARY KEY (cache, url, variant)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS _cf_cache_expiry ON _cf_cache (expires_at);
 """
 
 

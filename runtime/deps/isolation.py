@@ -197,5 +197,5 @@ def activate(env_dir: Path | None, declared: frozenset[str]) -> None:
         builtins.__import__ = _import
     if _EnvFinder not in sys.meta_path:
         sys.meta_path.insert(0, _EnvFinder)
-    if folder is not None and folder.is_dir():
+    if folder is not None and folder.is_dir() and previous != _state.env_dir:  # once per set, not per code reload
         _report_version_differences(folder)
