@@ -242,3 +242,20 @@ def test_bad_deps_settings_are_one_config_error_line(make_worker):
     with pytest.raises(ConfigError, match="installer must be one of auto, uv, pip") as info:
         WorkerHost.from_config(root)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_package_both_use_in_different_versions_is_reported_once(make_worker, tmp_path, cache, caplog):
+    import importlib.metadata
+
+    make_wheel(tmp_path / "wheels", "idna", "0.0.1", {"idna/__init__.py": "FAKE = True\n"})
+    root = make_worker(WORKER_CODE, files={"requirements.txt": "../wheels/idna-0.0.1-py3-none-any.whl\n"})
+    caplog.set_level(logging.INFO, logger="flarelet")
+    host = WorkerHost.from_config(root)
+    host.reload_code()  # a code reload does not repeat the report
+    lines = [r.message for r in caplog.records if r.levelno == logging.WARNING and "idna" in r.message]
+    ours = importlib.metadata.version("idna")
+    assert lines == [
+        f"worker dependency idna 0.0.1 differs from flarelet's idna {ours}: one process holds one copy, "
+        "and the first to import it decides which both use"
+    ]
