@@ -78,6 +78,14 @@ class Tokenizer(HTMLParser):
         self._tokens: list[Token] = []
         super().__init__(convert_charrefs=False)
 
+    def close(self) -> None:
+        """End of input: whatever the parser still holds (the text of a ``<script>`` or ``<title>``
+        never closed, which ``HTMLParser`` would drop) becomes text, so no input is ever lost."""
+        super().close()
+        if self.rawdata:
+            self._tokens.append(Token("text", self.rawdata))
+            self.rawdata = ""
+
     def take(self) -> list[Token]:
         """The tokens completed so far; adjacent text pieces (split at ``&``) come as one token."""
         tokens, self._tokens = self._tokens, []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flarelet.runtime.html_rewriter import HTMLRewriter
 from flarelet.runtime.html_rewriter.tokenizer import Tokenizer
@@ -271,3 +273,27 @@ async def test_title_and_textarea_content_is_text_not_markup_as_the_html_tokeniz
         ("b, i", {"element": lambda el: matched.append(el.tagName)}),
     )
     assert matched == ["b"] and out.endswith("<b>real</b>")
+
+
+_PIECES = [
+    "<a href=x>", "</a>", "<div class='q'>", "</div>", "<!--", "-->", "<script>", "</script>", "&amp;", "&#", "<",
+    ">", "text ", "<br/>", "<!DOCTYPE html>", "<svg><path/></svg>", "<title>", "</title>", '"', "'", "=", "<?php ?>",
+    "<![CDATA[x]]>", "</", "<p", "&", "<!", "<a b='", '<x y="',
+]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from([p.encode() for p in _PIECES]) | st.binary(max_size=6), max_size=30),
+    chunk=st.integers(1, 17),
+)
+async def test_any_input_comes_out_byte_for_byte_when_handlers_change_nothing(parts, chunk):
+    data = b"".join(parts)
+
+    async def body():
+        for i in range(0, len(data), chunk):
+            yield data[i : i + chunk]
+
+    noop = {"element": lambda el: None, "text": lambda t: None, "comments": lambda c: None}
+    rewriter = HTMLRewriter().on("a, div.q, p", noop).onDocument({"text": lambda t: None})
+    assert await rewriter.transform(Response(body())).bytes() == data
