@@ -297,3 +297,33 @@ async def test_any_input_comes_out_byte_for_byte_when_handlers_change_nothing(pa
     noop = {"element": lambda el: None, "text": lambda t: None, "comments": lambda c: None}
     rewriter = HTMLRewriter().on("a, div.q, p", noop).onDocument({"text": lambda t: None})
     assert await rewriter.transform(Response(body())).bytes() == data
+
+
+@pytest.mark.parametrize("size", [1, 5, 64])
+async def test_output_does_not_depend_on_how_the_input_is_chunked(size):
+    def element(el):
+        if el.tagName == "li":
+            el.setAttribute("data-n", "1")
+            el.prepend("<i>p</i>", html=True)
+        elif el.tagName == "em":
+            el.setInnerContent("x")
+        elif el.tagName == "div":
+            el.remove()
+        elif el.tagName == "b":
+            el.removeAndKeepContent()
+        elif el.tagName == "h1":
+            el.onEndTag(lambda end: end.before("!"))
+
+    async def rewritten(chunk: int) -> str:
+        data = PAGE.encode()
+
+        async def body():
+            for i in range(0, len(data), chunk):
+                yield data[i : i + chunk]
+
+        handler = {"element": element, "comments": lambda c: c.remove()}
+        return await HTMLRewriter().on("*", handler).transform(Response(body())).text()
+
+    whole = await rewritten(len(PAGE) * 4)
+    assert '<li class="item first" data-n="1"><i>p</i>' in whole and "Advert" not in whole and "!</h1>" in whole
+    assert await rewritten(size) == whole
