@@ -17,9 +17,12 @@ What each call does follows workerd and Cloudflare's documentation:
   ``max_entry_bytes`` (512 MiB, Cloudflare's limit; ``[flarelet.cache] max_entry_bytes``) are
   dropped with a warning in the log.
 * ``match(request, {ignoreMethod})``: ``None`` for a miss or a non-GET request (unless
-  ``ignoreMethod``); a hit carries ``CF-Cache-Status: HIT`` and ``Age``; ``If-None-Match`` /
-  ``If-Modified-Since`` give a ``304``; ``Range`` on a cached ``200`` gives a ``206`` (several
-  ranges: ``multipart/byteranges``) or a ``416`` when unsatisfiable.
+  ``ignoreMethod``); a hit carries ``CF-Cache-Status: HIT``, ``Age`` and ``Content-Length``;
+  ``If-None-Match`` / ``If-Modified-Since`` give a ``304``; ``Range`` on a cached ``200`` gives a
+  ``206`` (several ranges: ``multipart/byteranges``) or a ``416``, read as Miniflare reads it.
+* ``Vary``: ``*`` is refused; other values do not split the cache by default -- Cloudflare varies
+  only under a Vary cache rule, and Miniflare never -- so the last ``put`` of a URL wins;
+  ``[flarelet.cache] vary = true`` (the rule) keeps one entry per request-header variant.
 * ``delete(request, {ignoreMethod})``: ``True`` when an entry was removed.
 
 The ``caches`` object is module level, as the global is in workerd; the host binds it to the
@@ -29,6 +32,7 @@ worker's store (:func:`bind`), on disk under ``--persist-to`` or in memory.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -101,33 +105,41 @@ def _not_modified(request: Request, headers: Headers) -> bool:
     return False
 
 
+_RANGE_UNIT = re.compile(r"^ *bytes *=", re.IGNORECASE)
+_RANGE = re.compile(r"^ *(\d+)? *- *(\d+)? *$")
+
+
 def parse_ranges(value: str, size: int) -> list[tuple[int, int]] | None:
-    """``bytes=0-9,-5`` -> inclusive ``[(0, 9), (size-5, size-1)]``; ``[]`` if malformed (ignored),
-    ``None`` if well-formed but nothing is satisfiable (416)."""
-    unit, _, spec = value.partition("=")
-    if unit.strip().lower() != "bytes" or not spec.strip():
+    """A ``Range`` header as Miniflare's cache reads it: inclusive ``(start, end)`` pairs, ``[]`` for
+    the whole body (an empty list, or a suffix at least as long as the body), ``None`` for 416
+    (another unit, a malformed or reversed range, or a start past the end)."""
+    unit = _RANGE_UNIT.match(value)
+    if unit is None:
+        return None
+    spec = value[unit.end() :]
+    if not spec.strip():
         return []
     ranges: list[tuple[int, int]] = []
     for part in spec.split(","):
-        first, dash, last = part.strip().partition("-")
-        if not dash or not (first.strip().isdigit() or last.strip().isdigit()):
-            return []
-        if not first.strip():
-            length = int(last)
-            if length == 0:
-                continue
-            ranges.append((max(0, size - length), size - 1))
-            continue
-        start = int(first)
-        if last.strip() and not last.strip().isdigit():
-            return []
-        end = int(last) if last.strip() else size - 1
-        if end < start:
-            return []
-        if start >= size:
-            continue
-        ranges.append((start, min(end, size - 1)))
-    return ranges or None
+        m = _RANGE.match(part)
+        if m is None:
+            return None
+        first, last = m.group(1), m.group(2)
+        if first is not None:
+            start = int(first)
+            end = int(last) if last is not None else size - 1
+            if start > end or start >= size:
+                return None
+            ranges.append((start, min(end, size - 1)))
+        elif last is not None:
+            suffix = int(last)
+            if suffix >= size:
+                return []
+            if suffix:
+                ranges.append((size - suffix, size - 1))
+        else:
+            return None
+    return ranges
 
 
 def _ranged(entry: Entry, headers: Headers, ranges: list[tuple[int, int]]) -> Response:
@@ -215,6 +227,9 @@ class Cache:
                 self._storage.max_entry_bytes,
             )
             return None
+        decision.headers.set("content-length", str(len(body)))  # as workerd serialises a cached response
+        if not self._storage.vary:
+            decision.vary = []
         entry = Entry(
             response.status,
             decision.headers.multi_items(),
@@ -247,12 +262,15 @@ class CacheStorage:
         clock: Callable[[], float] = time.time,
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         synchronous: str | None = None,
+        vary: bool = False,
     ) -> None:
         if int(max_entry_bytes) <= 0:
             raise ValueError("max_entry_bytes must be positive")
         self.store = CacheStore(persist_to, synchronous)
         self.clock = clock
         self.max_entry_bytes = int(max_entry_bytes)
+        #: key entries by the request headers the response ``Vary``s on (Cloudflare's Vary cache rule)
+        self.vary = bool(vary)
         self._default = Cache(_DEFAULT + ":", self)
 
     @classmethod
@@ -261,13 +279,18 @@ class CacheStorage:
         section = section or {}
         if not isinstance(section, Mapping):
             raise ValueError("[flarelet.cache] must be a table")
-        unknown = set(section) - {"max_entry_bytes"}
+        unknown = set(section) - {"max_entry_bytes", "vary"}
         if unknown:
-            raise ValueError(f"[flarelet.cache]: unknown key(s) {', '.join(sorted(unknown))} (known: max_entry_bytes)")
+            raise ValueError(
+                f"[flarelet.cache]: unknown key(s) {', '.join(sorted(unknown))} (known: max_entry_bytes, vary)"
+            )
+        vary = section.get("vary", False)
+        if not isinstance(vary, bool):
+            raise ValueError(f"[flarelet.cache] vary must be true or false, not {vary!r}")
         limit = section.get("max_entry_bytes", DEFAULT_MAX_ENTRY_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             raise ValueError(f"[flarelet.cache] max_entry_bytes must be a positive integer, not {limit!r}")
-        return cls(persist_to, max_entry_bytes=limit)
+        return cls(persist_to, max_entry_bytes=limit, vary=vary)
 
     @property
     def default(self) -> Cache:

@@ -2,7 +2,7 @@
 
 ``cache.put`` honours the response's ``Cache-Control`` (``s-maxage`` over ``max-age``, ``no-store``,
 ``no-cache``, ``private``, ``private=Set-Cookie``), ``Expires`` (against ``Date``), ``Age`` and
-``Vary``; request headers never matter (Cloudflare ignores a request's ``Cache-Control``). A
+``Vary`` (see :mod:`.api`); request headers never matter (Cloudflare ignores a request's ``Cache-Control``). A
 response with ``Set-Cookie`` is never stored unless ``Cache-Control: private=Set-Cookie`` asks
 for the cookie to be stripped first. Without a freshness directive a response gets Cloudflare's
 default Edge TTL for its status (200/206/301: 120 min, 302/303: 20 min, 404/410: 3 min; other
