@@ -149,15 +149,27 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float, echo: bool) -> tuple[bool,
 
 
 def _reason(lines: list[str]) -> str:
-    """The installer's own explanation, in one line."""
-    for line in reversed(lines):
-        text = line.strip().lstrip("×╰─▶ ").strip()
+    """The installer's own explanation, in one line: pip's first ``ERROR:`` line, or uv's ``error:``
+    line with the causes that follow it."""
+    texts = [line.strip() for line in lines if line.strip()]
+    for text in texts:
         if text.startswith("ERROR:"):
             return text[len("ERROR:") :].strip()
-        if text and ("error" in text.lower() or "not found" in text.lower() or "because" in text.lower()):
-            return text
-    meaningful = [line.strip() for line in lines if line.strip()]
-    return meaningful[-1] if meaningful else "the installer failed without a message"
+    for i, text in enumerate(texts):
+        bare = text.lstrip("×").strip()
+        if bare.lower().startswith("error:"):
+            parts = [bare[len("error:") :].strip()]
+            for more in texts[i + 1 :]:
+                more = more.lstrip("╰─▶│ ").strip()
+                if more.lower().startswith("cause:"):
+                    more = more[len("cause:") :].strip()
+                if more.lower().startswith(("hint:", "help:")):
+                    break
+                parts.append(more)
+            head, rest = parts[0], " ".join(p for p in parts[1:] if p)
+            reason = f"{head.rstrip(':')}: {rest}" if head and rest else head or rest
+            return reason if len(reason) <= 400 else reason[:397] + "..."
+    return texts[-1] if texts else "the installer failed without a message"
 
 
 def ensure_deps(spec: DependencySpec, options: DepsOptions) -> DepsResult:
