@@ -291,6 +291,7 @@ class WorkerHost:
         #: the worker's installed dependency folder (set by :meth:`_prepare_deps`)
         self.deps = deps.DepsResult(None, "none")
         self.deps_declared: frozenset[str] = frozenset()
+        self.deps_isolated = True
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
 
@@ -435,9 +436,11 @@ class WorkerHost:
         try:
             if not isinstance(section, Mapping):
                 raise ValueError("must be a table")
-            unknown = set(section) - {"installer", "install_timeout_s"}
+            unknown = set(section) - {"installer", "install_timeout_s", "isolate"}
             if unknown:
-                raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (known: installer, install_timeout_s)")
+                raise ValueError(
+                    f"unknown key(s) {', '.join(sorted(unknown))} (known: installer, install_timeout_s, isolate)"
+                )
             options = deps.DepsOptions(install=bool(self.user_options.get("install_deps", True)), **section)
         except (ValueError, TypeError) as exc:
             raise self.config.error(("flarelet", "deps"), str(exc)) from None
@@ -446,6 +449,7 @@ class WorkerHost:
         except deps.DependencySpecError as exc:
             raise ConfigError(self.config.path, None, None, str(exc)) from None
         self.deps = deps.ensure_deps(spec, options)
+        self.deps_isolated = options.isolate
         self.deps_declared = spec.names
 
     # -- code ---------------------------------------------------------------------------------
@@ -459,7 +463,7 @@ class WorkerHost:
             return True
         workers_sdk.set_default_env(self.env)
         try:
-            worker = load_worker(main, self.deps.path, self.deps_declared)
+            worker = load_worker(main, self.deps.path, self.deps_declared, isolate=self.deps_isolated)
         except WorkerLoadError as exc:
             if raise_errors:
                 raise

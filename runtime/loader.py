@@ -150,12 +150,14 @@ class WorkerModule:
         return [h for h in HANDLER_NAMES if h in self.functions]
 
 
-def load_worker(main_path: Path, deps_path: Path | None = None, declared: frozenset[str] = frozenset()) -> WorkerModule:
+def load_worker(
+    main_path: Path, deps_path: Path | None = None, declared: frozenset[str] = frozenset(), *, isolate: bool = True
+) -> WorkerModule:
     """Import ``main_path`` fresh (dropping earlier worker modules) and find its handlers.
 
     ``deps_path`` is the worker's installed dependency folder and ``declared`` the distribution
     names it declares: the worker imports those, the standard library and its own modules, not
-    flarelet's third-party packages (:mod:`.deps.isolation`).
+    flarelet's third-party packages (:mod:`.deps.isolation`) unless ``isolate`` is false.
     """
     main_path = main_path.resolve()
     if not main_path.is_file():
@@ -163,7 +165,7 @@ def load_worker(main_path: Path, deps_path: Path | None = None, declared: frozen
     if main_path.suffix != ".py":
         raise WorkerLoadError(f"main module {main_path.name} is not a Python file (flarelet runs Python Workers)")
     workers_sdk.install()
-    isolation.activate(deps_path, declared)
+    isolation.activate(deps_path, declared, hide=isolate)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     _purge_worker_modules()

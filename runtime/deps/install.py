@@ -48,8 +48,12 @@ class DepsOptions:
     installer: str = "auto"
     install_timeout_s: float = DEFAULT_INSTALL_TIMEOUT_S
     cache_dir: Path | None = None
+    #: hide flarelet's own third-party packages from the worker (``[flarelet.deps] isolate``)
+    isolate: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.isolate, bool):
+            raise ValueError(f"[flarelet.deps] isolate must be true or false, not {self.isolate!r}")
         if self.installer not in INSTALLERS:
             raise ValueError(
                 f"[flarelet.deps] installer must be one of {', '.join(INSTALLERS)}, not {self.installer!r}"

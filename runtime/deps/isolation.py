@@ -50,6 +50,7 @@ class _State:
         #: some declared distribution is not installed in the worker's folder
         self.declared_missing = False
         self.verdicts: dict[str, str | None] = {}
+        self.hide = True
         self.site_dirs: tuple[str, ...] = ()
         self._dists: dict[str, list[str]] | None = None
 
@@ -77,6 +78,8 @@ def _is_worker_code(globals_: dict[str, Any]) -> bool:
 
 def _refusal(top: str) -> str | None:
     """Why ``top`` is hidden from the worker (a message), or ``None`` when it may be imported."""
+    if not _state.hide:
+        return None
     if top in _state.verdicts:
         return _state.verdicts[top]
     verdict: str | None = None
@@ -176,8 +179,12 @@ def _forget_modules_under(folder: str) -> None:
             del sys.modules[name]
 
 
-def activate(env_dir: Path | None, declared: frozenset[str]) -> None:
-    """Apply the rules above to worker code from now on (called on every (re)load of the worker)."""
+def activate(env_dir: Path | None, declared: frozenset[str], *, hide: bool = True) -> None:
+    """Apply the rules above to worker code from now on (called on every (re)load of the worker).
+
+    ``hide=False`` (``[flarelet.deps] isolate = false``) lets the worker import flarelet's packages too:
+    for projects that share flarelet's environment on purpose; the dependency folder still comes first.
+    """
     folder = Path(env_dir).resolve() if env_dir is not None else None
     previous = _state.env_dir
     _state.env_dir = str(folder) + "/" if folder is not None else None
@@ -186,6 +193,7 @@ def activate(env_dir: Path | None, declared: frozenset[str]) -> None:
     _state.env_names = _top_level_names(folder) if folder is not None and folder.is_dir() else frozenset()
     _state.declared = frozenset(normalise(d) for d in declared)
     _state.verdicts = {}
+    _state.hide = hide
     _state.site_dirs = _site_dirs()
     installed = (
         {normalise(d.metadata["Name"]) for d in importlib.metadata.distributions(path=[str(folder)])}

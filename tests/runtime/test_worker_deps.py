@@ -259,3 +259,17 @@ def test_a_package_both_use_in_different_versions_is_reported_once(make_worker, 
         f"worker dependency idna 0.0.1 differs from flarelet's idna {ours}: one process holds one copy, "
         "and the first to import it decides which both use"
     ]
+
+
+def test_isolate_false_lets_a_worker_share_flarelets_environment(make_worker, run_worker):
+    code = """
+        from workers import Response, WorkerEntrypoint
+        import httpx
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response(httpx.__name__)
+    """
+    root = make_worker(code, toml="[flarelet.deps]\nisolate = false\n")
+    with run_worker(root) as server:
+        assert httpx.get(server.url + "/", timeout=30).text == "httpx"
