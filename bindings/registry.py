@@ -31,15 +31,53 @@ PLUGIN_PATHS: dict[str, str] = {
     "d1_databases": "flarelet.bindings.d1:plugin",
     "r2_buckets": "flarelet.bindings.r2:plugin",
     "queues": "flarelet.bindings.queues:plugin",
+    "services": "flarelet.bindings.services.plugin:plugin",
+    "workflows": "flarelet.bindings.workflows.plugin:plugin",
 }
 
 
 @runtime_checkable
 class WorkerHost(Protocol):
-    """What the runtime offers plugins (implemented by ``runtime``)."""
+    """What the runtime offers plugins (implemented by ``runtime``).
+
+    Several workers may run in one process (``flarelet dev -c a -c b``); a plugin reaches another
+    one by its config ``name`` with :meth:`lookup_worker` (``ctx.host.lookup_worker("b")``), which
+    returns that worker's host (with the same methods) or ``None``.
+    """
+
+    @property
+    def name(self) -> str:
+        """This worker's config ``name``."""
+        ...
 
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
         """Run the worker's ``queue`` handler on a batch; returns the per-message outcome."""
+        ...
+
+    def lookup_worker(self, name: str) -> WorkerHost | None:
+        """The worker named ``name`` running in this process (this one for its own name), or ``None``."""
+        ...
+
+    async def service_fetch(self, service: str, entrypoint: str | None, request: Any) -> Any:
+        """A request (a ``Request`` or URL) answered by ``service``'s ``fetch`` (of ``entrypoint``); a ``Response``."""
+        ...
+
+    async def call_entrypoint(
+        self, service: str, entrypoint: str | None, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """RPC: ``method(*args, **kwargs)`` on a fresh instance of ``service``'s ``entrypoint`` class.
+
+        Values cross with Cloudflare's rules (copied, or refused with its errors); the callee's
+        exception is raised as ``RpcError``.
+        """
+        ...
+
+    def make_request(self, input: Any, init: Mapping[str, Any]) -> Any:  # noqa: A002 - Fetch API name
+        """A runtime ``Request`` from ``fetch``-style arguments (URL or ``Request``, plus init options)."""
+        ...
+
+    async def run_workflow(self, script_name: str | None, class_name: str, event: Any, step: Any) -> Any:
+        """Run ``class_name(ctx, env).run(event, step)`` of this worker (or ``script_name``'s)."""
         ...
 
 

@@ -175,6 +175,7 @@ class Worker:
         wait_until_timeout: float | None = DEFAULT_WAIT_UNTIL_TIMEOUT_S,
         outbound: OutboundHandler | None = None,
         options: Mapping[str, Any] | None = None,
+        workers: Sequence[str | os.PathLike[str]] = (),
     ) -> Worker:
         """Build a worker from a wrangler config file, or the folder holding one (searched upwards).
 
@@ -193,6 +194,9 @@ class Worker:
         * ``wait_until``, ``wait_until_timeout``: see :meth:`fetch`.
         * ``outbound``: ``handler(request)`` answering subrequests (return ``None`` to let one through).
         * ``options``: harness options for the plugins (``preload``, ``queue_limits``...).
+        * ``workers``: more wrangler configs (or folders) to run beside this one, reachable only
+          through bindings -- ``flarelet dev -c this -c other`` (Miniflare's ``workers: [...]``).
+          They share ``persist_to`` and ``options``; ``worker.peer("name")`` reaches one.
 
         Raises :class:`~flarelet.wrangler_compat.config.ConfigError` for a bad config and
         :class:`~flarelet.runtime.loader.WorkerLoadError` when the worker module does not import.
@@ -225,6 +229,16 @@ class Worker:
         )
         if ai_cassette is not None:
             _use_cassette(host, Path(ai_cassette))
+        if workers:
+            from flarelet.runtime.workerset import WorkerSet
+
+            peers = [
+                WorkerHost.from_config(
+                    find_config(other), env, persist_to=persist, options=options, raise_on_load_error=True
+                )
+                for other in workers
+            ]
+            WorkerSet([host, *peers])
         return cls(host, url=url, wait_until=wait_until, wait_until_timeout=wait_until_timeout, outbound=outbound)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -236,7 +250,10 @@ class Worker:
             self._started = True
             token = outbound_service.set(self._outbound)
             try:
-                await self.host.start()
+                if self.host.peers is not None:
+                    await self.host.peers.start()
+                else:
+                    await self.host.start()
             finally:
                 outbound_service.reset(token)
         return self
@@ -247,6 +264,10 @@ class Worker:
             self._closed = True
             await self.host.dispatcher.aclose(timeout)
             await self.host.aclose()
+            for peer in self.host.peers or ():
+                if peer is not self.host and peer.started:
+                    await peer.dispatcher.aclose(timeout)
+                    await peer.aclose()
         self._closed = True
 
     async def __aenter__(self) -> Worker:
@@ -254,6 +275,13 @@ class Worker:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+    def peer(self, name: str) -> WorkerHost:
+        """Another worker of this test (``workers=[...]``) by its config name: its ``env``, ``dispatcher``..."""
+        found = self.host.lookup_worker(name)
+        if found is None:
+            raise LookupError(f"no worker named {name!r} runs beside {self.host.name!r} (pass workers=[...])")
+        return found
 
     # -- what the worker sees ---------------------------------------------------------------------
     @property
