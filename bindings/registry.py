@@ -129,7 +129,8 @@ class BindingPlugin(Protocol):
     # Optional:
     # def routes(self, ctx: BindingContext) -> list[starlette.routing.BaseRoute]: extra dev-server routes
     # async def start(self, ctx: BindingContext) -> None: after the worker is loaded (ctx.host is set)
-    # async def aclose(self) -> None: on shutdown; flush and close storage
+    # async def aclose(self[, ctx: BindingContext]) -> None: on shutdown; flush and close storage (with ``ctx``:
+    #     only what was built for that context -- one plugin object serves every worker of the process)
 
 
 def load_plugin(key: str) -> BindingPlugin | None:

@@ -148,6 +148,15 @@ def unsupported_rows(key: str, section: Any) -> list[BindingInfo]:
     return rows
 
 
+def _takes_argument(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
 class ServiceNotFoundError(LookupError):
     """A service binding names a worker that is not running in this process."""
 
@@ -389,7 +398,12 @@ class WorkerHost:
             if close is None:
                 continue
             try:
-                await close()
+                # a plugin object serves every worker of the process: one whose ``aclose`` takes the
+                # binding context closes only what this worker built
+                if _takes_argument(close):
+                    await close(self.ctx)
+                else:
+                    await close()
             except Exception:  # noqa: BLE001 - one plugin failing to close must not stop the others
                 log.exception("closing the %s binding failed", item.key)
 

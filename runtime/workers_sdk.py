@@ -106,7 +106,11 @@ class DurableObject:
 
 
 class WorkflowEntrypoint:
-    """Base class so Workflow code imports; flarelet does not run Workflows yet."""
+    """Base of a Workflow class: ``async def run(self, event, step)``, run by ``[[workflows]]`` bindings.
+
+    ``event`` is ``{"payload", "timestamp", "instanceId", "workflowName"}`` (a ``JsDict``) and
+    ``step`` the Python step API (``flarelet.bindings.workflows.step.PythonStep``).
+    """
 
     def __init__(self, ctx: Any, env: Env) -> None:
         self.ctx = ctx
@@ -208,9 +212,16 @@ def patch_env(values: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[E
 
 
 def install() -> ModuleType:
-    """Register this module as ``workers`` (and the ``js``/``pyodide`` shims) in ``sys.modules``."""
+    """Register this module as ``workers`` (and ``workers.workflows``, the ``js``/``pyodide`` shims)."""
     module = sys.modules[__name__]
     sys.modules["workers"] = module
+    if "workers.workflows" not in sys.modules:
+        from flarelet.bindings.workflows.errors import NonRetryableError
+
+        workflows = ModuleType("workers.workflows", "Workflow-specific classes and exceptions")
+        workflows.NonRetryableError = NonRetryableError  # type: ignore[attr-defined]
+        sys.modules["workers.workflows"] = workflows
+        module.workflows = workflows  # type: ignore[attr-defined]
     from . import js_shim
 
     js_shim.install()
