@@ -295,7 +295,12 @@ class Engine:
     async def status(self, instance_id: str) -> JsDict:
         row = await self.require(instance_id)
         steps = await self.store.steps(instance_id)
-        outputs = [codec.loads(s.value) for s in steps.values() if s.state == "done" and s.value is not None]
+        # as Miniflare's status(): each completed step's result, and each received event's payload
+        outputs = []
+        for key, record in steps.items():
+            if record.state == "done" and record.value is not None:
+                value = codec.loads(record.value)
+                outputs.append(value["payload"] if key.startswith("wait:") else value)
         return JsDict(
             status=row.status,
             error=codec.loads(row.error) if row.error else None,
