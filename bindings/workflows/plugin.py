@@ -8,6 +8,7 @@ wall clock unless the harness passes ``options["workflow_clock"]`` (a ``ManualCl
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,8 @@ class WorkflowsPlugin:
         keys = []
         for options in parse_workflows(section, flarelet_table):
             store = open_store(ctx.persist_to, options.name, ctx.options.get("sqlite_synchronous"))
-            key = (str(store.path) if store.path is not None else f"memory:{id(ctx)}", options.name)
+            # in memory (tests): never shared, so a context id reused after garbage collection finds nothing
+            key = (str(store.path) if store.path is not None else f"memory:{uuid.uuid4()}", options.name)
             shared = self._shared.get(key)
             if shared is None:
                 shared = _Shared(Engine(options, WorkflowStore(store), clock=clock, log=ctx.log))
