@@ -17,7 +17,7 @@ that worker's own ``utils.py``. Afterwards ``sys.modules`` keeps the most recent
 for a clashing name; each :class:`WorkerModule` keeps references to its own modules, so code
 imported at module level (the usual style) always sees its own worker's helpers.
 
-Handlers follow workerd's rules (cloudflare-spec.md §3.1): a ``Default`` class (normally a
+Handlers follow workerd's rules for Python workers: a ``Default`` class (normally a
 ``WorkerEntrypoint``) is the default export and gets one instance per event; otherwise module
 functions ``on_fetch``/``on_scheduled``/``on_queue`` are used; defining both is an error.
 """
