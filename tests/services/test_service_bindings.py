@@ -162,3 +162,31 @@ def test_dev_with_two_configs_serves_the_first_and_binds_the_second(serve_worker
         assert httpx.get(running.url + "/proxy").text.startswith("200 callee saw GET")
         assert httpx.get(running.url + "/who").text == "caller helpers"
         running.wait_for_log("Also running worker callee")
+
+
+async def test_reloading_one_worker_keeps_each_workers_own_modules(caller):
+    assert caller.peer("callee").reload_code(raise_errors=True)
+    assert await caller.env.CALLEE.helpers_name() == "callee helpers"
+    assert await (await caller.fetch("/who")).text() == "caller helpers"
+    assert caller.host.reload_code(raise_errors=True)
+    assert await caller.env.CALLEE.helpers_name() == "callee helpers"
+    assert await (await caller.fetch("/who")).text() == "caller helpers"
+
+
+async def test_named_entrypoint_that_is_not_exported_raises_type_error(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "entry.py").write_text(
+        "from workers import Response, WorkerEntrypoint\n\n"
+        "class Default(WorkerEntrypoint):\n"
+        "    async def fetch(self, request):\n"
+        "        return Response(await self.env.GHOST.stats())\n"
+    )
+    (tmp_path / "wrangler.toml").write_text(
+        'name = "ghost-caller"\nmain = "src/entry.py"\n\n'
+        '[[services]]\nbinding = "GHOST"\nservice = "callee"\nentrypoint = "NotExported"\n'
+    )
+    async with Worker.from_config(tmp_path, workers=[CALLEE]) as worker:
+        with pytest.raises(RpcError, match='does not export an entrypoint named "NotExported"'):
+            await worker.env.GHOST.stats()
+        resp = await worker.fetch("/")
+        assert resp.status == 500  # the caller's handler failed; the server goes on

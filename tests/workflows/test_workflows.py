@@ -218,3 +218,14 @@ async def test_a_running_workflow_survives_a_restart_and_resumes_after_its_last_
         assert status["output"]["total"] == 15 and status["output"]["approver"] == "grace"
         # a fresh module: "price" did not run in this process; its stored result was used
         assert entry().RUNS["durable"] == {"approval_note": 1}
+
+
+async def test_script_name_runs_the_class_of_another_worker_sharing_its_instances(tmp_path):
+    starter = Path(__file__).parent / "projects" / "starter"
+    async with Worker.from_config(starter, workers=[FLOWS], clock=ManualClock(START), persist_to=tmp_path) as worker:
+        instance_id = await (await worker.fetch("/")).text()
+        flows_env = worker.peer("flows").env
+        await (await flows_env.ORDER.get(instance_id)).send_event(type="approved", payload={"by": "lin"})
+        status = await worker.run_workflow("REMOTE_ORDER", instance_id)
+        assert status["output"] == {"total": 12, "note": "attempt 1", "approver": "lin", "type": "approved"}
+        assert (await (await flows_env.ORDER.get(instance_id)).status())["status"] == "complete"
