@@ -229,3 +229,72 @@ async def test_script_name_runs_the_class_of_another_worker_sharing_its_instance
         status = await worker.run_workflow("REMOTE_ORDER", instance_id)
         assert status["output"] == {"total": 12, "note": "attempt 1", "approver": "lin", "type": "approved"}
         assert (await (await flows_env.ORDER.get(instance_id)).status())["status"] == "complete"
+
+
+LIMITED = """
+name = "limited"
+main = "src/entry.py"
+
+[flarelet.workflows]
+batch_size = 2
+instance_id_length = 5
+step_name_length = 4
+value_bytes = 60
+
+[[workflows]]
+name = "lim"
+binding = "LIM"
+class_name = "Lim"
+"""
+
+LIMITED_CODE = """
+from workers import WorkerEntrypoint, WorkflowEntrypoint
+
+
+class Lim(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do(event.payload["name"], lambda ctx: "x" * event.payload["size"])
+
+
+class Default(WorkerEntrypoint):
+    pass
+"""
+
+
+@pytest.fixture
+def limited(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "entry.py").write_text(LIMITED_CODE)
+    (tmp_path / "wrangler.toml").write_text(LIMITED)
+    return tmp_path
+
+
+async def test_limits_are_configurable_and_enforced(limited):
+    async with Worker.from_config(limited, clock=ManualClock(START)) as worker:
+        wf = worker.env.LIM
+        with pytest.raises(WorkflowError, match="at most 2 instances"):
+            await wf.create_batch([{"params": {}}] * 3)
+        with pytest.raises(WorkflowError, match="invalid id"):
+            await wf.create(id="abcdef", params={"name": "a", "size": 1})
+        await wf.create(id="ok", params={"name": "abc", "size": 10})
+        assert (await worker.run_workflow("LIM", "ok"))["output"] == "x" * 10
+        await wf.create(id="long", params={"name": "abcde", "size": 1})
+        status = await worker.run_workflow("LIM", "long")
+        assert (
+            status["error"]["message"] == 'Step name "abcde" exceeds max length (4 chars) or invalid characters found'
+        )
+        await wf.create(id="big", params={"name": "big", "size": 100})
+        status = await worker.run_workflow("LIM", "big")
+        assert status["error"]["message"] == "Step big-1 output is too large. Maximum allowed size is 60 bytes."
+        with pytest.raises(WorkflowError, match="larger than 60 bytes"):
+            await wf.create(id="huge", params={"name": "x" * 100, "size": 1})
+
+
+def test_a_bad_limit_is_a_config_error(limited):
+    from flarelet.wrangler_compat.config import ConfigError
+
+    (limited / "wrangler.toml").write_text(LIMITED.replace("batch_size = 2", "batch_size = 0"))
+    with pytest.raises(
+        ConfigError, match=r"wrangler.toml:6: flarelet.workflows.batch_size: must be a positive integer"
+    ):
+        Worker.from_config(limited)
