@@ -198,7 +198,10 @@ class Engine:
                     await run.task
         self.runs.clear()
 
-    def _launch(self, instance_id: str) -> InstanceRun:
+    def _launch(self, instance_id: str) -> InstanceRun | None:
+        """Start the instance's task; before :meth:`start` it stays queued and ``start`` launches it."""
+        if self.host is None:
+            return None
         run = InstanceRun(self, instance_id)
         self.runs[instance_id] = run
         run.task = asyncio.get_running_loop().create_task(self._execute(run), name=f"workflow {instance_id}")

@@ -298,3 +298,14 @@ def test_a_bad_limit_is_a_config_error(limited):
         ConfigError, match=r"wrangler.toml:6: flarelet.workflows.batch_size: must be a positive integer"
     ):
         Worker.from_config(limited)
+
+
+async def test_an_instance_created_before_the_worker_starts_waits_in_the_queue():
+    worker = Worker.from_config(FLOWS, clock=ManualClock(START))
+    try:
+        await worker.env.MISC.create(id="early", params={"kind": "js_style"})
+        assert (await (await worker.env.MISC.get("early")).status())["status"] == "queued"
+        status = await worker.run_workflow("MISC", "early")  # starts the worker
+        assert status["output"] == 41
+    finally:
+        await worker.aclose()
