@@ -66,6 +66,7 @@ class InstanceRun:
     # -- waiting ------------------------------------------------------------------------------
     async def _status_while(self, waiting: Callable[[], Awaitable[Any]]) -> Any:
         engine = self.engine
+        await self.check_pause()  # a pause asked for while a step ran takes effect before any wait
         await engine.store.set_status(self.instance_id, "waiting")
         self.blocked += 1
         engine.touch()

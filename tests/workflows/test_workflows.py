@@ -309,3 +309,19 @@ async def test_an_instance_created_before_the_worker_starts_waits_in_the_queue()
         assert status["output"] == 41
     finally:
         await worker.aclose()
+
+
+async def test_pause_during_a_failing_step_pauses_before_the_retry_wait(flows):
+    entry().GATES["pf"] = gate = asyncio.Event()
+    instance = await flows.env.MISC.create(id="pf", params={"kind": "gated_fail"})
+    await asyncio.sleep(0.05)
+    await instance.pause()
+    gate.set()
+    await flows.clock.settle()
+    assert (await instance.status())["status"] == "paused"
+    await flows.advance_time(60)
+    assert entry().RUNS["pf"]["fails"] == 1  # no retry while paused
+    await instance.resume()
+    status = await flows.run_workflow("MISC", "pf")
+    assert status["error"] == {"name": "ValueError", "message": "still failing"}
+    assert entry().RUNS["pf"]["fails"] == 2  # one retry (limit 1), after the resume

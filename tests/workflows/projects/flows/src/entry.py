@@ -133,6 +133,16 @@ class MiscFlow(WorkflowEntrypoint):
             await slow()
         if kind == "bad_config":
             await step.do("x", {"retries": {"limit": 1}}, lambda ctx: 1)
+        if kind == "gated_fail":
+            me = event["instanceId"]
+
+            @step.do("fails", config={"retries": {"limit": 1, "delay": "10 seconds"}})
+            async def fails():
+                ran(me, "fails")
+                await GATES[me].wait()
+                raise ValueError("still failing")
+
+            await fails()
         if kind == "raise":
             raise RuntimeError("run failed")
         if kind == "sleep_until_past":
