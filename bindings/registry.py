@@ -58,14 +58,23 @@ class WorkerHost(Protocol):
         """The worker named ``name`` running in this process (this one for its own name), or ``None``."""
         ...
 
-    async def service_fetch(self, service: str, entrypoint: str | None, request: Any) -> Any:
-        """A request (a ``Request`` or URL) answered by ``service``'s ``fetch`` (of ``entrypoint``); a ``Response``."""
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Any:
+        """A request answered by ``service``'s ``fetch`` (of ``entrypoint``, with ``ctx.props``); a ``Response``."""
         ...
 
     async def call_entrypoint(
-        self, service: str, entrypoint: str | None, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
     ) -> Any:
-        """RPC: ``method(*args, **kwargs)`` on a fresh instance of ``service``'s ``entrypoint`` class.
+        """RPC: ``method(*args, **kwargs)`` on a fresh instance of ``service``'s ``entrypoint`` class (``ctx.props``).
 
         Values cross with Cloudflare's rules (copied, or refused with its errors); the callee's
         exception is raised as ``RpcError``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
@@ -92,7 +92,12 @@ class WorkerDispatcher:
         return worker.entrypoint_class(entrypoint)
 
     async def call_entrypoint(
-        self, entrypoint: str | None, method: str, args: Sequence[Any], kwargs: dict[str, Any]
+        self,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        props: Mapping[str, Any] | None = None,
     ) -> Any:
         """Call ``method`` on a fresh instance of an entrypoint class (one instance per call, as workerd).
 
@@ -104,6 +109,7 @@ class WorkerDispatcher:
         if cls is None:
             raise RuntimeTypeError(_no_entrypoint(entrypoint))
         ctx = self.new_context()
+        ctx.props = dict(props or {})
         token_ctx = current_context.set(ctx)
         token_env = current_env.set(self.env)
         token_space = active_space.set(self.space)
@@ -151,12 +157,19 @@ class WorkerDispatcher:
             current_context.reset(token_ctx)
             ctx.flush()
 
-    async def fetch_entrypoint(self, entrypoint: str | None, request: Request) -> Response:
-        """``fetch`` of a named entrypoint (the default one goes through :meth:`fetch`); a 500 page on failure."""
+    async def fetch_entrypoint(
+        self, entrypoint: str | None, request: Request, props: Mapping[str, Any] | None = None
+    ) -> Response:
+        """``fetch`` of an entrypoint (the default one goes through :meth:`fetch`); a 500 page on failure."""
         if entrypoint is None or entrypoint == "default":
-            return await self.fetch(request)
+            ctx = self.new_context()
+            ctx.props = dict(props or {})
+            try:
+                return await self.fetch(request, ctx)
+            finally:
+                ctx.flush()
         try:
-            result = await self.call_entrypoint(entrypoint, "fetch", (request,), {})
+            result = await self.call_entrypoint(entrypoint, "fetch", (request,), {}, props)
             if not isinstance(result, FetchResponse):
                 raise HandlerResultError(
                     f"The fetch handler returned {describe_result(result)}, not a Response. Return "

@@ -446,7 +446,9 @@ class WorkerHost:
             raise ServiceNotFoundError(service)
         return target
 
-    async def service_fetch(self, service: str, entrypoint: str | None, request: Any) -> Response:
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Response:
         """``flarelet.bindings.registry.WorkerHost``: ``env.SVC.fetch(...)``: a ``Request`` answered by ``service``.
 
         The request goes to the target's handler directly (not through its assets or test routes),
@@ -457,10 +459,17 @@ class WorkerHost:
             return Response(ServiceNotFoundError(service).message, status=503)
         if not isinstance(request, Request):
             request = Request(request)
-        return await target.dispatcher.fetch_entrypoint(entrypoint, request)
+        return await target.dispatcher.fetch_entrypoint(entrypoint, request, props)
 
     async def call_entrypoint(
-        self, service: str, entrypoint: str | None, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
     ) -> Any:
         """``flarelet.bindings.registry.WorkerHost``: RPC ``await env.SVC.method(*args)``.
 
@@ -474,7 +483,7 @@ class WorkerHost:
             raise RpcError("Error", ServiceNotFoundError(service).message)
 
         async def invoke(*sent_args: Any, **sent_kwargs: Any) -> Any:
-            return await target.dispatcher.call_entrypoint(entrypoint, method, sent_args, sent_kwargs)
+            return await target.dispatcher.call_entrypoint(entrypoint, method, sent_args, sent_kwargs, props)
 
         return await call_across(invoke, args, kwargs)
 

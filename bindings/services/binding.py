@@ -46,7 +46,9 @@ class ServiceBinding:
         merged = {**dict(init or {}), **options}
         host = self._host
         request = host.make_request(input, merged)
-        return await host.service_fetch(self._options.service, self._options.entrypoint, request)
+        return await host.service_fetch(
+            self._options.service, self._options.entrypoint, request, props=self._options.props
+        )
 
     def connect(self, *_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError(f"env.{self._options.binding}.connect(): TCP sockets to a service are not supported locally")
@@ -73,7 +75,9 @@ class _RpcMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         binding = self._binding
         options = binding._options
-        return binding._host.call_entrypoint(options.service, options.entrypoint, self._name, args, kwargs)
+        return binding._host.call_entrypoint(
+            options.service, options.entrypoint, self._name, args, kwargs, props=options.props
+        )
 
     def __repr__(self) -> str:
         return f"<rpc method {self._binding._options.service}.{self._name}>"

@@ -1,14 +1,10 @@
-"""``[[services]]`` entries, validated: ``binding``, ``service``, optional ``entrypoint``.
-
-``props`` (``ctx.props`` for the target) is not carried locally; an entry that sets it is refused
-rather than silently ignored.
-"""
+"""``[[services]]`` entries, validated: ``binding``, ``service``, optional ``entrypoint`` and ``props``."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flarelet.bindings.registry import ConfigSectionError
@@ -24,6 +20,8 @@ class ServiceOptions:
     service: str
     #: a named ``WorkerEntrypoint`` class of the target; ``None`` = its default export
     entrypoint: str | None = None
+    #: what the target's entrypoint sees as ``self.ctx.props``
+    props: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_services(section: Any) -> list[ServiceOptions]:
@@ -48,7 +46,8 @@ def parse_services(section: Any) -> list[ServiceOptions]:
         entrypoint = item.get("entrypoint")
         if entrypoint is not None and (not isinstance(entrypoint, str) or not _IDENTIFIER.match(entrypoint)):
             raise ConfigSectionError(f"{key}.entrypoint", "must be the name of an exported WorkerEntrypoint class")
-        if "props" in item:
-            raise ConfigSectionError(f"{key}.props", "is not supported by flarelet (ctx.props are not passed locally)")
-        out.append(ServiceOptions(binding, service, entrypoint))
+        props = item.get("props", {})
+        if not isinstance(props, Mapping):
+            raise ConfigSectionError(f"{key}.props", "must be a table (the target's ctx.props)")
+        out.append(ServiceOptions(binding, service, entrypoint, dict(props)))
     return out

@@ -190,3 +190,8 @@ async def test_named_entrypoint_that_is_not_exported_raises_type_error(tmp_path)
             await worker.env.GHOST.stats()
         resp = await worker.fetch("/")
         assert resp.status == 500  # the caller's handler failed; the server goes on
+
+
+async def test_props_of_the_binding_are_the_targets_ctx_props(caller):
+    assert (await caller.env.ADMIN.stats())["props"] == {"tenant": "acme"}
+    assert await caller.env.CALLEE.props() == {}

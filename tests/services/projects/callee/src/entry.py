@@ -54,13 +54,16 @@ class Default(WorkerEntrypoint):
     async def helpers_name(self):
         return WHO
 
+    async def props(self):
+        return self.ctx.props
+
 
 class AdminApi(WorkerEntrypoint):
     async def fetch(self, request):
         return Response("admin fetch")
 
     async def stats(self):
-        return {"calls": len(CALLS), "env_word": self.env.SECRET_WORD}
+        return {"calls": len(CALLS), "env_word": self.env.SECRET_WORD, "props": self.ctx.props}
 
 
 class NotExported:
