@@ -117,7 +117,8 @@ class UnsupportedBinding:
         if attr.startswith("__"):
             raise AttributeError(attr)
         raise RuntimeError(
-            f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)"
+            f"env.{self._name}: {self._kind} bindings are not supported by flarelet "
+            f"(binding {self._name} cannot be used locally)"
         )
 
     def __repr__(self) -> str:
