@@ -25,7 +25,7 @@ class Chain(WorkflowEntrypoint):
         for i in range(STEPS):
 
             async def body(ctx, i=i):
-                note(log_dir, me, f"start s{i}")
+                note(log_dir, me, f"start s{i} {os.getpid()}")
                 await asyncio.sleep(0.02)
                 return i * 10
 
