@@ -195,3 +195,9 @@ async def test_named_entrypoint_that_is_not_exported_raises_type_error(tmp_path)
 async def test_props_of_the_binding_are_the_targets_ctx_props(caller):
     assert (await caller.env.ADMIN.stats())["props"] == {"tenant": "acme"}
     assert await caller.env.CALLEE.props() == {}
+
+
+@pytest.mark.flarelet(config="projects/caller", workers=["projects/callee"])
+async def test_pytest_marker_runs_workers_beside_the_tested_one(worker):
+    assert await (await worker.fetch("/add")).json() == {"sum": 5}
+    assert worker.peer("callee").name == "callee"
