@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from . import workers_sdk
+from .errors import missing_name_line
 
 HANDLER_NAMES = ("fetch", "scheduled", "queue")
 
@@ -45,11 +46,13 @@ HANDLER_NAMES = ("fetch", "scheduled", "queue")
 class WorkerLoadError(Exception):
     """The worker module could not be imported or defines no usable handler."""
 
-    def __init__(self, message: str, details: str = "") -> None:
+    def __init__(self, message: str, details: str = "", *, brief: bool = False) -> None:
         super().__init__(message)
         self.message = message
         #: a formatted traceback when the module itself raised
         self.details = details
+        #: the message says all (a name flarelet does not provide): no traceback on the 500 page
+        self.brief = brief
 
 
 #: the space of the worker whose handler is running (set by the dispatcher): an ``import`` inside
@@ -239,7 +242,11 @@ def load_worker(main_path: Path, space: str = "") -> WorkerModule:
     except (Exception, SystemExit) as exc:  # any failure of user code is reported, not fatal
         sys.modules.pop(name, None)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        raise WorkerLoadError(f"importing {main_path.name} failed: {type(exc).__name__}: {exc}", details) from exc
+        missing = missing_name_line(exc, main_path.parent)
+        summary = missing if missing is not None else f"{type(exc).__name__}: {exc}"
+        raise WorkerLoadError(
+            f"importing {main_path.name} failed: {summary}", details, brief=missing is not None
+        ) from exc
     finally:
         _finder.root = None
         _finder.space = ""

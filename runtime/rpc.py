@@ -42,7 +42,7 @@ from flarelet.bindings.jsobject import JsDict
 
 from .body import Blob, FormData
 from .headers import Headers
-from .js_shim import JsException
+from .js.errors import JsException
 from .request import Request
 from .response import FetchResponse
 
@@ -56,9 +56,7 @@ class RpcError(JsException):
     """An error thrown across an RPC call: ``name`` (JS error name) and ``message``."""
 
     def __init__(self, name: str, message: str, *, remote_type: str | None = None) -> None:
-        super().__init__(f"{name}: {message}" if message else name)
-        self.name = name
-        self.message = message
+        super().__init__(name, message)
         self.remote_type = remote_type
 
 
