@@ -273,3 +273,27 @@ def test_isolate_false_lets_a_worker_share_flarelets_environment(make_worker, ru
     root = make_worker(code, toml="[flarelet.deps]\nisolate = false\n")
     with run_worker(root) as server:
         assert httpx.get(server.url + "/", timeout=30).text == "httpx"
+
+
+@pytest.mark.slow
+async def test_two_workers_in_one_process_each_get_their_own_version(make_worker, tmp_path, cache):
+    code = """
+        import greeting_dep
+        from workers import Response, WorkerEntrypoint
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response(greeting_dep.greet())
+    """
+    hosts = []
+    for version in ("1.0", "2.0"):
+        wheels = tmp_path / f"wheels{version}"
+        body = f"def greet():\n    return 'v{version}'\n"
+        make_wheel(wheels, "greeting_dep", version, {"greeting_dep/__init__.py": body})
+        wheel = f"../wheels{version}/greeting_dep-{version}-py3-none-any.whl"
+        root = make_worker(code, files={"requirements.txt": wheel + "\n"})
+        hosts.append(WorkerHost.from_config(root, raise_on_load_error=True))
+    answers = [await (await host.serve(Request("http://localhost/"))).text() for host in hosts]
+    assert answers == ["v1.0", "v2.0"]
+    for host in hosts:
+        await host.aclose()
