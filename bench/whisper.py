@@ -4,7 +4,7 @@
 Same weights for all three (the CTranslate2 package flarelet converts from), same decoded audio
 (16 kHz mono float32, decoded once by the parent), greedy decoding, English:
 
-* ``flarelet``     -- ``flarelet.bindings.ai.inference.transcribe_request`` on the engine the service uses
+* ``flarelet``     -- ``flarelet.bindings.ai.asr.inference.transcribe_request`` on the engine the service uses
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
@@ -135,8 +135,9 @@ def _rss_mb() -> float:
 class _FlareletEngine:
     def __init__(self, model: str, threads: int | None, variant: str | None = None) -> None:
         """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``) or ``"eager"``
-        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.token_step`)."""
-        from flarelet.bindings.ai import catalog, engine
+        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.asr.token_step`)."""
+        from flarelet.bindings.ai import catalog
+        from flarelet.bindings.ai.asr import engine
         from flarelet.bindings.ai.settings import AiSettings
 
         settings = AiSettings.from_options({})
@@ -151,8 +152,8 @@ class _FlareletEngine:
             self.engine.lean.plan = None
 
     def transcribe(self, samples: Any) -> str:
-        from flarelet.bindings.ai import inference
-        from flarelet.bindings.ai.schemas import AsrRequest
+        from flarelet.bindings.ai.asr import inference
+        from flarelet.bindings.ai.asr.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
         return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
@@ -165,7 +166,7 @@ class _PipelineEngine:
         from transformers import pipeline
 
         from flarelet.bindings.ai.settings import AiSettings
-        from flarelet.bindings.ai.weights import ensure_weights
+        from flarelet.bindings.ai.asr.weights import ensure_weights
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -200,7 +201,7 @@ class _FasterWhisperEngine:
 def ct2_folder(model: str) -> Path:
     """The CTranslate2 folder faster-whisper reads: the package's own, or base's parts joined once."""
     from flarelet.bindings.ai.settings import AiSettings
-    from flarelet.bindings.ai.weights import BUNDLED, read_bundled_bytes
+    from flarelet.bindings.ai.asr.weights import BUNDLED, read_bundled_bytes
 
     bundled = BUNDLED[model]
     if len(bundled.parts) == 1:
@@ -229,7 +230,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         import torch  # noqa: F401
         import transformers  # noqa: F401
 
-        import flarelet.bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
+        import flarelet.bindings.ai.asr.inference  # noqa: F401  (the imports the engine needs, not its load)
     elif engine_name == "pipeline":
         import transformers  # noqa: F401
         from transformers import pipeline  # noqa: F401
@@ -315,7 +316,7 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from flarelet.bindings.ai.audio import decode_audio
+    from flarelet.bindings.ai.asr.audio import decode_audio
 
     manifest: dict[str, dict] = {}
     if (SHARED_AUDIO / "manifest.json").is_file():

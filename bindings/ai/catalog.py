@@ -180,7 +180,7 @@ class ModelSpec:
     uuid: str
     description: str
     flavor: Flavor
-    #: key of the bundled weights in :data:`flarelet.bindings.ai.weights.BUNDLED` ("tiny.en", "base")
+    #: key of the bundled weights in :data:`flarelet.bindings.ai.asr.weights.BUNDLED` ("tiny.en", "base")
     weights: str
     beta: bool = False
     #: when set, the bundled weights are a stand-in for a model we do not have; says which.

@@ -7,7 +7,7 @@ per model (``/accounts/{account_id}/ai/run/@cf/openai/whisper``) with that model
 Bearer-token security, and the v4 envelope around every answer.
 
 Model input schemas come from the pydantic models the service validates with
-(:mod:`flarelet.bindings.ai.schemas`) when that module offers them, else from Cloudflare's published JSON
+(:mod:`flarelet.bindings.ai.asr.schemas`) when that module offers them, else from Cloudflare's published JSON
 Schema in :mod:`flarelet.bindings.ai.catalog`; output schemas are Cloudflare's.
 """
 
@@ -139,7 +139,7 @@ def _pydantic_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) 
     what is accepted (integers 0..255 for the classic array form).
     """
     try:
-        from . import schemas
+        from .asr import schemas
     except ImportError:
         return None
     model = {"classic": getattr(schemas, "ClassicInput", None), "turbo": getattr(schemas, "TurboInput", None)}.get(

@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from . import catalog, errors
 from .errors import AiError
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
-from .schemas import json_type
+from .asr.schemas import json_type
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext

@@ -23,7 +23,7 @@ Why a service object and a process-wide instance (:func:`get_service`):
   also *cancelled* in the engine (checked between decoding steps), so its batch slot frees soon;
 * ``vad_filter``'s VAD pass (the whole clip's speech spans, needed before transcribing) runs on
   a thread of its own while the request queues; the silence gate every request gets asks its
-  questions lazily inside the transcription (:class:`flarelet.bindings.ai.vad.SpeechGate`);
+  questions lazily inside the transcription (:class:`flarelet.bindings.ai.asr.vad.SpeechGate`);
 * the service may be called from several event loops (the dev server, tests), so admission uses a
   thread lock, not asyncio primitives bound to one loop.
 
@@ -113,7 +113,7 @@ class AiService:
             raise errors.internal(type(exc).__name__) from None
         ticket = self._admit()
         try:
-            from . import inference
+            from .asr import inference
 
             # vad_filter needs the whole clip's speech spans before it can start: find them now,
             # on the VAD thread, while the request waits in the queue
@@ -166,7 +166,7 @@ class AiService:
         await asyncio.get_running_loop().run_in_executor(None, join)
 
     def _prepare(self, spec: catalog.ModelSpec, inputs: Any) -> tuple[Any, Any]:
-        from . import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
+        from .asr import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
 
         request = schemas.parse_inputs(spec, inputs, self.settings)
         return request, audio.decode_audio(request.audio, self.settings.max_audio_seconds)
@@ -288,7 +288,7 @@ class AiService:
                 raise errors.aborted()
             if time.monotonic() > item.ticket.deadline:
                 raise errors.timeout("request expired while queued")
-            from . import inference
+            from .asr import inference
 
             item.engine = self._load_sync(item.spec)
             item.prepared = inference.prepare(
@@ -303,7 +303,7 @@ class AiService:
         return True
 
     def _complete(self, item: _Request) -> None:
-        from . import inference
+        from .asr import inference
 
         try:
             result = inference.finish(item.prepared)
@@ -332,7 +332,7 @@ class AiService:
                 item.future.set_result(result)
 
     def _load_sync(self, spec: catalog.ModelSpec) -> Any:
-        from . import engine
+        from .asr import engine
 
         with self._loader:
             return engine.get_engine(spec, self.settings)
@@ -369,7 +369,7 @@ def get_service(settings: AiSettings | None = None) -> AiService:
     """The process-wide service for ``settings`` (default: from the environment).
 
     One service per distinct settings value; all share the process-wide model cache in
-    :mod:`flarelet.bindings.ai.engine`, so a dev-server reload never reloads a model.
+    :mod:`flarelet.bindings.ai.asr.engine`, so a dev-server reload never reloads a model.
     """
     settings = settings if settings is not None else AiSettings.from_options()
     with _services_lock:

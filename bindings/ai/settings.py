@@ -36,14 +36,14 @@ DEFAULT_MAX_AUDIO_SECONDS = 30 * 60.0
 #: Threads for the encoder's large matrix products (the decoder's small per-token operations always
 #: run on one). Two is the sweet spot on small machines: 1.6x faster encoding when the second core
 #: is free, and never slower than one when it is busy, because OpenMP threads sleep rather than
-#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.engine; research/whisper-weights.md §6.2).
+#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.asr.engine; research/whisper-weights.md §6.2).
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 #: Requests admitted beyond the first (transcribed together, up to ``max_batch`` per worker, or
 #: waiting); one more is refused with 3040/429. Each holds its decoded audio (~4 MB a minute).
 DEFAULT_QUEUE_SIZE = 32
 #: Wall-clock limit of one request (queue wait + decoding + inference), then 3007/408.
 DEFAULT_TIMEOUT_S = 600.0
-#: Weight format on the CPU (flarelet.bindings.ai.engine.QUANTIZE_MODES): "int8" (default) quantizes most
+#: Weight format on the CPU (flarelet.bindings.ai.asr.engine.QUANTIZE_MODES): "int8" (default) quantizes most
 #: linear layers (fastest: per token the decoder is bound by reading its weights; the layers whose
 #: inputs have outliers stay float, and the word error rate on the English test clips is no worse
 #: than fp32's -- but single words can differ from fp32's, and a batch mate can move a word, since

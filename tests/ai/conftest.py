@@ -167,7 +167,7 @@ def synth(tmp_path_factory) -> Callable[[str], np.ndarray]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        from flarelet.bindings.ai.audio import decode_audio
+        from flarelet.bindings.ai.asr.audio import decode_audio
 
         return decode_audio(out.read_bytes())
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from flarelet.bindings.ai import catalog, errors
-from flarelet.bindings.ai import engine as engine_mod
+from flarelet.bindings.ai.asr import engine as engine_mod
 from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
 from flarelet.bindings.ai.plugin import DEFAULT_PRELOAD, AiPlugin
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
-from flarelet.bindings.ai.weights import ensure_weights
+from flarelet.bindings.ai.asr.weights import ensure_weights
 from flarelet.bindings.jsobject import JsDict, JsException
 from flarelet.bindings.registry import BindingContext, ConfigSectionError, load_plugin
 

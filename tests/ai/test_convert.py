@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai import weights
-from flarelet.bindings.ai.convert import CONVERTER_VERSION
-from flarelet.bindings.ai.weights import (
+from flarelet.bindings.ai.asr import weights
+from flarelet.bindings.ai.asr.convert import CONVERTER_VERSION
+from flarelet.bindings.ai.asr.weights import (
     BUNDLED,
     MARKER,
     REQUIRED_FILES,
@@ -96,8 +96,8 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
     from transformers import WhisperForConditionalGeneration
     from transformers.generation.utils import GenerationMixin
 
-    from flarelet.bindings.ai.audio import decode_audio
-    from flarelet.bindings.ai.engine import TranscribeOptions, load_engine
+    from flarelet.bindings.ai.asr.audio import decode_audio
+    from flarelet.bindings.ai.asr.engine import TranscribeOptions, load_engine
 
     # One CT2 thread: its OpenMP pool spinning beside torch's would only slow both down.
     ct = ctranslate2.models.Whisper(str(ct2_dirs[name]), device="cpu", compute_type="float32", intra_threads=1)
@@ -162,11 +162,11 @@ def test_crash_mid_conversion_never_looks_complete(tmp_path):
         f"""
         import os, sys
         from pathlib import Path
-        import flarelet.bindings.ai.convert as convert
+        import flarelet.bindings.ai.asr.convert as convert
         def crash(*args, **kwargs):
             os._exit(9)  # like a kill -9 / power cut: no cleanup code runs
         convert.build_generation_config = crash
-        from flarelet.bindings.ai.weights import ensure_weights
+        from flarelet.bindings.ai.asr.weights import ensure_weights
         ensure_weights("tiny.en", Path({str(models)!r}), progress=False)
         """
     )
@@ -185,7 +185,7 @@ def test_crash_mid_conversion_never_looks_complete(tmp_path):
 
 
 def test_exception_mid_conversion_cleans_up(tmp_path, monkeypatch):
-    import flarelet.bindings.ai.convert as convert
+    import flarelet.bindings.ai.asr.convert as convert
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -229,7 +229,7 @@ def test_converter_needs_no_torch(tmp_path):
         real = importlib.util.find_spec
         importlib.util.find_spec = lambda name, *a, **k: None if name.split(".")[0] in BLOCK else real(name, *a, **k)
         from pathlib import Path
-        from flarelet.bindings.ai.weights import ensure_weights, is_complete
+        from flarelet.bindings.ai.asr.weights import ensure_weights, is_complete
         folder = ensure_weights("tiny.en", Path({str(tmp_path)!r}), progress=True)
         assert is_complete(folder)
         assert "torch" not in sys.modules

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai import engine as engine_mod
+from flarelet.bindings.ai.asr import engine as engine_mod
 from flarelet.bindings.ai import errors
-from flarelet.bindings.ai.audio import decode_audio
+from flarelet.bindings.ai.asr.audio import decode_audio
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings, SettingsError
-from flarelet.bindings.ai.weights import ensure_weights
+from flarelet.bindings.ai.asr.weights import ensure_weights
 
 from .conftest import TINY, inputs_for, wer
 
@@ -188,7 +188,7 @@ def test_lean_encoder_and_decoder_match_transformers(tiny_folder, engines, audio
         prompt = [engine.sot, engine.no_timestamps]
         out = hf.model.decoder(input_ids=torch.tensor([prompt]), encoder_hidden_states=ref)
         ref_logits = hf.proj_out(out.last_hidden_state)[0]
-        from flarelet.bindings.ai.decoder import DecodeBatch
+        from flarelet.bindings.ai.asr.decoder import DecodeBatch
 
         batch = DecodeBatch(engine.lean, [engine.window(mine).cross], 16)
         logits = batch.prefill([prompt], [[0, 1]])[0]
@@ -303,12 +303,12 @@ def test_batched_transcripts_equal_unbatched_ones(engines, audio):
 @pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["int8", "fp16"])
 def test_scripted_token_step_equals_the_eager_one(engines, audio, quantize):
-    """The per-token TorchScript graph (flarelet.bindings.ai.token_step) is the eager decoder step, bit for
+    """The per-token TorchScript graph (flarelet.bindings.ai.asr.token_step) is the eager decoder step, bit for
     bit: one row; three rows of two windows at different lengths (masked, per-row cache writes);
     beams sharing one window."""
     import torch
 
-    from flarelet.bindings.ai.decoder import DecodeBatch
+    from flarelet.bindings.ai.asr.decoder import DecodeBatch
 
     engine = engines(quantize)
     lean = engine.lean
@@ -515,7 +515,7 @@ def test_manifest_has_the_clips_these_tests_use(manifest):
 def test_wide_policy_follows_the_faster_mode_and_notices_load():
     """Measures both modes first, then uses the faster one, probing the other a few steps in every
     PROBE_EVERY; when the machine gets busy (the wide mode slows down) it switches back."""
-    from flarelet.bindings.ai.decoder import WidePolicy
+    from flarelet.bindings.ai.asr.decoder import WidePolicy
 
     policy = WidePolicy()
     cost = {False: 0.0075, True: 0.0058}  # idle machine: wide is faster

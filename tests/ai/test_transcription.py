@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import webvtt
 
-from flarelet.bindings.ai.audio import SAMPLE_RATE, decode_audio
+from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 
 from .conftest import BASE, TINY, cer, wav_bytes, wer
 from .test_audio import encode

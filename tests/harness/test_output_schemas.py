@@ -1,4 +1,4 @@
-"""``flarelet.bindings.ai.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
+"""``flarelet.bindings.ai.asr.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from flarelet.bindings.ai import catalog
-from flarelet.bindings.ai.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
+from flarelet.bindings.ai.asr.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
 
 
 def published_keys(schema: dict[str, Any]) -> dict[str, Any]:

@@ -329,7 +329,7 @@ def convert(
     """Write the HF folder for ``model`` (whose config/tokenizer live in ``source_dir``) into ``out_dir``.
 
     ``out_dir`` must exist and be empty (the caller makes it a temp dir and renames it; see
-    :mod:`flarelet.bindings.ai.weights`). Returns a summary (dims, token ids, tensor count).
+    :mod:`flarelet.bindings.ai.asr.weights`). Returns a summary (dims, token ids, tensor count).
     """
     from safetensors.numpy import save_file
     from transformers import WhisperFeatureExtractor

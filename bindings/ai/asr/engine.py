@@ -25,7 +25,7 @@ faster-whisper follows) on the model:
   boundary heuristics.
 
 Speed (README "Speed"): the encoder and decoder are lean torch modules on the folder's weights
-(:mod:`flarelet.bindings.ai.encoder`, :mod:`flarelet.bindings.ai.decoder`: fused projections, static caches, fp16 or
+(:mod:`flarelet.bindings.ai.asr.encoder`, :mod:`flarelet.bindings.ai.asr.decoder`: fused projections, static caches, fp16 or
 int8 weights per ``quantize``), not transformers' model classes. :meth:`WhisperEngine.transcribe_steps`
 is the long-form algorithm as a generator of model work (:data:`Work`), so :meth:`WhisperEngine.run_round`
 can serve many transcriptions at once: one batched decoder pass for all their windows (the service's
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors
+from .. import errors
 
 log = logging.getLogger("flarelet.ai")
 

@@ -1,7 +1,7 @@
 """One validated request through the engine: VAD, transcription, Cloudflare's shape.
 
 Runs on the service's worker thread. Kept apart from :mod:`flarelet.bindings.ai.service` (queueing,
-timeouts) and :mod:`flarelet.bindings.ai.engine` (the model) so each can change alone.
+timeouts) and :mod:`flarelet.bindings.ai.asr.engine` (the model) so each can change alone.
 
 Silero VAD is used twice, for different reasons:
 
@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, output
-from .catalog import ModelSpec
+from .. import errors
+from . import output
+from ..catalog import ModelSpec
 from .engine import Cancelled, Job, TranscribeOptions, Transcription, WhisperEngine
 from .schemas import AsrRequest
 

@@ -1,4 +1,4 @@
-"""Shape a :class:`~flarelet.bindings.ai.engine.Transcription` exactly as Cloudflare returns it.
+"""Shape a :class:`~flarelet.bindings.ai.asr.engine.Transcription` exactly as Cloudflare returns it.
 
 Observed shapes (cloudflare-spec.md §1.2, §1.3):
 

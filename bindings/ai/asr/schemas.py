@@ -28,10 +28,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
-from . import errors
-from .catalog import ModelSpec
+from .. import errors
+from ..catalog import ModelSpec
 from .languages import normalize_language
-from .settings import AiSettings
+from ..settings import AiSettings
 
 #: Greedy decoding by default: as accurate as 5 beams on clean speech here and 2-3x faster on CPU
 #: (research/whisper-weights.md §6.1). Callers of the turbo model may ask for beams.
