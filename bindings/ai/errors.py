@@ -5,8 +5,8 @@ the REST API turns it into a v4 envelope (``{"success": false, "errors": [{code,
 with ``status``), the ``env.AI`` binding turns it into ``InferenceUpstreamError`` whose message
 is ``"<code>: <description>"`` -- exactly what workerd's ``_parseError`` builds.
 
-Codes and HTTP statuses come from developers.cloudflare.com/workers-ai/platform/errors
-(see ``shared/research/cloudflare-spec.md`` §2.3). Build errors with the helpers below so the
+Codes and HTTP statuses are those of Cloudflare's Workers AI error table
+(developers.cloudflare.com/workers-ai/platform/errors). Build errors with the helpers below so the
 wording stays Cloudflare's everywhere.
 """
 
@@ -43,10 +43,6 @@ def no_such_model(model: str) -> AiError:
 def bad_input(detail: str) -> AiError:
     """Schema or content failure: code 5006, message ``AiError: Bad input: <detail>``."""
     return AiError(5006, 400, f"AiError: Bad input: {detail}", "InvalidInput")
-
-
-def invalid_base64(kind: str) -> AiError:
-    return AiError(5004, 400, f"Invalid data type for base64 input: {kind}", "InvalidData")
 
 
 def incomplete_request(what: str) -> AiError:

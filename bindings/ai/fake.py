@@ -39,8 +39,8 @@ import numpy as np
 
 from . import catalog, errors
 from .asr import schemas
-from .binding import Ai, InferenceUpstreamError
 from .asr.output_schemas import validate_output
+from .binding import Ai, InferenceUpstreamError
 from .settings import AiSettings
 
 __all__ = [

@@ -36,7 +36,7 @@ DEFAULT_MAX_AUDIO_SECONDS = 30 * 60.0
 #: Threads for the encoder's large matrix products (the decoder's small per-token operations always
 #: run on one). Two is the sweet spot on small machines: 1.6x faster encoding when the second core
 #: is free, and never slower than one when it is busy, because OpenMP threads sleep rather than
-#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.asr.engine; research/whisper-weights.md §6.2).
+#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.asr.engine).
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 #: Requests admitted beyond the first (transcribed together, up to ``max_batch`` per worker, or
 #: waiting); one more is refused with 3040/429. Each holds its decoded audio (~4 MB a minute).

@@ -1,6 +1,6 @@
 """Input validation for the Whisper models, with pydantic, and Cloudflare's error codes.
 
-Two input families (cloudflare-spec.md §1.2, §1.3):
+Two input families, as Cloudflare's published input schemas define them:
 
 * classic (``@cf/openai/whisper``, ``-tiny-en``): ``{"audio": [0..255, ...]}`` -- the bytes of an
   encoded audio file as a list of integers -- or the raw bytes as the whole input (the REST binary
@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from .. import errors
 from ..catalog import ModelSpec
-from .languages import normalize_language
 from ..settings import AiSettings
+from .languages import normalize_language
 
-#: Greedy decoding by default: as accurate as 5 beams on clean speech here and 2-3x faster on CPU
-#: (research/whisper-weights.md §6.1). Callers of the turbo model may ask for beams.
+#: Greedy decoding by default: as accurate as 5 beams on clean speech and 2-3x faster on a CPU.
+#: Callers of the turbo model may ask for beams.
 DEFAULT_BEAM_SIZE = 1
 #: Beam search cost grows linearly with beams; more than this only burns CPU.
 MAX_BEAM_SIZE = 10
