@@ -22,6 +22,7 @@ from .service import AiService
 
 log = logging.getLogger("flarelet.ai")
 
+
 class InferenceUpstreamError(JsException):
     """A failed ``env.AI.run``: ``.message`` is ``"<code>: <description>"``, ``.code`` the
     Workers AI internal code, ``.name`` the backend error name, ``.httpCode`` the HTTP status."""

@@ -12,6 +12,8 @@ wording stays Cloudflare's everywhere.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AiError(Exception):
     """A Workers AI failure with Cloudflare's internal code, HTTP status and description."""
@@ -71,3 +73,20 @@ def out_of_capacity(detail: str = "") -> AiError:
 def internal(detail: str) -> AiError:
     """An unexpected engine failure; never leaks a traceback to the caller."""
     return AiError(3000, 500, f"Internal error: {detail}", "InternalError")
+
+
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed value, as Cloudflare's validator words it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

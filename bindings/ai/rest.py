@@ -40,8 +40,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
-from .asr.schemas import json_type
-from .errors import AiError
+from .errors import AiError, json_type
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
-from ..catalog import ModelSpec
+from ..spec import ModelSpec
 from . import output
 from .options import Cancelled, TranscribeOptions
 from .results import Transcription

@@ -1,7 +1,7 @@
 """Pydantic models of what the Whisper models return, to check outputs that did not come from the engine.
 
 The engine's outputs are shaped by :mod:`flarelet.bindings.ai.asr.output`; these models describe the same
-shapes as Cloudflare publishes them (``catalog.CLASSIC_OUTPUT_SCHEMA`` / ``TURBO_OUTPUT_SCHEMA``),
+shapes as Cloudflare publishes them (``models.CLASSIC_OUTPUT_SCHEMA`` / ``TURBO_OUTPUT_SCHEMA``),
 so a canned or recorded output given to
 :class:`flarelet.bindings.ai.fake.FakeAi` can be refused when a real ``env.AI.run`` could never return it.
 

@@ -29,8 +29,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from .. import errors
-from ..catalog import ModelSpec
+from ..errors import json_type
 from ..settings import AiSettings
+from ..spec import ModelSpec
 from .languages import normalize_language
 
 #: Greedy decoding by default: as accurate as 5 beams on clean speech and 2-3x faster on a CPU.
@@ -109,23 +110,6 @@ class _ItemError(ValueError):
     def __init__(self, index: int, message: str) -> None:
         super().__init__(message)
         self.index = index
-
-
-def json_type(value: Any) -> str:
-    """The JSON Schema type name of a parsed value, as Cloudflare's validator words it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 #: ``audio`` is validated by :func:`_byte_list_to_bytes` (numpy, one pass); these annotations give
