@@ -8,11 +8,13 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
+* ``flarelet-transformers`` -- (on request) the same request path on the ``transformers`` backend
+  (``engine = "transformers"``: transformers' own model and ``generate``, fp32), side by side;
 * ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
-  would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
+  would otherwise add beam search), sequential long-form;
 * ``fw``           -- faster-whisper, ``compute_type="int8"``, ``beam_size=1``, its defaults
   otherwise (segments only);
 * ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet).
@@ -87,7 +89,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
 }
 ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
 #: levers that can be switched off for a side-by-side run (``--engines flarelet,flarelet-eager``), not run by default
-EXTRA_ENGINES = ("flarelet-eager",)
+EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers")
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -134,8 +136,9 @@ def _rss_mb() -> float:
 
 class _FlareletEngine:
     def __init__(self, model: str, threads: int | None, variant: str | None = None) -> None:
-        """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``) or ``"eager"``
-        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.asr.token_step`)."""
+        """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``), ``"eager"``
+        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.asr.token_step`) or
+        ``"transformers"`` (``engine="transformers"``)."""
         from flarelet.bindings.ai import catalog
         from flarelet.bindings.ai.asr import engine
         from flarelet.bindings.ai.settings import AiSettings
@@ -145,6 +148,8 @@ class _FlareletEngine:
             settings = settings.replace(threads=threads)
         if variant == "fp16":
             settings = settings.replace(quantize="fp16")
+        if variant == "transformers":
+            settings = settings.replace(engine="transformers")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -165,8 +170,8 @@ class _PipelineEngine:
         import transformers
         from transformers import pipeline
 
-        from flarelet.bindings.ai.settings import AiSettings
         from flarelet.bindings.ai.asr.weights import ensure_weights
+        from flarelet.bindings.ai.settings import AiSettings
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -200,8 +205,8 @@ class _FasterWhisperEngine:
 
 def ct2_folder(model: str) -> Path:
     """The CTranslate2 folder faster-whisper reads: the package's own, or base's parts joined once."""
-    from flarelet.bindings.ai.settings import AiSettings
     from flarelet.bindings.ai.asr.weights import BUNDLED, read_bundled_bytes
+    from flarelet.bindings.ai.settings import AiSettings
 
     bundled = BUNDLED[model]
     if len(bundled.parts) == 1:
@@ -265,17 +270,21 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
 
 
 class Worker:
-    def __init__(self, engine_name: str, model: str, threads: int | None) -> None:
+    def __init__(self, engine_name: str, model: str, threads: int | None, baseline: Path | None = None) -> None:
+        """``engine_name`` "baseline": the ``flarelet`` engine of another checkout (``--baseline``),
+        its own bench script and code, so two versions run side by side in one round-robin."""
         self.name = engine_name
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine_name, "--model", model]
+        repo = baseline if engine_name == "baseline" and baseline is not None else REPO
+        worker_engine = "flarelet" if engine_name == "baseline" else engine_name
+        cmd = [sys.executable, str(repo / "bench" / "whisper.py"), "--worker", worker_engine, "--model", model]
         if threads is not None:
             cmd += ["--threads", str(threads)]
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=repo)
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -407,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} (default: all but {', '.join(EXTRA_ENGINES)})",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/base <commit>`): adds its `flarelet` engine as "
+        "`baseline`, run round-robin with the others",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -420,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args.threads = AiSettings.from_options({}).threads
     engines = [e for e in args.engines.split(",") if e]
-    unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES)
+    if args.baseline is not None and "baseline" not in engines:
+        engines.append("baseline")
+    unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES) - ({"baseline"} if args.baseline else set())
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
@@ -429,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         workers: dict[str, Worker] = {}
         try:
             for name in engines:  # one at a time, so load times are not inflated by each other
-                workers[name] = Worker(name, args.model, args.threads)
+                workers[name] = Worker(name, args.model, args.threads, args.baseline)
             cells: dict[tuple[str, str], Cell] = {(c.name, e): Cell() for c in clips for e in engines}
             for round_no in range(args.runs + 1):
                 for clip in clips:

@@ -260,7 +260,9 @@ def load_engine(
             import time
 
             started = time.monotonic()
-            engine = _backend_class(backend)(Path(folder), device=device, threads=threads, label=label, quantize=quantize)
+            engine = _backend_class(backend)(
+                Path(folder), device=device, threads=threads, label=label, quantize=quantize
+            )
             _engines[key] = engine
             log.info(
                 "Loaded Whisper model %s from %s in %.1f s (%s engine, %s, %d thread(s), quantize=%s)",
