@@ -69,8 +69,8 @@ def worker(name: str, threads: int, runs: int) -> None:
         t = time.perf_counter()
         ensure_weights(name, Path(cache) / "models", progress=False)
         out["convert_s"] = time.perf_counter() - t
-        from flarelet.bindings.ai.catalog import MODELS as CATALOG
         from flarelet.bindings.ai.asr.engine import get_engine
+        from flarelet.bindings.ai.catalog import MODELS as CATALOG
         from flarelet.bindings.ai.service import AiService
         from flarelet.bindings.ai.settings import AiSettings
 
