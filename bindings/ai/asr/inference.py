@@ -1,7 +1,7 @@
 """One validated request through the engine: VAD, transcription, Cloudflare's shape.
 
 Runs on the service's worker thread. Kept apart from :mod:`flarelet.bindings.ai.service` (queueing,
-timeouts) and :mod:`flarelet.bindings.ai.engine` (the model) so each can change alone.
+timeouts) and :mod:`flarelet.bindings.ai.asr.engine` (the model) so each can change alone.
 
 Silero VAD is used twice, for different reasons:
 
@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, output
-from .catalog import ModelSpec
-from .engine import Cancelled, Job, TranscribeOptions, Transcription, WhisperEngine
+from .. import errors
+from ..spec import ModelSpec
+from . import output
+from .options import Cancelled, TranscribeOptions
+from .results import Transcription
 from .schemas import AsrRequest
 
 SAMPLE_RATE = 16_000
@@ -66,16 +68,20 @@ class Prepared:
 
     spec: ModelSpec
     request: AsrRequest
-    job: Job | None
+    job: Any  # the engine's job (work.Job, or the transformers backend's); None: nothing to run
     duration: float
     duration_after_vad: float
     gate: Any = None  # vad.SpeechGate (no vad_filter)
     mapping: Any = None  # vad.TimestampMap for vad_filter
 
+    @property
+    def finished(self) -> bool:
+        return self.job is None or self.job.finished
+
 
 def prepare(
     spec: ModelSpec,
-    engine: WhisperEngine,
+    engine: Any,
     samples: np.ndarray,
     request: AsrRequest,
     cancel: threading.Event | None,
@@ -96,11 +102,11 @@ def prepare(
         speech = vad.collect(samples, found)
         if speech.shape[0] == 0:
             return Prepared(spec, request, None, duration, 0.0)
-        job = Job(engine.transcribe_steps(speech, options))
+        job = engine.start(speech, options)
         return Prepared(spec, request, job, duration, speech.shape[0] / SAMPLE_RATE, mapping=vad.TimestampMap(found))
     gate = vad.SpeechGate(samples)
     options.speech_spans = gate
-    return Prepared(spec, request, Job(engine.transcribe_steps(samples, options)), duration, duration, gate=gate)
+    return Prepared(spec, request, engine.start(samples, options), duration, duration, gate=gate)
 
 
 def finish(prepared: Prepared) -> dict:
@@ -125,7 +131,7 @@ def finish(prepared: Prepared) -> dict:
 
 
 def transcribe_request(
-    spec: ModelSpec, engine: WhisperEngine, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
+    spec: ModelSpec, engine: Any, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
 ) -> dict:
     """One request start to finish on the calling thread (no batching)."""
     prepared = prepare(spec, engine, samples, request, cancel)

@@ -19,7 +19,7 @@ arithmetic with
   quantization (a quarter of the bytes, small accuracy cost; layer norms folded into the int8
   layers they feed, :func:`fold_layer_norm`);
 * in those two CPU formats, a token's pass through all layers is one TorchScript graph
-  (:mod:`flarelet.bindings.ai.token_step`): the same kernels without ~100 Python-level calls a token.
+  (:mod:`flarelet.bindings.ai.asr.token_step`): the same kernels without ~100 Python-level calls a token.
 
 In fp32 the results equal transformers' decoder (same operations; the folded scaling is exact),
 which ``tests/ai/test_speed_levers.py`` checks.
@@ -347,7 +347,7 @@ class LeanDecoder(nn.Module):
     ) -> torch.Tensor:
         """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
         :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
-        (:mod:`flarelet.bindings.ai.token_step`), else eagerly."""
+        (:mod:`flarelet.bindings.ai.asr.token_step`), else eagerly."""
         fn = token_step.SCRIPTED if self.plan is not None else None
         if fn is None:
             hidden, _ = self.forward_tokens(

@@ -7,7 +7,7 @@ results (the same kernels in the same order; ``tests/ai/test_speed_levers.py`` c
 
 It covers the CPU weight formats (``quantize = "int8"`` or ``"fp16"``: every per-token linear
 layer is one of fbgemm's packed kernels); fp32 and GPU decoding stay eager in
-:meth:`flarelet.bindings.ai.decoder.LeanDecoder.forward_tokens`. TorchScript is deprecated in favour of
+:meth:`flarelet.bindings.ai.asr.decoder.LeanDecoder.forward_tokens`. TorchScript is deprecated in favour of
 ``torch.compile``, which needs a C++ toolchain at run time and recompiles as the key/value length
 grows every step; torch is pinned, and if scripting ever fails the eager path is used (logged once).
 

@@ -1,6 +1,6 @@
-"""Shape a :class:`~flarelet.bindings.ai.engine.Transcription` exactly as Cloudflare returns it.
+"""Shape a :class:`~flarelet.bindings.ai.asr.results.Transcription` exactly as Cloudflare returns it.
 
-Observed shapes (cloudflare-spec.md §1.2, §1.3):
+The shapes Cloudflare's models return (its published output schemas and example responses):
 
 * classic ``@cf/openai/whisper`` / ``-tiny-en``: ``{text, word_count, words: [{word, start, end}],
   vtt}``; ``text`` is the words joined and trimmed; each ``word`` is trimmed and keeps attached
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Segment, Transcription
+from .results import Segment, Transcription
 
 
 def _f32(x: float) -> float:

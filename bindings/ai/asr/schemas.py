@@ -1,6 +1,6 @@
 """Input validation for the Whisper models, with pydantic, and Cloudflare's error codes.
 
-Two input families (cloudflare-spec.md §1.2, §1.3):
+Two input families, as Cloudflare's published input schemas define them:
 
 * classic (``@cf/openai/whisper``, ``-tiny-en``): ``{"audio": [0..255, ...]}`` -- the bytes of an
   encoded audio file as a list of integers -- or the raw bytes as the whole input (the REST binary
@@ -28,13 +28,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
-from . import errors
-from .catalog import ModelSpec
+from .. import errors
+from ..errors import json_type
+from ..settings import AiSettings
+from ..spec import ModelSpec
 from .languages import normalize_language
-from .settings import AiSettings
 
-#: Greedy decoding by default: as accurate as 5 beams on clean speech here and 2-3x faster on CPU
-#: (research/whisper-weights.md §6.1). Callers of the turbo model may ask for beams.
+#: Greedy decoding by default: as accurate as 5 beams on clean speech and 2-3x faster on a CPU.
+#: Callers of the turbo model may ask for beams.
 DEFAULT_BEAM_SIZE = 1
 #: Beam search cost grows linearly with beams; more than this only burns CPU.
 MAX_BEAM_SIZE = 10
@@ -109,23 +110,6 @@ class _ItemError(ValueError):
     def __init__(self, index: int, message: str) -> None:
         super().__init__(message)
         self.index = index
-
-
-def json_type(value: Any) -> str:
-    """The JSON Schema type name of a parsed value, as Cloudflare's validator words it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 #: ``audio`` is validated by :func:`_byte_list_to_bytes` (numpy, one pass); these annotations give

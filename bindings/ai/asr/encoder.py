@@ -4,7 +4,7 @@ Why not ``WhisperForConditionalGeneration``: importing transformers' model class
 generation and compilation machinery (torch._dynamo, sympy: ~85 MB of resident memory before a
 single weight is loaded), and its loader maps ``model.safetensors`` so that the file stays
 resident beside the weights actually used. The engine needs two forward passes; this module and
-:mod:`flarelet.bindings.ai.decoder` are those passes, operation for operation as transformers computes them
+:mod:`flarelet.bindings.ai.asr.decoder` are those passes, operation for operation as transformers computes them
 (``tests/ai/test_speed_levers.py`` checks the outputs against transformers' model), reading the
 same folder: ``config.json`` + ``model.safetensors`` (or sharded safetensors; other formats go
 through transformers once).

@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from . import errors
+from .. import errors
 
 SAMPLE_RATE = 16_000
 

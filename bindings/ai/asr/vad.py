@@ -34,7 +34,7 @@ class VadOptions:
     speech_pad_ms: int = 400
 
 
-#: The silence gate (see flarelet.bindings.ai.inference): lenient, so quiet speech is never gated away.
+#: The silence gate (see flarelet.bindings.ai.asr.inference): lenient, so quiet speech is never gated away.
 GATE = VadOptions(threshold=0.35, min_speech_duration_ms=100, min_silence_duration_ms=500, speech_pad_ms=400)
 
 
