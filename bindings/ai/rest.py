@@ -40,10 +40,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
-from .errors import AiError
+from .errors import AiError, json_type
 from .json_audio import parse_json_inputs
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
-from .schemas import json_type
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext
