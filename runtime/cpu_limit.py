@@ -54,6 +54,11 @@ MAX_CPU_MS = 300_000
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 
+#: whether another thread's CPU clock can be read (Linux and most Unixes; not macOS or Windows)
+_HAS_THREAD_CLOCKS = hasattr(time, "pthread_getcpuclockid")
+#: this thread's CPU seconds, on the same clock :meth:`CpuWatchdog.thread_cpu` reads
+_own_cpu = time.thread_time if _HAS_THREAD_CLOCKS else perf_counter
+
 
 class CpuLimitExceeded(BaseException):  # noqa: N818 - named after what happened, as Cloudflare's message
     """Raised inside a worker that used more CPU time than ``[limits] cpu_ms`` allows."""
@@ -132,7 +137,7 @@ class CpuMeter:
             else:
                 watchdog.active.pop(self._thread, None)
             if self._seen_step == self._step:  # a long step: the watchdog measured its CPU time
-                elapsed = min(elapsed, self._seen_after + time.thread_time() - self._seen_cpu)
+                elapsed = min(elapsed, self._seen_after + _own_cpu() - self._seen_cpu)
             self.used += elapsed
             if self._fired is not None:
                 # fired but not delivered yet (the step ended first): never let it land elsewhere
@@ -153,7 +158,7 @@ class CpuMeter:
                 else:
                     del watchdog.active[self._thread]
                 if self._seen_step == self._step:
-                    self.used += self._seen_after + time.thread_time() - self._seen_cpu
+                    self.used += self._seen_after + _own_cpu() - self._seen_cpu
                 else:
                     self.used += perf_counter() - self._started
             self._outer = None
@@ -284,6 +289,8 @@ class CpuWatchdog:
 
     def thread_cpu(self, thread_id: int) -> float:
         """CPU seconds ``thread_id`` has used (its ``CLOCK_THREAD_CPUTIME_ID``, read from here)."""
+        if not _HAS_THREAD_CLOCKS:  # macOS, Windows: wall time stands in (descheduled time counts)
+            return perf_counter()
         # not cached: thread ids are reused once a thread ends, and the lookup makes no system call
         return time.clock_gettime(time.pthread_getcpuclockid(thread_id))
 
