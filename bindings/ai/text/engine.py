@@ -114,8 +114,8 @@ class TextEngine:
             raise errors.AiError(
                 5021,
                 400,
-                f"AiError: AiError: The estimated number of input and maximum output tokens ({len(ids) + request.max_tokens}) "
-                f"exceeded this model context window limit ({self.context_length}).",
+                "AiError: AiError: The estimated number of input and maximum output tokens "
+                f"({len(ids) + request.max_tokens}) exceeded this model context window limit ({self.context_length}).",
                 "ContextWindowLimitExceeded",
             )
         max_new = min(request.max_tokens, budget)
