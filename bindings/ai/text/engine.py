@@ -97,20 +97,12 @@ class TextEngine:
 
     # -- decoding -----------------------------------------------------------------------------
 
-    def generate(
-        self, request: GenerationRequest, cancel: threading.Event | None = None, state: Generation | None = None
-    ) -> Iterator[str]:
-        """Yield text pieces as tokens are generated; ``state`` holds counts and the whole text.
-
-        Stops at an end-of-turn token, at a stop string (not included), at ``max_tokens`` (finish
-        reason "length") or when ``cancel`` is set (raises 3008)."""
-        import torch
-
-        state = state if state is not None else Generation()
+    def begin(self, request: GenerationRequest, state: Generation) -> list[int]:
+        """The prompt's token ids, checked against the context window (5021 when too long) --
+        done before a request's first step, so a refusal comes before any streamed byte."""
         ids = self.prompt_ids(request)
         state.prompt_tokens = len(ids)
-        budget = self.context_length - len(ids)
-        if budget <= 0:
+        if self.context_length - len(ids) <= 0:
             raise errors.AiError(
                 5021,
                 400,
@@ -118,6 +110,25 @@ class TextEngine:
                 f"({len(ids) + request.max_tokens}) exceeded this model context window limit ({self.context_length}).",
                 "ContextWindowLimitExceeded",
             )
+        return ids
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        state: Generation | None = None,
+        ids: list[int] | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as tokens are generated; ``state`` holds counts and the whole text.
+
+        Stops at an end-of-turn token, at a stop string (not included), at ``max_tokens`` (finish
+        reason "length") or when ``cancel`` is set (raises 3008). ``ids``: :meth:`begin`'s result."""
+        import torch
+
+        state = state if state is not None else Generation()
+        if ids is None:
+            ids = self.begin(request, state)
+        budget = self.context_length - len(ids)
         max_new = min(request.max_tokens, budget)
         generator = torch.Generator()
         generator.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))

@@ -90,7 +90,8 @@ class TextGeneration:
         from .engine import Generation
 
         state = Generation()
-        pieces = model.generate(request.request, cancel, state)
+        ids = model.begin(request.request, state)  # a too-long prompt fails here, before any event
+        pieces = model.generate(request.request, cancel, state, ids)
         if request.stream:
             events = output.stream(request.model, request.form, request.request, pieces, state, openai=request.openai)
         else:
