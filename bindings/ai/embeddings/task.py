@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import errors
+from ..compat import OpenAiRequest
 from .catalog import MAX_TEXTS, EmbeddingModel
 
 Pooling = Literal["mean", "cls"]
@@ -108,13 +109,6 @@ def openai_result(model_id: str, vectors: list[list[float]], tokens: int, encodi
 # -- the task the core dispatches to -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OpenAiEmbeddingInputs:
-    """A request that came through ``/ai/v1/embeddings``: ``input`` and ``encoding_format``."""
-
-    body: dict
-
-
 @dataclass
 class _Running:
     job: EmbeddingJob
@@ -138,7 +132,7 @@ class TextEmbeddings:
         from .catalog import MODELS
 
         model = MODELS[spec.id]
-        if isinstance(inputs, OpenAiEmbeddingInputs):
+        if isinstance(inputs, OpenAiRequest):
             body = inputs.body
             encoding = body.get("encoding_format") or "float"
             if encoding not in ("float", "base64"):

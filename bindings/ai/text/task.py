@@ -7,8 +7,9 @@ text per round, so the service's queue, 3040 when full, time limits and cancella
 generation too, and a streamed request's events leave as soon as each round makes them
 (:meth:`TextGeneration.drain`).
 
-The OpenAI-compatible routes hand the task an :class:`OpenAiInputs` (the body and which API it
-came through) instead of a plain dict: the same ids then answer in plain OpenAI shapes, native
+The OpenAI-compatible routes hand the task an
+:class:`~flarelet.bindings.ai.compat.OpenAiRequest` (the body and which API it came through)
+instead of a plain dict: the same ids then answer in plain OpenAI shapes, native
 ids included. Importing this module is cheap (catalog data only).
 """
 
@@ -18,21 +19,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ..compat import OpenAiRequest
 from ..settings import AiSettings
 from ..spec import ModelSpec, TaskInfo
 from . import catalog
 
 INFO = TaskInfo(**catalog.TEXT_TASK)
-
-
-@dataclass(frozen=True)
-class OpenAiInputs:
-    """A request that came through ``/ai/v1/chat/completions`` or ``/ai/v1/responses``."""
-
-    api: Literal["chat", "responses"]
-    body: dict
 
 
 @dataclass
@@ -66,7 +60,7 @@ class TextGeneration:
         from . import schemas
 
         model = catalog.MODELS[spec.id]
-        if isinstance(inputs, OpenAiInputs):
+        if isinstance(inputs, OpenAiRequest):
             if inputs.api == "responses":
                 return TextInput(model, "responses", schemas.parse_responses(inputs.body), openai=True)
             return TextInput(model, "chat", schemas.parse_chat(inputs.body), openai=True)
