@@ -63,6 +63,10 @@ class AiStream:
         item = await self._next()
         if item is _END:
             self._done = True
+            if self.timed_out:
+                from . import errors
+
+                raise errors.timeout("no output within the time limit")
         elif isinstance(item, BaseException):
             self._done = True
             raise item
