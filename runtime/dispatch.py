@@ -14,19 +14,30 @@ No socket is involved: ``await dispatcher.fetch(Request("http://localhost/"))`` 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
 from .env import Env
-from .errors import HandlerResultError, MissingHandlerError, describe_result, error_response
-from .loader import WorkerLoadError, WorkerModule
+from .errors import (
+    HandlerResultError,
+    MissingHandlerError,
+    brief_error_response,
+    describe_result,
+    error_response,
+    missing_name_line,
+)
+from .loader import WorkerLoadError, WorkerModule, active_space
+from .outbound import FetchError
+from .pyodide_api.ffi import set_server_loop
 from .queue_batch import MessageBatch
 from .request import Request
 from .response import FetchResponse, Response
+from .rpc import RuntimeTypeError
 
 
 class WorkerDispatcher:
@@ -39,9 +50,12 @@ class WorkerDispatcher:
         *,
         load_error: WorkerLoadError | None = None,
         log: logging.Logger | None = None,
+        space: str = "",
     ) -> None:
         #: swapped by the host on code reload; ``None`` while the module fails to import
         self.worker = worker
+        #: the loader space of this worker (imports inside its handlers search its folder)
+        self.space = space
         self.env = env
         #: why ``worker`` is ``None`` (shown as the 500 page until the code is fixed)
         self.load_error = load_error
@@ -62,8 +76,10 @@ class WorkerDispatcher:
         if worker is None:
             raise self.load_error or WorkerLoadError("no worker is loaded")
         env = self.env
+        set_server_loop(asyncio.get_running_loop())
         token_ctx = current_context.set(ctx)
         token_env = current_env.set(env)
+        token_space = active_space.set(self.space)
         try:
             try:
                 result = worker.call(event, ctx, env, (first, env, ctx))
@@ -71,12 +87,110 @@ class WorkerDispatcher:
                 if exc.args == (event,) and type(exc) is LookupError:
                     raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
                 raise
+            # any awaitable resolving to a Response will do (``return fetch(request)`` un-awaited);
+            # a coroutine that resolves to another awaitable is awaited in turn, as JS promises chain
+            while inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            active_space.reset(token_space)
+            current_env.reset(token_env)
+            current_context.reset(token_ctx)
+
+    def entrypoint_class(self, entrypoint: str | None) -> type | None:
+        """The class answering ``entrypoint`` (``None``: the default export) or ``None`` if not exported."""
+        worker = self.worker
+        if worker is None:
+            raise self.load_error or WorkerLoadError("no worker is loaded")
+        return worker.entrypoint_class(entrypoint)
+
+    async def call_entrypoint(
+        self,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call ``method`` on a fresh instance of an entrypoint class (one instance per call, as workerd).
+
+        Raises ``TypeError("Method x does not exist")`` (workerd's text) when the instance has no
+        such callable. Arguments arrive already converted by :mod:`flarelet.runtime.rpc`; the caller
+        converts the result.
+        """
+        cls = self.entrypoint_class(entrypoint)
+        if cls is None:
+            raise RuntimeTypeError(_no_entrypoint(entrypoint))
+        ctx = self.new_context()
+        ctx.props = dict(props or {})
+        token_ctx = current_context.set(ctx)
+        token_env = current_env.set(self.env)
+        token_space = active_space.set(self.space)
+        try:
+            instance = cls(ctx, self.env)
+            target = getattr(instance, method, None) if not method.startswith("__") else None
+            if not callable(target):
+                raise RuntimeTypeError(f"Method {method} does not exist")
+            result = target(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
             return result
         finally:
+            active_space.reset(token_space)
             current_env.reset(token_env)
             current_context.reset(token_ctx)
+            ctx.flush()
+
+    async def run_workflow(self, class_name: str, event: Any, step: Any) -> Any:
+        """``run(event, step)`` on a fresh instance of the exported ``WorkflowEntrypoint`` class ``class_name``."""
+        from .workers_sdk import WorkflowEntrypoint
+
+        worker = self.worker
+        if worker is None:
+            raise self.load_error or WorkerLoadError("no worker is loaded")
+        cls = getattr(worker.module, class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, WorkflowEntrypoint)):
+            raise RuntimeTypeError(
+                f'The worker does not export a WorkflowEntrypoint class named "{class_name}" '
+                "(the class_name of its [[workflows]] binding)."
+            )
+        ctx = self.new_context()
+        token_ctx = current_context.set(ctx)
+        token_env = current_env.set(self.env)
+        token_space = active_space.set(self.space)
+        try:
+            instance = cls(ctx, self.env)
+            result = instance.run(event, step)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            active_space.reset(token_space)
+            current_env.reset(token_env)
+            current_context.reset(token_ctx)
+            ctx.flush()
+
+    async def fetch_entrypoint(
+        self, entrypoint: str | None, request: Request, props: Mapping[str, Any] | None = None
+    ) -> Response:
+        """``fetch`` of an entrypoint (the default one goes through :meth:`fetch`); a 500 page on failure."""
+        if entrypoint is None or entrypoint == "default":
+            ctx = self.new_context()
+            ctx.props = dict(props or {})
+            try:
+                return await self.fetch(request, ctx)
+            finally:
+                ctx.flush()
+        try:
+            result = await self.call_entrypoint(entrypoint, "fetch", (request,), {}, props)
+            if not isinstance(result, FetchResponse):
+                raise HandlerResultError(
+                    f"The fetch handler returned {describe_result(result)}, not a Response. Return "
+                    "workers.Response(...) (or Response.json(data) for JSON)."
+                )
+            return result  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - contained: becomes a 500 page
+            return self._failure(exc, request)
 
     # -- events --------------------------------------------------------------------------------
     async def fetch(self, request: Request, ctx: ExecutionContext | None = None) -> Response:
@@ -103,6 +217,18 @@ class WorkerDispatcher:
                 ctx.flush()
 
     def _failure(self, exc: Exception, request: Request) -> Response:
+        accept = request.headers.get("accept")
+        if isinstance(exc, FetchError) or isinstance(exc.__cause__, FetchError):
+            self.log.error("Uncaught exception in fetch handler (%s %s)", request.method, request.url, exc_info=exc)
+            return brief_error_response(exc, accept)
+        if isinstance(exc, WorkerLoadError) and exc.brief:
+            self.log.error("%s %s: %s", request.method, request.url, exc.message)
+            return brief_error_response(exc, accept)
+        worker = self.worker
+        missing = missing_name_line(exc, worker.main_path.parent if worker is not None else None)
+        if missing is not None:
+            self.log.error("%s %s: %s", request.method, request.url, missing, exc_info=exc)
+            return brief_error_response(ImportError(missing), accept)
         details = exc.details if isinstance(exc, WorkerLoadError) and exc.details else None
         if isinstance(exc, (HandlerResultError, MissingHandlerError, WorkerLoadError)):
             self.log.error("%s %s: %s%s", request.method, request.url, exc, "\n" + details if details else "")
@@ -158,3 +284,9 @@ class WorkerDispatcher:
         except TimeoutError:
             self.log.warning("cancelling %d waitUntil task(s) still running at shutdown", self.background.pending)
             await self.background.cancel_all()
+
+
+def _no_entrypoint(entrypoint: str | None) -> str:
+    if entrypoint is None or entrypoint == "default":
+        return "The worker has no default export (class Default(WorkerEntrypoint))."
+    return f'The worker does not export an entrypoint named "{entrypoint}" (a WorkerEntrypoint subclass).'
