@@ -125,14 +125,61 @@ class TextGeneration:
         inputs = job.inputs
         return output.result(inputs.model, inputs.form, inputs.request, job.state)
 
-    def input_model(self, spec: ModelSpec) -> Any:
-        from . import schemas
-
-        return schemas.NativeInput if catalog.MODELS[spec.id].family == "native" else schemas.ChatInput
+    def input_model(self, spec: ModelSpec) -> None:
+        """None: the OpenAPI document uses the published JSON schema (``spec.inputs``)."""
+        return None
 
 
 TASK = TextGeneration()
 
+_MESSAGES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"role": {"type": "string"}, "content": {"type": "string", "maxLength": 131072}},
+        "required": ["role", "content"],
+    },
+}
+_NATIVE_INPUT = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 131072},
+        "messages": _MESSAGES,
+        "raw": {"type": "boolean", "default": False},
+        "stream": {"type": "boolean", "default": False},
+        "max_tokens": {"type": "integer", "default": 256},
+        "temperature": {"type": "number", "default": 0.6, "minimum": 0, "maximum": 5},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+        "seed": {"type": "integer", "minimum": 1, "maximum": 9999999999},
+        "repetition_penalty": {"type": "number", "minimum": 0, "maximum": 2},
+        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "lora": {"type": "string"},
+        "response_format": {"type": "object"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_CHAT_INPUT = {
+    "type": "object",
+    "properties": {
+        "messages": _MESSAGES,
+        "model": {"type": "string"},
+        "max_tokens": {"type": "integer"},
+        "max_completion_tokens": {"type": "integer"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "seed": {"type": "integer"},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "response_format": {"type": "object"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "stream": {"type": "boolean", "default": False},
+        "stream_options": {"type": "object"},
+    },
+    "required": ["messages"],
+}
 _NATIVE_OUTPUT = {
     "type": "object",
     "contentType": "application/json",
@@ -175,7 +222,7 @@ def specs() -> list[ModelSpec]:
                 uuid=str(_uuid.uuid5(_uuid.NAMESPACE_URL, model.id)),
                 description=f"Text generation ({'native' if native else 'chat completions'} schema).",
                 task=INFO,
-                inputs={"type": "object"},
+                inputs=_NATIVE_INPUT if native else _CHAT_INPUT,
                 outputs=_NATIVE_OUTPUT if native else _CHAT_OUTPUT,
                 flavor=model.family,
                 weights="smollm2-135m-instruct",
