@@ -279,3 +279,24 @@ def test_the_official_openai_client_works_by_changing_only_base_url(api):
     with pytest.raises(Exception) as info:
         client.chat.completions.create(model="@cf/nope/nothing", messages=HI)
     assert getattr(info.value, "status_code", None) == 400
+
+
+async def test_responses_stream_sends_typed_events_ending_in_completed(service, no_eos):
+    from flarelet.bindings.ai.compat import OpenAiRequest
+
+    stream = await service.run(
+        GPT_OSS, OpenAiRequest("responses", {"input": "hi", "max_output_tokens": 3, "stream": True})
+    )
+    body = b"".join([c async for c in stream]).decode()
+    kinds = [line[len("event: ") :] for line in body.splitlines() if line.startswith("event: ")]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds
+    last = json.loads(body.strip().split("\n")[-1][len("data: ") :])
+    assert last["response"]["usage"]["output_tokens"] == 3
+
+
+async def test_openai_chat_route_answers_a_native_id_in_openai_shape(service, no_eos):
+    from flarelet.bindings.ai.compat import OpenAiRequest
+
+    result = await service.run(LLAMA, OpenAiRequest("chat", {"model": LLAMA, "messages": HI, "max_tokens": 2}))
+    assert result["object"] == "chat.completion" and result["usage"]["completion_tokens"] == 2
