@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,22 +93,15 @@ class TextGeneration:
         return TextJob(request, state, iter(events))
 
     def run_round(self, model: Any, jobs: Sequence[TextJob], threads: int) -> None:
-        """One piece of text (or one event) for each job."""
-        model.threads = max(1, threads)
-        for job in jobs:
-            if job.finished:
-                continue
-            try:
-                item = next(job.events)
-            except StopIteration:
-                job.finished = True
-                continue
-            except Exception as exc:  # noqa: BLE001 -- this job's error (3008, 5021, ...), not the batch's
-                job.error = exc
-                job.finished = True
-                continue
-            if job.inputs.stream:
-                job.out.append(item)
+        """One piece of text (or one event) for each job. The jobs of a round step side by side on
+        up to ``threads`` threads (torch releases the GIL): one small model's single-row steps
+        do not fill a core each, so requests sharing a round would otherwise queue behind each other."""
+        live = [job for job in jobs if not job.finished]
+        if len(live) <= 1 or threads <= 1:
+            for job in live:
+                _step(job)
+            return
+        list(_pool(threads).map(_step, live))
 
     def drain(self, job: TextJob) -> list[bytes]:
         """The stream's bytes made since the last call."""
@@ -128,6 +121,32 @@ class TextGeneration:
     def input_model(self, spec: ModelSpec) -> None:
         """None: the OpenAPI document uses the published JSON schema (``spec.inputs``)."""
         return None
+
+
+def _step(job: TextJob) -> None:
+    try:
+        item = next(job.events)
+    except StopIteration:
+        job.finished = True
+        return
+    except Exception as exc:  # noqa: BLE001 -- this job's error (3008, 5021, ...), not the round's
+        job.error = exc
+        job.finished = True
+        return
+    if job.inputs.stream:
+        job.out.append(item)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="flarelet-ai-text")
+        return pool
 
 
 TASK = TextGeneration()
