@@ -300,3 +300,20 @@ async def test_openai_chat_route_answers_a_native_id_in_openai_shape(service, no
 
     result = await service.run(LLAMA, OpenAiRequest("chat", {"model": LLAMA, "messages": HI, "max_tokens": 2}))
     assert result["object"] == "chat.completion" and result["usage"]["completion_tokens"] == 2
+
+
+async def test_a_mapped_folder_without_a_model_is_a_clear_error(settings, tmp_path):
+    service = AiService(settings.replace(model_paths={LLAMA: tmp_path / "empty"}))
+    try:
+        with pytest.raises(errors.AiError) as info:
+            await service.run(LLAMA, {"prompt": "hi"})
+    finally:
+        await service.aclose()
+    assert info.value.code == 3000 and "not a Hugging Face model folder" in info.value.description
+
+
+def test_an_org_slash_name_mapping_is_read_as_a_hugging_face_repo_id():
+    from flarelet.bindings.ai.text.engine import _hub_id
+
+    assert _hub_id("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert not _hub_id("/models/llama") and not _hub_id("./models/llama") and not _hub_id("models")

@@ -270,11 +270,11 @@ def get_engine(model_id: str, settings: Any) -> TextEngine:
     local = settings.model_paths.get(model_id)
     if local is not None:
         folder = Path(local)
-        if not (folder / "config.json").is_file():
+        if not (folder / "config.json").is_file() and not _hub_id(local):
             raise errors.internal(
                 f"the folder {folder} configured for {model_id} is not a Hugging Face model folder (no config.json)"
             )
-        label = f"{model_id} (local folder)"
+        label = f"{model_id} ({'local folder' if folder.is_dir() else 'Hugging Face repo'} {local})"
     else:
         try:
             folder = ensure_weights(settings.models_dir)
@@ -296,3 +296,10 @@ def get_engine(model_id: str, settings: Any) -> TextEngine:
             log.info("Loading text model %s from %s", label, folder)
             engine = _engines[key] = TextEngine(folder, label, settings.threads)
         return engine
+
+
+def _hub_id(value: object) -> bool:
+    """``org/name`` that is not a folder here: a Hugging Face repo id, fetched by transformers on
+    first use where the network (and ``HF_HUB_OFFLINE``) allows, else its own clear error."""
+    text = str(value)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
