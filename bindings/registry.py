@@ -31,6 +31,7 @@ PLUGIN_PATHS: dict[str, str] = {
     "d1_databases": "flarelet.bindings.d1:plugin",
     "r2_buckets": "flarelet.bindings.r2:plugin",
     "queues": "flarelet.bindings.queues:plugin",
+    "durable_objects": "flarelet.bindings.durable_objects.plugin:plugin",
 }
 
 
@@ -40,6 +41,21 @@ class WorkerHost(Protocol):
 
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
         """Run the worker's ``queue`` handler on a batch; returns the per-message outcome."""
+        ...
+
+    #: the worker's ``env`` (what Durable Objects are constructed with)
+    env: Any
+
+    def worker_export(self, name: str) -> Any:
+        """The main module's attribute ``name`` (a Durable Object class), or ``None``."""
+        ...
+
+    def new_request(self, input: Any, init: Any, kwargs: Mapping[str, Any]) -> Any:  # noqa: A002
+        """A ``Request`` from ``fetch``-style arguments (a stub's ``fetch``); a ``Request`` passes through."""
+        ...
+
+    def env_scope(self) -> Any:
+        """A context manager under which ``workers.env`` is this worker's env (Durable Object events)."""
         ...
 
 
@@ -92,6 +108,8 @@ class BindingPlugin(Protocol):
     # def routes(self, ctx: BindingContext) -> list[starlette.routing.BaseRoute]: extra dev-server routes
     # async def start(self, ctx: BindingContext) -> None: after the worker is loaded (ctx.host is set)
     # async def aclose(self) -> None: on shutdown; flush and close storage
+    # async def aclose_for(self, ctx) -> None: instead of aclose, when the plugin serves several hosts
+    # def code_reloaded(self, ctx) -> None: the worker's code was re-imported (drop live instances)
 
 
 def load_plugin(key: str) -> BindingPlugin | None:

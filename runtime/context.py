@@ -14,11 +14,12 @@ module-level form from ``cloudflare:workers``) finds the request it belongs to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 log = logging.getLogger("flarelet")
@@ -163,3 +164,13 @@ class ScheduledController:
 
     def __repr__(self) -> str:
         return f"ScheduledController(cron={self.cron!r}, scheduledTime={self.scheduledTime!r})"
+
+
+@contextlib.contextmanager
+def env_scope(env: Any) -> Iterator[None]:
+    """``workers.env`` is ``env`` inside (a Durable Object's events run with their worker's env)."""
+    token = current_env.set(env)
+    try:
+        yield
+    finally:
+        current_env.reset(token)

@@ -35,7 +35,7 @@ from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
 from . import outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
-from .context import ExecutionContext
+from .context import ExecutionContext, env_scope
 from .dispatch import WorkerDispatcher
 from .env import Env
 from .errors import error_response
@@ -222,6 +222,11 @@ class WorkerHost:
         options["dev_vars"] = dict(self.dev_vars.values)
         options["cli_vars"] = dict(self.cli_vars)
         options.setdefault("env_name", self.env_name)
+        options["worker_name"] = self.config.name or "worker"
+        raw = self.config.raw.data
+        env_section = (raw.get("env") or {}).get(self.env_name) if self.env_name else None
+        migrations = env_section.get("migrations") if isinstance(env_section, dict) else None
+        options["migrations"] = migrations if migrations is not None else raw.get("migrations")
         return BindingContext(config_dir=self.config.dir, persist_to=self.persist_to, options=options, log=log)
 
     def _check_main(self) -> None:
@@ -319,6 +324,10 @@ class WorkerHost:
             return False
         self.dispatcher.worker = worker
         self.dispatcher.load_error = None
+        for item in self.plugins:
+            hook = getattr(item.plugin, "code_reloaded", None)
+            if hook is not None:
+                hook(self.ctx)
         return True
 
     async def reload_config(self) -> bool:
@@ -361,11 +370,12 @@ class WorkerHost:
 
     async def _close_plugins(self, plugins: Sequence[_Plugin]) -> None:
         for item in plugins:
+            close_for = getattr(item.plugin, "aclose_for", None)
             close = getattr(item.plugin, "aclose", None)
-            if close is None:
+            if close is None and close_for is None:
                 continue
             try:
-                await close()
+                await (close_for(self.ctx) if close_for is not None else close())
             except Exception:  # noqa: BLE001 - one plugin failing to close must not stop the others
                 log.exception("closing the %s binding failed", item.key)
 
@@ -384,6 +394,23 @@ class WorkerHost:
             if hook is not None:
                 found.extend(hook(self.ctx) or [])
         return found
+
+    # -- what plugins reach (flarelet.bindings.registry.WorkerHost) ---------------------------------
+    def worker_export(self, name: str) -> Any:
+        worker = self.dispatcher.worker
+        if worker is None:
+            raise self.dispatcher.load_error or WorkerLoadError("no worker is loaded")
+        return getattr(worker.module, name, None)
+
+    def new_request(self, input: Any, init: Any, kwargs: Mapping[str, Any]) -> Request:  # noqa: A002
+        if isinstance(input, Request) and not init and not kwargs:
+            return input
+        options = dict(init.items() if hasattr(init, "items") else (init or {}))
+        options.update(kwargs)
+        return Request(input, **options)
+
+    def env_scope(self) -> Any:
+        return env_scope(self.env)
 
     # -- events -------------------------------------------------------------------------------
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:

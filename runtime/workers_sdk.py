@@ -98,7 +98,10 @@ class WorkerEntrypoint:
 
 
 class DurableObject:
-    """Base class so Durable Object code imports; flarelet does not host Durable Objects yet."""
+    """Base of a Durable Object class: built once per id with ``ctx`` (its state) and ``env``.
+
+    flarelet hosts these through ``[[durable_objects.bindings]]`` (``flarelet.bindings.durable_objects``).
+    """
 
     def __init__(self, ctx: Any, env: Env) -> None:
         self.ctx = ctx

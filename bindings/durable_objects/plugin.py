@@ -1,0 +1,209 @@
+"""The ``durable_objects`` config section and ``[[migrations]]``: builds the namespaces on ``env``.
+
+Migrations decide each class's storage backend and identity, as on Cloudflare:
+``new_sqlite_classes`` get SQL storage, ``new_classes`` the key-value-only backend (``sql`` then
+refuses), ``renamed_classes`` keep the objects (ids and storage follow the class's *first* name),
+and a binding to a class listed in ``deleted_classes`` is a configuration error. A class that no
+migration mentions runs key-value only, as wrangler would refuse to deploy it anyway.
+
+Objects persist under ``<persist-to>/v3/do/<worker>-<Class>/<id>.sqlite`` (Miniflare's layout).
+``script_name`` (another worker's classes) needs that worker in the same process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from flarelet.bindings import registry
+from flarelet.bindings.storage.config import validate_entries, validate_model
+from flarelet.bindings.storage.sqlite import synchronous_mode
+
+from .namespace import DurableObjectNamespace, DurableObjectSettings
+from .storage import DurableObjectLimits
+
+TYPE_LABEL = "Durable Object"
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    class_name: str
+    script_name: str | None = None
+    environment: str | None = None
+
+
+class _Rename(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    from_: str
+    to: str
+
+    def __init__(self, **data: Any) -> None:
+        if "from" in data:
+            data["from_"] = data.pop("from")
+        super().__init__(**data)
+
+
+class _Migration(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    tag: str | None = None
+    new_classes: list[str] = []
+    new_sqlite_classes: list[str] = []
+    renamed_classes: list[_Rename] = []
+    deleted_classes: list[str] = []
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """Where a class's objects live and what storage they have."""
+
+    sqlite: bool
+    #: the name its objects were created under (ids and files keep it across renames)
+    origin: str
+
+
+def resolve_migrations(raw: Any) -> tuple[dict[str, ClassInfo], dict[str, str]]:
+    """Replay ``[[migrations]]``: live classes, and deleted classes -> the tag that deleted them."""
+    if raw is None:
+        return {}, {}
+    if not isinstance(raw, list):
+        raise registry.ConfigSectionError("migrations", f"expected an array of tables, got {raw!r}")
+    classes: dict[str, ClassInfo] = {}
+    deleted: dict[str, str] = {}
+    for index, item in enumerate(raw):
+        step = validate_model(f"migrations[{index}]", item, _Migration)
+        tag = step.tag or f"#{index}"
+        for name in step.new_classes + step.new_sqlite_classes:
+            if name in classes:
+                raise registry.ConfigSectionError(
+                    f"migrations[{index}]", f"class {name} is created twice (it already exists before tag {tag})"
+                )
+        for name in step.new_classes:
+            classes[name] = ClassInfo(sqlite=False, origin=name)
+            deleted.pop(name, None)
+        for name in step.new_sqlite_classes:
+            classes[name] = ClassInfo(sqlite=True, origin=name)
+            deleted.pop(name, None)
+        for rename in step.renamed_classes:
+            info = classes.pop(rename.from_, None)
+            if info is None:
+                raise registry.ConfigSectionError(
+                    f"migrations[{index}].renamed_classes",
+                    f"cannot rename {rename.from_}: no earlier migration creates it",
+                )
+            classes[rename.to] = info
+        for name in step.deleted_classes:
+            if classes.pop(name, None) is None:
+                raise registry.ConfigSectionError(
+                    f"migrations[{index}].deleted_classes", f"cannot delete {name}: no earlier migration creates it"
+                )
+            deleted[name] = tag
+    return classes, deleted
+
+
+def settings_from(options: Mapping[str, Any]) -> DurableObjectSettings:
+    table = dict((options.get("flarelet") or {}).get("durable_objects") or {})
+    limits = DurableObjectLimits(
+        **{k: table.pop(k) for k in list(table) if k in DurableObjectLimits.__dataclass_fields__}
+    )
+    synchronous = synchronous_mode(table.pop("sqlite_synchronous", None) or options.get("sqlite_synchronous"))
+    known = {"hibernate_after_s", "alarm_max_retries", "alarm_retry_base_s"}
+    unknown = set(table) - known
+    if unknown:
+        raise registry.ConfigSectionError(
+            "flarelet.durable_objects", f"unknown setting(s): {', '.join(sorted(unknown))}"
+        )
+    return DurableObjectSettings(limits=limits, synchronous=synchronous, **table)
+
+
+class ForeignClassBinding:
+    """``env.X`` for a binding with ``script_name``: every use explains what is missing."""
+
+    def __init__(self, binding: str, class_name: str, script: str) -> None:
+        self._message = (
+            f"env.{binding}: Durable Object class {class_name} lives in worker {script!r} (script_name); "
+            f"run that worker in the same flarelet dev (flarelet dev -c this/wrangler.toml -c {script}/wrangler.toml) "
+            "to use it"
+        )
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise RuntimeError(self._message)
+
+
+class DurableObjectsPlugin:
+    key = "durable_objects"
+
+    def __init__(self) -> None:
+        #: namespaces per binding context (one per host: several hosts may share this plugin)
+        self._namespaces: dict[int, list[DurableObjectNamespace]] = {}
+
+    def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
+        if section is None:
+            return []
+        if not isinstance(section, Mapping):
+            raise registry.ConfigSectionError("durable_objects", f"expected a table with `bindings`, got {section!r}")
+        entries = validate_entries(
+            "durable_objects.bindings", section.get("bindings") or [], _Entry, binding_field="name"
+        )
+        classes, deleted = resolve_migrations(ctx.options.get("migrations"))
+        settings = settings_from(ctx.options)
+        worker = str(ctx.options.get("worker_name") or "worker")
+        infos: list[registry.BindingInfo] = []
+        for index, entry in enumerate(entries):
+            if entry.script_name and entry.script_name != worker:
+                value: Any = ForeignClassBinding(entry.name, entry.class_name, entry.script_name)
+                infos.append(
+                    registry.BindingInfo(
+                        entry.name,
+                        TYPE_LABEL,
+                        f"{entry.class_name} (defined in {entry.script_name})",
+                        value,
+                        mode="not connected",
+                    )
+                )
+                continue
+            if entry.class_name in deleted:
+                raise registry.ConfigSectionError(
+                    f"durable_objects.bindings[{index}].class_name",
+                    f"class {entry.class_name} was deleted by migration {deleted[entry.class_name]}",
+                )
+            info = classes.get(entry.class_name, ClassInfo(sqlite=False, origin=entry.class_name))
+            namespace = DurableObjectNamespace(
+                entry.name,
+                entry.class_name,
+                f"{worker}-{info.origin}",
+                sqlite=info.sqlite,
+                persist_root=ctx.persist_to,
+                settings=settings,
+                ctx=ctx,
+            )
+            self._namespaces.setdefault(id(ctx), []).append(namespace)
+            infos.append(registry.BindingInfo(entry.name, TYPE_LABEL, entry.class_name, namespace))
+        return infos
+
+    async def start(self, ctx: registry.BindingContext) -> None:
+        for namespace in self._namespaces.get(id(ctx), []):
+            namespace.restore_alarms()
+
+    def code_reloaded(self, ctx: registry.BindingContext) -> None:
+        """New code: drop live instances (the next event builds them from the new classes)."""
+        for namespace in self._namespaces.get(id(ctx), []):
+            namespace.reset_instances()
+
+    async def aclose_for(self, ctx: registry.BindingContext) -> None:
+        for namespace in self._namespaces.pop(id(ctx), []):
+            await namespace.aclose()
+
+    async def aclose(self) -> None:
+        everything, self._namespaces = self._namespaces, {}
+        for namespaces in everything.values():
+            for namespace in namespaces:
+                await namespace.aclose()
+
+
+plugin = DurableObjectsPlugin()
