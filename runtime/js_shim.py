@@ -16,10 +16,13 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from flarelet.bindings.durable_objects.state import WebSocketRequestResponsePair  # noqa: F401 - exported
+
 from .headers import Headers as _Headers
 from .outbound import fetch as _fetch
 from .request import Request as _Request
 from .response import Response as _Response
+from .websocket import WebSocket, WebSocketPair  # noqa: F401 - exported on the js module
 
 _console_log = logging.getLogger("flarelet.console")
 
@@ -150,7 +153,18 @@ class JsException(Exception):
 def install() -> None:
     """Register ``js``, ``pyodide`` and ``pyodide.ffi`` unless real ones are already imported."""
     js = ModuleType("js", "flarelet's minimal stand-in for Pyodide's js module")
-    for name in ("Response", "Headers", "Request", "fetch", "console", "JSON", "Object"):
+    for name in (
+        "Response",
+        "Headers",
+        "Request",
+        "fetch",
+        "console",
+        "JSON",
+        "Object",
+        "WebSocket",
+        "WebSocketPair",
+        "WebSocketRequestResponsePair",
+    ):
         setattr(js, name, globals()[name])
     sys.modules.setdefault("js", js)
     if "pyodide" not in sys.modules:

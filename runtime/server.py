@@ -145,7 +145,7 @@ class DevServer:
             server_header=False,
             timeout_keep_alive=30,
             backlog=2048,
-            ws="none",
+            ws="websockets-sansio",
             proxy_headers=False,
         )
 

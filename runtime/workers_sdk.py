@@ -21,6 +21,8 @@ from http import HTTPMethod
 from types import ModuleType, SimpleNamespace
 from typing import Any, Literal, Protocol, TypedDict, Union
 
+from flarelet.bindings.durable_objects.state import WebSocketRequestResponsePair
+
 from .body import Blob, File, FormData, FormDataValue
 from .context import ExecutionContext, current_context, current_env
 from .env import Env
@@ -28,6 +30,7 @@ from .headers import Headers
 from .outbound import fetch
 from .request import Request
 from .response import FetchResponse, Response
+from .websocket import WebSocket, WebSocketPair
 
 __all__ = [
     "Blob",
@@ -46,6 +49,9 @@ __all__ = [
     "Request",
     "RequestInitCfProperties",
     "Response",
+    "WebSocket",
+    "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
     "WorkflowEntrypoint",
     "env",
