@@ -360,3 +360,58 @@ async def serve_bridged(end: WebSocket, receive: Any, send: Any, response: Any =
             await sender
         except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - connection gone
             pass
+
+
+class LocalClient:
+    """The far side of a client end, in process (the test harness's WebSocket client).
+
+    ``send`` and ``close`` act as a browser's would; ``receive()`` returns the next message (str
+    or bytes) or raises :class:`WebSocketClosed` once the worker has closed the socket.
+    """
+
+    def __init__(self, end: WebSocket, response: Any = None) -> None:
+        self._end = end
+        self.response = response
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        bridge_end(end, self._queue.put_nowait)
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def send(self, message: str | bytes) -> None:
+        if self.closed or self._end.readyState == CLOSED:
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason)
+        inject(self._end, ("message", message))
+
+    async def receive(self, timeout: float | None = 5.0) -> str | bytes:
+        if self.closed and self._queue.empty():
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason)
+        event = await asyncio.wait_for(self._queue.get(), timeout)
+        if event[0] == "message":
+            return event[1]
+        if event[0] == "close":
+            self.close_code, self.close_reason = event[1], event[2]
+            raise WebSocketClosed(event[1], event[2])
+        raise event[1]
+
+    async def receive_json(self, timeout: float | None = 5.0) -> Any:
+        import json
+
+        data = await self.receive(timeout)
+        return json.loads(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.close_code, self.close_reason = code, reason
+        inject(self._end, ("close", code, reason, True))
+
+    async def __aenter__(self) -> LocalClient:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await asyncio.sleep(0)
