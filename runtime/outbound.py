@@ -80,6 +80,10 @@ async def fetch(resource: str | Request, **options: Any) -> Response:
         answered = await service(request)
         if answered is not None:
             return answered
+    if (request.headers.get("upgrade") or "").lower() == "websocket":
+        from .websocket_client import connect_websocket
+
+        return await connect_websocket(request)
     body = await request.bytes() if request._body is not None else None
     client = _get_client()
     import httpx
