@@ -50,7 +50,15 @@ async def test_rpc_arguments_and_results_are_copied_not_shared(do_worker):
     back = await stub.mutate(mine)
     assert mine == ["from the caller"]
     assert back == ["from the caller", "from the object"]
-    value = {"n": 1, "f": 1.5, "s": "x", "b": b"\x00", "l": [None, True], "set": {1, 2}, "when": dt.datetime(2020, 1, 1)}
+    value = {
+        "n": 1,
+        "f": 1.5,
+        "s": "x",
+        "b": b"\x00",
+        "l": [None, True],
+        "set": {1, 2},
+        "when": dt.datetime(2020, 1, 1),
+    }
     assert await stub.echo(value) == value
     assert await stub.sync_method(2, 3) == 5  # sync methods are awaited through the stub too
 

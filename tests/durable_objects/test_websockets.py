@@ -1,0 +1,122 @@
+"""WebSockets: pairs, accept/send/close and listeners, the dev server's upgrade, outbound fetch."""
+
+import asyncio
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import InvalidStatus
+
+from flarelet.bindings.durable_objects.plugin import resolve_migrations
+from flarelet.bindings.jsobject import JsRangeError, JsTypeError
+from flarelet.bindings.registry import ConfigSectionError
+from flarelet.runtime.host import WorkerHost
+from flarelet.runtime.server import DevServer, bind_socket
+from flarelet.runtime.websocket import WebSocketPair
+from flarelet.testing import WebSocketClosed, WebSocketUpgradeError
+
+from .conftest import PROJECT
+
+
+async def test_accepted_socket_gets_messages_through_listeners_and_closes_with_its_code(do_worker):
+    client = await do_worker.websocket("/counter/ws")
+    client.send("hi")
+    assert await client.receive() == "echo:hi"
+    client.send(b"\x01")
+    assert await client.receive() == "echo:b'\\x01'"
+    client.send("close")
+    with pytest.raises(WebSocketClosed) as closed:
+        await client.receive()
+    assert (closed.value.code, closed.value.reason) == (4000, "asked to")
+
+
+async def test_upgrade_refused_by_the_worker_raises_with_its_response(do_worker):
+    with pytest.raises(WebSocketUpgradeError) as err:
+        await do_worker.websocket("/elsewhere")
+    assert err.value.status == 404
+
+
+async def test_pair_rules_follow_workerd():
+    client, server = WebSocketPair()
+    with pytest.raises(JsTypeError, match="You must call one of accept"):
+        server.send("early")
+    events = []
+    server.addEventListener("message", lambda e: events.append(e.data))
+    client.accept()
+    client.send("queued before accept")
+    assert events == []
+    server.accept()
+    assert events == ["queued before accept"]
+    with pytest.raises(JsRangeError, match="Invalid WebSocket close code: 1005"):
+        server.close(1005)
+    with pytest.raises(JsRangeError, match="attachment cannot be larger than 2048"):
+        server.serializeAttachment("x" * 3000)
+    server.serializeAttachment({"user": "ada"})
+    assert server.deserializeAttachment() == {"user": "ada"}
+    closes = []
+    client.addEventListener("close", lambda e: closes.append((e.code, e.reason, e.wasClean)))
+    server.close(1000, "bye")
+    assert closes == [(1000, "bye", True)]
+    with pytest.raises(JsTypeError, match="after close"):
+        server.send("late")
+
+
+def test_dev_server_upgrades_and_refuses_like_cloudflare():
+    host = WorkerHost.from_config(PROJECT)
+    server = DevServer(host, bind_socket("127.0.0.1", 0), watch=False, log_requests=False).start_in_thread()
+    try:
+
+        async def run():
+            url = server.url.replace("http://", "ws://")
+            async with connect(url + "/counter/net") as ws:
+                await ws.send("over the network")
+                assert await ws.recv() == "echo:over the network"
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url + "/nothing"):
+                    pass
+            assert refused.value.response.status_code == 404
+            assert b"not found" in refused.value.response.body
+
+        asyncio.run(run())
+        assert httpx.get(server.url + "/counter/net").text.endswith("count=1")
+    finally:
+        server.stop()
+
+
+async def test_outbound_fetch_with_upgrade_opens_a_websocket(do_worker):
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(f"upstream:{message}")
+
+    async with serve(echo, "127.0.0.1", 0) as upstream:
+        port = upstream.sockets[0].getsockname()[1]
+        resp = await do_worker.fetch("/outbound", headers={"x-target": f"http://127.0.0.1:{port}/"})
+        assert await resp.text() == "upstream said upstream:hello upstream"
+
+
+def test_migrations_replay_and_errors():
+    classes, deleted = resolve_migrations(
+        [
+            {"tag": "v1", "new_sqlite_classes": ["A"], "new_classes": ["B"]},
+            {"tag": "v2", "renamed_classes": [{"from": "A", "to": "C"}], "deleted_classes": ["B"]},
+        ]
+    )
+    assert classes["C"].sqlite and classes["C"].origin == "A"
+    assert deleted == {"B": "v2"}
+    with pytest.raises(ConfigSectionError, match="cannot rename X"):
+        resolve_migrations([{"renamed_classes": [{"from": "X", "to": "Y"}]}])
+    with pytest.raises(ConfigSectionError, match="created twice"):
+        resolve_migrations([{"new_classes": ["A"]}, {"new_sqlite_classes": ["A"]}])
+
+
+def test_binding_to_a_deleted_class_is_a_config_error(tmp_path):
+    from flarelet.wrangler_compat.config import ConfigError
+
+    (tmp_path / "w.py").write_text("from workers import DurableObject\nclass Gone(DurableObject): pass\n")
+    (tmp_path / "wrangler.toml").write_text(
+        'name = "x"\nmain = "w.py"\n[[durable_objects.bindings]]\nname = "G"\nclass_name = "Gone"\n'
+        '[[migrations]]\ntag = "v1"\nnew_classes = ["Gone"]\n[[migrations]]\ntag = "v2"\ndeleted_classes = ["Gone"]\n'
+    )
+    with pytest.raises(ConfigError, match="class Gone was deleted by migration v2"):
+        WorkerHost.from_config(tmp_path)
