@@ -37,6 +37,13 @@ class Counter(DurableObject):
         await self.ctx.storage.put("count", value + 1)
         return value + 1
 
+    async def record(self, i, payload):
+        """One acknowledged unit for the crash test: a key-value pair and a SQL row, atomically."""
+        self.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS log (i INTEGER PRIMARY KEY, payload TEXT)")
+        self.ctx.storage.sql.exec("INSERT INTO log (i, payload) VALUES (?, ?)", i, payload)
+        await self.ctx.storage.put(f"k{i:08d}", {"i": i, "payload": payload})
+        return i
+
     async def echo(self, value):
         return value
 
