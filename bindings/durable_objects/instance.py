@@ -140,7 +140,9 @@ class ObjectSlot:
     # -- events --------------------------------------------------------------------------------
     async def deliver(self, call: Callable[[Any], Any]) -> Any:
         """Run one event against the instance: ``call(obj)`` (awaited if it returns an awaitable)."""
-        obj = await self.instance()
+        obj = self._object
+        if obj is None:
+            obj = await self.instance()
         if self._gates:
             await self._enter()
             obj = await self.instance()
@@ -164,10 +166,8 @@ class ObjectSlot:
     # -- hibernation ---------------------------------------------------------------------------
     def _schedule_hibernation(self) -> None:
         after = self.namespace.settings.hibernate_after_s
-        if after is None or after < 0:
-            return
-        if self._evict_handle is not None:
-            self._evict_handle.cancel()
+        if after is None or after < 0 or self._evict_handle is not None:
+            return  # a pending check re-arms itself for the rest of the idle time
         self._evict_handle = asyncio.get_running_loop().call_later(after, self._maybe_hibernate)
 
     def _maybe_hibernate(self) -> None:
@@ -175,8 +175,9 @@ class ObjectSlot:
         after = self.namespace.settings.hibernate_after_s or 0
         if self._active or self._gates or self._object is None:
             return
-        if time.monotonic() - self._last_active < after:
-            self._schedule_hibernation()
+        idle = time.monotonic() - self._last_active
+        if idle < after:
+            self._evict_handle = asyncio.get_running_loop().call_later(after - idle, self._maybe_hibernate)
             return
         if not any(ws.readyState in (0, 1) for ws in self.websockets):
             return

@@ -162,8 +162,13 @@ class ObjectDatabase:
                 self._conn = None
 
 
+_PLAIN_BINDINGS = frozenset({str, int, float, bytes, type(None)})
+
+
 def _bind_value(value: Any) -> Any:
-    if value is None or isinstance(value, (int, float, str, bytes)):
+    if type(value) in _PLAIN_BINDINGS:
+        return value
+    if isinstance(value, (int, float, str, bytes)):
         return int(value) if isinstance(value, bool) else value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
@@ -257,7 +262,8 @@ class SqlStorage:
             raise JsTypeError("sql.exec(): the query must be a string")
         if len(bindings) > self._limits.max_sql_params:
             raise SqlError(f"too many SQL variables (at most {self._limits.max_sql_params}): SQLITE_RANGE")
-        params = [_bind_value(v) for v in bindings]
+        plain = _PLAIN_BINDINGS
+        params = bindings if all(type(v) in plain for v in bindings) else [_bind_value(v) for v in bindings]
         db = self._db
         db.begin()
         conn = db.conn
