@@ -336,13 +336,10 @@ async def serve_bridged(end: WebSocket, receive: Any, send: Any, response: Any =
 
     sender = asyncio.ensure_future(pump_out())
     try:
-        while not sender.done():
-            receiving = asyncio.ensure_future(receive())
-            done, _ = await asyncio.wait({receiving, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if receiving not in done:
-                receiving.cancel()
-                break
-            message = receiving.result()
+        # uvicorn answers receive() with websocket.disconnect once either side has closed, so one
+        # plain loop serves both directions' ends (no per-message futures)
+        while True:
+            message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 text = message.get("text")
