@@ -145,7 +145,9 @@ class DurableObjectNamespace:
         slot = self._slots.get(key)
         if slot is None:
             path = None if self._folder is None else self._folder / f"{key}.sqlite"
-            slot = ObjectSlot(self, object_id, ObjectDatabase(path, self.settings.synchronous))
+            slot = ObjectSlot(
+                self, object_id, ObjectDatabase(path, self.settings.synchronous, self.settings.limits.max_sql_params)
+            )
             self._slots[key] = slot
         return slot
 

@@ -67,8 +67,9 @@ class SqlError(JsException):
 class ObjectDatabase:
     """The SQLite file of one object, opened on first use and used only from the event loop thread."""
 
-    def __init__(self, path: Path | None, synchronous: str) -> None:
+    def __init__(self, path: Path | None, synchronous: str, max_sql_params: int = 100) -> None:
         self.path = path
+        self.max_sql_params = max_sql_params
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._internal = False
@@ -86,6 +87,7 @@ class ObjectDatabase:
             conn = connect(self.path, self._synchronous, cached_statements=256)
             conn.executescript(_SCHEMA)
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, self.max_sql_params)
             conn.set_authorizer(self._authorize)
             self._conn = conn
         return conn
@@ -165,21 +167,27 @@ class ObjectDatabase:
 _PLAIN_BINDINGS = frozenset({str, int, float, bytes, type(None)})
 
 
-def _bind_value(value: Any) -> Any:
-    if type(value) in _PLAIN_BINDINGS:
-        return value
-    if isinstance(value, (int, float, str, bytes)):
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise JsTypeError(f"Unsupported type for a SQL binding: {type(value).__name__}")
+def _bindings(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values SQLite binds; anything but numbers, strings, bytes and ``None`` is a ``TypeError``."""
+    out = []
+    for value in values:
+        if type(value) not in _PLAIN_BINDINGS:
+            if isinstance(value, bool):
+                value = int(value)
+            elif isinstance(value, (bytearray, memoryview)):
+                value = bytes(value)
+            elif not isinstance(value, (int, float, str, bytes)):
+                raise JsTypeError(f"sql.exec(): a binding of type {type(value).__name__} is not supported")
+        out.append(value)
+    return tuple(out)
 
 
 class SqlStorageCursor:
     """The cursor ``sql.exec`` returns: iterate rows (objects), ``toArray``, ``one``, ``raw``, counters."""
 
-    def __init__(self, columns: list[str], rows: list[tuple[Any, ...]], rows_read: int, rows_written: int) -> None:
-        self._columns = columns
+    def __init__(self, description: Any, rows: list[tuple[Any, ...]], rows_read: int, rows_written: int) -> None:
+        self._description = description
+        self._names: list[str] | None = None
         self._rows = rows
         self._pos = 0
         self.rowsRead = rows_read
@@ -187,6 +195,13 @@ class SqlStorageCursor:
 
     rows_read = property(lambda self: self.rowsRead)
     rows_written = property(lambda self: self.rowsWritten)
+
+    @property
+    def _columns(self) -> list[str]:
+        names = self._names
+        if names is None:
+            names = self._names = [d[0] for d in self._description or ()]
+        return names
 
     @property
     def columnNames(self) -> list[str]:  # noqa: N802 - Cloudflare's name
@@ -216,7 +231,8 @@ class SqlStorageCursor:
         return JsDict(done=True, value=None)
 
     def toArray(self) -> list[JsDict]:  # noqa: N802 - Cloudflare's name
-        return [self._object(r) for r in self._take()]
+        columns = self._columns
+        return [JsDict(zip(columns, r, strict=True)) for r in self._take()]
 
     to_array = toArray
 
@@ -260,34 +276,37 @@ class SqlStorage:
     def exec(self, query: str, *bindings: Any) -> SqlStorageCursor:  # noqa: A003 - Cloudflare's name
         if not isinstance(query, str):
             raise JsTypeError("sql.exec(): the query must be a string")
-        if len(bindings) > self._limits.max_sql_params:
-            raise SqlError(f"too many SQL variables (at most {self._limits.max_sql_params}): SQLITE_RANGE")
         plain = _PLAIN_BINDINGS
-        params = bindings if all(type(v) in plain for v in bindings) else [_bind_value(v) for v in bindings]
+        for value in bindings:
+            if type(value) not in plain:
+                bindings = _bindings(bindings)
+                break
         db = self._db
-        db.begin()
-        conn = db.conn
+        conn = db._conn
+        if conn is None or not db._commit_scheduled or not conn.in_transaction:
+            db.begin()
+            conn = db.conn
         before = conn.total_changes
         try:
             try:
-                cursor = conn.execute(query, params)
+                cursor = conn.execute(query, bindings)
             except sqlite3.ProgrammingError as exc:
                 if "one statement at a time" not in str(exc):
                     raise
                 statements = split_statements(query)
                 for prelude in statements[:-1]:
                     conn.execute(prelude)
-                cursor = conn.execute(statements[-1], params) if statements else conn.execute("SELECT 1 WHERE 0")
+                cursor = conn.execute(statements[-1], bindings) if statements else conn.execute("SELECT 1 WHERE 0")
             rows = cursor.fetchall()
         except sqlite3.ProgrammingError as exc:
-            if "number of bindings" in str(exc):
+            message = str(exc)
+            if "number of bindings" in message:
                 raise SqlError("Wrong number of parameter bindings for SQL query.") from None
-            raise SqlError(str(exc)) from None
+            raise SqlError(message) from None
         except sqlite3.Error as exc:
             raise db.error(exc) from None
-        columns = [d[0] for d in cursor.description or ()]
         written = conn.total_changes - before
-        return SqlStorageCursor(columns, rows, len(rows) + written, written)
+        return SqlStorageCursor(cursor.description, rows, len(rows) + written, written)
 
     @property
     def databaseSize(self) -> int:  # noqa: N802 - Cloudflare's name

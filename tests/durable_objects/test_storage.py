@@ -127,6 +127,10 @@ async def test_sql_refuses_transactions_internal_tables_and_bad_sql_as_workerd_d
         sql.exec("SELECT ?", 1, 2)
     with pytest.raises(SqlError, match="SQLITE_AUTH"):
         sql.exec("PRAGMA journal_mode = DELETE")
+    with pytest.raises(SqlError, match="too many SQL variables"):
+        sql.exec("SELECT " + ", ".join("?" * 101), *range(101))
+    with pytest.raises(TypeError, match="not supported"):
+        sql.exec("SELECT ?", {"a": 1})
     assert sql.exec("PRAGMA table_list").toArray() is not None
 
 
