@@ -9,9 +9,12 @@ a temporary folder, and are measured in turns (``--repeat`` rounds, medians):
 
 - RPC calls/s: the worker awaits ``stub.inc()`` ``--rpc`` times in a loop (timed inside the worker);
 - SQL ops/s: one RPC running ``--sql`` INSERTs and ``--sql`` SELECTs (one implicit transaction);
-- SQL write RPCs/s: ``--sqlrpc`` RPCs of one INSERT each (each waits for its commit: the output gate);
-- WebSocket msgs/s: ``--ws-clients`` clients connected to the object with the hibernation API, each
-  sending ``--ws-messages`` messages and reading their echoes (round trips per second, all clients).
+- SQL write RPCs/s: ``--sqlrpc`` RPCs of one INSERT each (each waits for its commit: the output gate;
+  flarelet fsyncs each commit by default, ``--normal`` adds a column with ``synchronous=NORMAL``, which
+  still survives SIGKILL but not power loss);
+- WebSocket msgs/s: ``--ws-clients`` clients (in ``--ws-procs`` client processes) connected to the object
+  with the hibernation API, each sending ``--ws-messages`` messages and reading their echoes (round trips
+  per second, all clients).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,11 +43,12 @@ REPO = HERE.parent.parent
 
 
 @contextmanager
-def flarelet_server(persist: Path) -> Iterator[str]:
+def flarelet_server(persist: Path, synchronous: str = "FULL") -> Iterator[str]:
     exe = Path(sys.executable).with_name("flarelet")
     cmd = [str(exe), "dev", str(HERE / "python"), "--port", "0", "--persist-to", str(persist)]
     cmd += ["--log-level", "warn", "--no-watch"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(os.environ, FLARELET_SQLITE_SYNCHRONOUS=synchronous)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -85,8 +90,7 @@ def timed_route(client: httpx.Client, base: str, route: str, n: int, obj: str, p
     return per * n / (resp.json()["ms"] / 1000)
 
 
-async def websocket_rate(base: str, clients: int, messages: int, obj: str) -> float:
-    url = base.replace("http://", "ws://") + f"/ws?o={obj}"
+async def _websocket_clients(url: str, clients: int, messages: int, start_at: float) -> tuple[int, float, float]:
     sockets = [await connect(url, max_queue=None, compression=None) for _ in range(clients)]
     payload = "x" * 64
 
@@ -100,11 +104,28 @@ async def websocket_rate(base: str, clients: int, messages: int, obj: str) -> fl
             await ws.send(payload)
         await task
 
-    started = time.perf_counter()
+    await asyncio.sleep(max(0.0, start_at - time.time()))  # every process starts sending together
+    started = time.time()
     await asyncio.gather(*(one(ws) for ws in sockets))
-    elapsed = time.perf_counter() - started
+    ended = time.time()
     await asyncio.gather(*(ws.close() for ws in sockets))
-    return clients * messages / elapsed
+    return clients * messages, started, ended
+
+
+def _client_process(url: str, clients: int, messages: int, start_at: float) -> tuple[int, float, float]:
+    return asyncio.run(_websocket_clients(url, clients, messages, start_at))
+
+
+def websocket_rate(base: str, clients: int, messages: int, procs: int, obj: str) -> float:
+    """Echo round trips per second over ``clients`` sockets driven by ``procs`` client processes
+    (one Python client process saturates before either server does)."""
+    url = base.replace("http://", "ws://") + f"/ws?o={obj}"
+    start_at = time.time() + 1.0 + 0.05 * clients
+    with ProcessPoolExecutor(procs) as pool:
+        futures = [pool.submit(_client_process, url, clients // procs, messages, start_at) for _ in range(procs)]
+        results = [f.result() for f in futures]
+    total = sum(r[0] for r in results)
+    return total / (max(r[2] for r in results) - min(r[1] for r in results))
 
 
 def measure(base: str, args: argparse.Namespace, round_: int) -> dict[str, float]:
@@ -114,7 +135,7 @@ def measure(base: str, args: argparse.Namespace, round_: int) -> dict[str, float
             "RPC calls/s": timed_route(client, base, "/rpc", args.rpc, f"rpc{round_}", 1),
             "SQL ops/s (one RPC)": timed_route(client, base, "/sql", args.sql, f"sql{round_}", 2),
             "SQL write RPCs/s": timed_route(client, base, "/sqlrpc", args.sqlrpc, f"sqlrpc{round_}", 1),
-            "WebSocket msgs/s": asyncio.run(websocket_rate(base, args.ws_clients, args.ws_messages, f"ws{round_}")),
+            "WebSocket msgs/s": websocket_rate(base, args.ws_clients, args.ws_messages, args.ws_procs, f"ws{round_}"),
         }
 
 
@@ -127,11 +148,17 @@ def main() -> None:
     parser.add_argument("--sqlrpc", type=int, default=500)
     parser.add_argument("--ws-clients", type=int, default=8)
     parser.add_argument("--ws-messages", type=int, default=2000)
+    parser.add_argument("--ws-procs", type=int, default=2, help="client processes driving the sockets")
+    parser.add_argument(
+        "--normal", action="store_true", help="also measure flarelet with FLARELET_SQLITE_SYNCHRONOUS=NORMAL"
+    )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"flarelet": lambda: flarelet_server(Path(tmp) / "flarelet")}
+        if args.normal:
+            servers["flarelet NORMAL"] = lambda: flarelet_server(Path(tmp) / "flarelet-normal", "NORMAL")
         if args.peer_dir and (Path(args.peer_dir) / "node_modules" / "miniflare").is_dir():
             servers["miniflare"] = lambda: miniflare_server(Path(args.peer_dir).resolve(), Path(tmp) / "miniflare")
         else:
@@ -151,7 +178,10 @@ def main() -> None:
         ratio = f" | {medians['flarelet'] / medians['miniflare']:.2f}x |" if "miniflare" in medians else " |"
         print(f"| {metric} | {cells}{ratio}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"rounds: {args.repeat}; rpc={args.rpc} sql={args.sql} sqlrpc={args.sqlrpc} ws={args.ws_clients}x{args.ws_messages}")
+    print(
+        f"rounds: {args.repeat}; rpc={args.rpc} sql={args.sql} sqlrpc={args.sqlrpc} "
+        f"ws={args.ws_clients}x{args.ws_messages} in {args.ws_procs} processes"
+    )
 
 
 if __name__ == "__main__":
