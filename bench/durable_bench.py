@@ -43,7 +43,7 @@ REPO = HERE.parent.parent
 
 
 @contextmanager
-def flarelet_server(persist: Path, synchronous: str = "FULL") -> Iterator[str]:
+def flarelet_server(persist: Path, synchronous: str = "FULL") -> Iterator[tuple[str, int]]:
     exe = Path(sys.executable).with_name("flarelet")
     cmd = [str(exe), "dev", str(HERE / "python"), "--port", "0", "--persist-to", str(persist)]
     cmd += ["--log-level", "warn", "--no-watch"]
@@ -54,7 +54,7 @@ def flarelet_server(persist: Path, synchronous: str = "FULL") -> Iterator[str]:
         for line in proc.stdout:
             found = re.search(r"Ready on (http://\S+)", line)
             if found:
-                yield found.group(1)
+                yield found.group(1), proc.pid
                 break
         else:
             raise RuntimeError("flarelet dev did not start")
@@ -64,7 +64,7 @@ def flarelet_server(persist: Path, synchronous: str = "FULL") -> Iterator[str]:
 
 
 @contextmanager
-def miniflare_server(peer_dir: Path, persist: Path) -> Iterator[str]:
+def miniflare_server(peer_dir: Path, persist: Path) -> Iterator[tuple[str, int]]:
     work = Path(tempfile.mkdtemp(prefix="mf-bench-"))
     (work / "node_modules").symlink_to(peer_dir / "node_modules")
     shutil.copy(HERE / "mf_durable.mjs", work / "mf_durable.mjs")
@@ -74,7 +74,7 @@ def miniflare_server(peer_dir: Path, persist: Path) -> Iterator[str]:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith('{"url"'):
-                yield json.loads(line)["url"].rstrip("/")
+                yield json.loads(line)["url"].rstrip("/"), proc.pid
                 break
         else:
             raise RuntimeError("miniflare did not start")
@@ -128,15 +128,45 @@ def websocket_rate(base: str, clients: int, messages: int, procs: int, obj: str)
     return total / (max(r[2] for r in results) - min(r[1] for r in results))
 
 
-def measure(base: str, args: argparse.Namespace, round_: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server process and its children (Miniflare runs workerd)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def measure(base: str, pid: int, args: argparse.Namespace, round_: int) -> dict[str, tuple[float, float]]:
+    """metric -> (operations per second, server CPU microseconds per operation)."""
+    results: dict[str, tuple[float, float]] = {}
+
+    def run(metric: str, ops: int, fn) -> None:  # noqa: ANN001
+        cpu0 = cpu_seconds(pid)
+        rate = fn()
+        results[metric] = (rate, (cpu_seconds(pid) - cpu0) / ops * 1e6)
+
     with httpx.Client() as client:
         timed_route(client, base, "/rpc", 50, f"warm{round_}", 1)  # warm up: object, code paths
-        return {
-            "RPC calls/s": timed_route(client, base, "/rpc", args.rpc, f"rpc{round_}", 1),
-            "SQL ops/s (one RPC)": timed_route(client, base, "/sql", args.sql, f"sql{round_}", 2),
-            "SQL write RPCs/s": timed_route(client, base, "/sqlrpc", args.sqlrpc, f"sqlrpc{round_}", 1),
-            "WebSocket msgs/s": websocket_rate(base, args.ws_clients, args.ws_messages, args.ws_procs, f"ws{round_}"),
-        }
+        run("RPC calls/s", args.rpc, lambda: timed_route(client, base, "/rpc", args.rpc, f"rpc{round_}", 1))
+        run("SQL ops/s (one RPC)", 2 * args.sql, lambda: timed_route(client, base, "/sql", args.sql, f"sql{round_}", 2))
+        run(
+            "SQL write RPCs/s",
+            args.sqlrpc,
+            lambda: timed_route(client, base, "/sqlrpc", args.sqlrpc, f"sqlrpc{round_}", 1),
+        )
+    run(
+        "WebSocket msgs/s",
+        args.ws_clients * args.ws_messages,
+        lambda: websocket_rate(base, args.ws_clients, args.ws_messages, args.ws_procs, f"ws{round_}"),
+    )
+    return results
 
 
 def main() -> None:
@@ -155,6 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[str, dict[str, list[float]]] = {}
+    cpu: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"flarelet": lambda: flarelet_server(Path(tmp) / "flarelet")}
         if args.normal:
@@ -165,9 +196,10 @@ def main() -> None:
             print("no --peer-dir with node_modules/miniflare: measuring flarelet only")
         for round_ in range(args.repeat):
             for name, start in servers.items():
-                with start() as base:
-                    for metric, value in measure(base, args, round_).items():
-                        results.setdefault(metric, {}).setdefault(name, []).append(value)
+                with start() as (base, pid):
+                    for metric, (rate, micros) in measure(base, pid, args, round_).items():
+                        results.setdefault(metric, {}).setdefault(name, []).append(rate)
+                        cpu.setdefault(metric, {}).setdefault(name, []).append(micros)
     names = list(next(iter(results.values())))
     header = "| metric | " + " | ".join(names) + (" | flarelet / miniflare |" if "miniflare" in names else " |")
     print(header)
@@ -177,6 +209,11 @@ def main() -> None:
         cells = " | ".join(f"{medians[n]:,.0f}" for n in names)
         ratio = f" | {medians['flarelet'] / medians['miniflare']:.2f}x |" if "miniflare" in medians else " |"
         print(f"| {metric} | {cells}{ratio}")
+    print("\nserver CPU per operation (µs, user + system of the server's processes; lower is better):")
+    print("| metric | " + " | ".join(names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    for metric, by_server in cpu.items():
+        print(f"| {metric} | " + " | ".join(f"{statistics.median(by_server[n]):,.1f}" for n in names) + " |")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"rounds: {args.repeat}; rpc={args.rpc} sql={args.sql} sqlrpc={args.sqlrpc} "
