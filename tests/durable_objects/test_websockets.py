@@ -120,3 +120,18 @@ def test_binding_to_a_deleted_class_is_a_config_error(tmp_path):
     )
     with pytest.raises(ConfigError, match="class Gone was deleted by migration v2"):
         WorkerHost.from_config(tmp_path)
+
+
+def test_script_name_binding_explains_that_the_other_worker_must_run_alongside(tmp_path):
+    (tmp_path / "w.py").write_text(
+        "from workers import Response, WorkerEntrypoint\n"
+        "class Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response('x')\n"
+    )
+    (tmp_path / "wrangler.toml").write_text(
+        'name = "a"\nmain = "w.py"\n[[durable_objects.bindings]]\nname = "B"\nclass_name = "Room"\nscript_name = "b"\n'
+    )
+    host = WorkerHost.from_config(tmp_path)
+    row = next(r for r in host.bindings if r.name == "B")
+    assert row.mode == "not connected"
+    with pytest.raises(RuntimeError, match="lives in worker 'b' \\(script_name\\).*-c b/wrangler.toml"):
+        host.env.B.idFromName("x")
