@@ -27,6 +27,7 @@ from .app import DevApp, RequestLog
 from .cron import CronScheduler
 from .host import WorkerHost
 from .reload import Reloader
+from .websocket import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("flarelet")
 
@@ -146,6 +147,7 @@ class DevServer:
             timeout_keep_alive=30,
             backlog=2048,
             ws="websockets-sansio",
+            ws_max_size=MAX_MESSAGE_BYTES,
             proxy_headers=False,
         )
 

@@ -105,12 +105,20 @@ class ObjectSlot:
         gate: asyncio.Future[None] = loop.create_future()
         self._gates.append(gate)
 
+        timeout = self.namespace.settings.block_concurrency_timeout_s
+
         async def run() -> Any:
             try:
                 result = callback()
                 if inspect.isawaitable(result):
-                    result = await result
+                    result = await asyncio.wait_for(result, timeout)
                 return result
+            except TimeoutError:
+                self.reset("blockConcurrencyWhile() callback timed out")
+                raise JsException(
+                    "Error",
+                    f"A call to blockConcurrencyWhile() in a Durable Object waited for too long ({timeout:g} s).",
+                ) from None
             except BaseException:
                 self.reset("blockConcurrencyWhile() callback failed")
                 raise

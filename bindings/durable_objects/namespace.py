@@ -43,6 +43,8 @@ class DurableObjectSettings:
     hibernate_after_s: float | None = 10.0
     alarm_max_retries: int = 6
     alarm_retry_base_s: float = 2.0
+    #: a ``blockConcurrencyWhile`` callback running longer resets the object (Cloudflare: 30 s)
+    block_concurrency_timeout_s: float = 30.0
     synchronous: str = DEFAULT_SYNCHRONOUS
 
 

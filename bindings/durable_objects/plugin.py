@@ -110,7 +110,7 @@ def settings_from(options: Mapping[str, Any]) -> DurableObjectSettings:
         **{k: table.pop(k) for k in list(table) if k in DurableObjectLimits.__dataclass_fields__}
     )
     synchronous = synchronous_mode(table.pop("sqlite_synchronous", None) or options.get("sqlite_synchronous"))
-    known = {"hibernate_after_s", "alarm_max_retries", "alarm_retry_base_s"}
+    known = {"hibernate_after_s", "alarm_max_retries", "alarm_retry_base_s", "block_concurrency_timeout_s"}
     unknown = set(table) - known
     if unknown:
         raise registry.ConfigSectionError(

@@ -1,13 +1,14 @@
 """Namespaces, ids, stubs and RPC: what may cross, and the errors for what may not (workerd's rules)."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 import re
 
 import pytest
 
 from flarelet.bindings.durable_objects.clone import DataCloneError
-from flarelet.bindings.jsobject import JsTypeError
+from flarelet.bindings.jsobject import JsException, JsTypeError
 
 
 async def test_ids_are_64_hex_and_name_derived_ids_are_stable_per_namespace_as_workerd_does(do_worker):
@@ -127,3 +128,14 @@ async def test_harness_lists_ids_and_runs_code_inside_an_object(do_worker):
     got = await do_worker.run_in_durable_object(stub, lambda obj, ctx: ctx.storage.get("count"))
     assert got == 3
     assert stub.id.toString() in do_worker.list_durable_object_ids("COUNTER")
+
+
+async def test_block_concurrency_while_times_out_and_resets_the_object_as_cloudflare_does(do_worker):
+    stub = do_worker.durable_object("COUNTER", "stuck")
+    namespace = do_worker.env.COUNTER
+    namespace.settings = dataclasses.replace(namespace.settings, block_concurrency_timeout_s=0.05)
+    before = await stub.whoami()
+    with pytest.raises(JsException, match=r"blockConcurrencyWhile\(\) in a Durable Object waited for too long"):
+        await stub.block_forever()
+    after = await stub.whoami()
+    assert after["object"] != before["object"]  # a fresh instance

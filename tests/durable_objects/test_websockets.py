@@ -6,7 +6,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from flarelet.bindings.durable_objects.plugin import resolve_migrations
 from flarelet.bindings.jsobject import JsRangeError, JsTypeError
@@ -135,3 +135,20 @@ def test_script_name_binding_explains_that_the_other_worker_must_run_alongside(t
     assert row.mode == "not connected"
     with pytest.raises(RuntimeError, match="lives in worker 'b' \\(script_name\\).*-c b/wrangler.toml"):
         host.env.B.idFromName("x")
+
+
+def test_messages_over_cloudflares_1_mib_limit_close_the_connection():
+    host = WorkerHost.from_config(PROJECT)
+    server = DevServer(host, bind_socket("127.0.0.1", 0), watch=False, log_requests=False).start_in_thread()
+    try:
+
+        async def run():
+            async with connect(server.url.replace("http://", "ws://") + "/counter/big", max_size=None) as ws:
+                await ws.send("x" * (1024 * 1024 + 1))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd.code == 1009  # message too big
+
+        asyncio.run(run())
+    finally:
+        server.stop()

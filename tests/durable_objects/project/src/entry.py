@@ -44,6 +44,12 @@ class Counter(DurableObject):
         await self.ctx.storage.put(f"k{i:08d}", {"i": i, "payload": payload})
         return i
 
+    async def block_forever(self):
+        async def wait():
+            await asyncio.sleep(3600)
+
+        return await self.ctx.blockConcurrencyWhile(wait)
+
     async def echo(self, value):
         return value
 
