@@ -56,6 +56,10 @@ DEFAULT_CF: dict[str, Any] = {
     "clientAcceptEncoding": "gzip, deflate, br",
 }
 
+_NOT_AN_UPGRADE = (
+    "Worker tried to return a WebSocket in a response to a request which did not contain the header "
+    '"Upgrade: websocket".'
+)
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -189,6 +193,8 @@ class DevApp:
         request = Request._incoming(url, method, raw_headers, body or None, cf)
         ctx = host.dispatcher.new_context()
         response = await host.serve(request, ctx, path=path, query=query)
+        if response._status == 101:  # a WebSocket for a request that asked for none
+            response = Response(_NOT_AN_UPGRADE, status=500)
         status = await self._send(send, response, method)
         ctx.flush()
         self._log(method, path, status, started)

@@ -139,8 +139,16 @@ class DurableObjectsPlugin:
     key = "durable_objects"
 
     def __init__(self) -> None:
-        #: namespaces per binding context (one per host: several hosts may share this plugin)
-        self._namespaces: dict[int, list[DurableObjectNamespace]] = {}
+        #: (binding context, its namespaces): one context per host, and several hosts may share this plugin
+        self._namespaces: list[tuple[registry.BindingContext, list[DurableObjectNamespace]]] = []
+
+    def _of(self, ctx: registry.BindingContext) -> list[DurableObjectNamespace]:
+        for owner, namespaces in self._namespaces:
+            if owner is ctx:
+                return namespaces
+        namespaces = []
+        self._namespaces.append((ctx, namespaces))
+        return namespaces
 
     def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
         if section is None:
@@ -182,26 +190,28 @@ class DurableObjectsPlugin:
                 settings=settings,
                 ctx=ctx,
             )
-            self._namespaces.setdefault(id(ctx), []).append(namespace)
+            self._of(ctx).append(namespace)
             infos.append(registry.BindingInfo(entry.name, TYPE_LABEL, entry.class_name, namespace))
         return infos
 
     async def start(self, ctx: registry.BindingContext) -> None:
-        for namespace in self._namespaces.get(id(ctx), []):
+        for namespace in self._of(ctx):
             namespace.restore_alarms()
 
     def code_reloaded(self, ctx: registry.BindingContext) -> None:
         """New code: drop live instances (the next event builds them from the new classes)."""
-        for namespace in self._namespaces.get(id(ctx), []):
+        for namespace in self._of(ctx):
             namespace.reset_instances()
 
     async def aclose_for(self, ctx: registry.BindingContext) -> None:
-        for namespace in self._namespaces.pop(id(ctx), []):
+        namespaces = self._of(ctx)
+        self._namespaces = [(owner, items) for owner, items in self._namespaces if owner is not ctx]
+        for namespace in namespaces:
             await namespace.aclose()
 
     async def aclose(self) -> None:
-        everything, self._namespaces = self._namespaces, {}
-        for namespaces in everything.values():
+        everything, self._namespaces = self._namespaces, []
+        for _, namespaces in everything:
             for namespace in namespaces:
                 await namespace.aclose()
 

@@ -505,13 +505,13 @@ class ObjectStorage:
         return None if row is None or row[0] is None else float(row[0])
 
     def _set_alarm_row(self, millis: float | None) -> None:
+        if self.on_alarm_change is not None:
+            self.on_alarm_change(millis)  # may refuse (no alarm() handler) before anything is written
         self._db.begin()
         if millis is None:
             self._db.internal("DELETE FROM _cf_METADATA WHERE key = 'alarm'")
         else:
             self._db.internal("INSERT OR REPLACE INTO _cf_METADATA (key, value) VALUES ('alarm', ?)", (millis,))
-        if self.on_alarm_change is not None:
-            self.on_alarm_change(millis)
 
     async def getAlarm(self, options: Any = None) -> float | None:  # noqa: N802 - Cloudflare's name
         return self.alarm_time()

@@ -152,3 +152,14 @@ def test_messages_over_cloudflares_1_mib_limit_close_the_connection():
         asyncio.run(run())
     finally:
         server.stop()
+
+
+def test_a_websocket_answer_to_a_plain_request_is_a_500_as_workerd_says():
+    host = WorkerHost.from_config(PROJECT)
+    server = DevServer(host, bind_socket("127.0.0.1", 0), watch=False, log_requests=False).start_in_thread()
+    try:
+        resp = httpx.get(server.url + "/counter/plain", headers={"upgrade": "websocket"})
+        assert resp.status_code == 500
+        assert 'did not contain the header "Upgrade: websocket"' in resp.text
+    finally:
+        server.stop()
