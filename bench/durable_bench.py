@@ -195,7 +195,9 @@ def main() -> None:
         else:
             print("no --peer-dir with node_modules/miniflare: measuring flarelet only")
         for round_ in range(args.repeat):
-            for name, start in servers.items():
+            order = list(servers.items())
+            shift = round_ % len(order)  # each server goes first in turn: the load of the machine drifts
+            for name, start in order[shift:] + order[:shift]:
                 with start() as (base, pid):
                     for metric, (rate, micros) in measure(base, pid, args, round_).items():
                         results.setdefault(metric, {}).setdefault(name, []).append(rate)

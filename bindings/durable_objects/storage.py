@@ -183,7 +183,14 @@ def _bindings(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 class SqlStorageCursor:
-    """The cursor ``sql.exec`` returns: iterate rows (objects), ``toArray``, ``one``, ``raw``, counters."""
+    """The cursor ``sql.exec`` returns: iterate rows (objects), ``toArray``, ``one``, ``raw``, counters.
+
+    ``rowsRead`` counts the rows returned plus the rows written: SQLite does not expose how many rows
+    a statement scanned (workerd counts them inside its VFS), so a filtered scan reads as fewer rows
+    here than on Cloudflare.
+    """
+
+    __slots__ = ("_description", "_names", "_rows", "_pos", "rowsRead", "rowsWritten")
 
     def __init__(self, description: Any, rows: list[tuple[Any, ...]], rows_read: int, rows_written: int) -> None:
         self._description = description
@@ -274,7 +281,7 @@ class SqlStorage:
         self._limits = limits
 
     def exec(self, query: str, *bindings: Any) -> SqlStorageCursor:  # noqa: A003 - Cloudflare's name
-        if not isinstance(query, str):
+        if type(query) is not str and not isinstance(query, str):
             raise JsTypeError("sql.exec(): the query must be a string")
         plain = _PLAIN_BINDINGS
         for value in bindings:
