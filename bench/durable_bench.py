@@ -208,7 +208,7 @@ def main() -> None:
     print("|" + "---|" * (len(names) + 1 + ("miniflare" in names)))
     for metric, by_server in results.items():
         medians = {n: statistics.median(v) for n, v in by_server.items()}
-        cells = " | ".join(f"{medians[n]:,.0f}" for n in names)
+        cells = " | ".join(f"{medians[n]:,.0f} ({max(by_server[n]):,.0f})" for n in names)
         ratio = f" | {medians['flarelet'] / medians['miniflare']:.2f}x |" if "miniflare" in medians else " |"
         print(f"| {metric} | {cells}{ratio}")
     print("\nserver CPU per operation (µs, user + system of the server's processes; lower is better):")
@@ -216,6 +216,7 @@ def main() -> None:
     print("|" + "---|" * (len(names) + 1))
     for metric, by_server in cpu.items():
         print(f"| {metric} | " + " | ".join(f"{statistics.median(by_server[n]):,.1f}" for n in names) + " |")
+    print("rates: median of the rounds (best round in parentheses); the ratio compares medians")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"rounds: {args.repeat}; rpc={args.rpc} sql={args.sql} sqlrpc={args.sqlrpc} "
