@@ -153,6 +153,12 @@ class WebSocket:
         reason = reason or ""
         if len(reason.encode()) > 123:
             raise JsRangeError("WebSocket close reason is too long (the limit is 123 bytes).")
+        self._shutdown(code, reason)
+
+    def _shutdown(self, code: int, reason: str) -> None:
+        """Close with any code (the runtime's own closes: 1001 when flarelet shuts down)."""
+        if self._close_sent or self.readyState == CLOSED:
+            return
         self._close_sent = True
         self.readyState = CLOSING if self.readyState == OPEN else CLOSED
         peer = self._peer

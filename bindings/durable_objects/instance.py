@@ -287,7 +287,7 @@ class ObjectSlot:
                 handle.cancel()
         for ws in list(self.websockets):
             try:
-                ws.close(1001, "Durable Object is shutting down")
+                getattr(ws, "_shutdown", ws.close)(1001, "Durable Object is shutting down")
             except Exception:  # noqa: BLE001, S110 - already closed
                 pass
         for task in list(self._tasks):

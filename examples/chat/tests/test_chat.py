@@ -108,3 +108,15 @@ async def test_room_hibernates_and_wakes_with_its_attachments_and_history():
         msg = await next_of(ada, "message")
         assert (msg["user"], msg["text"]) == ("ada", "after")  # the name came from the attachment
         assert slot.generation == 2  # a fresh instance was built
+
+
+async def test_shutting_down_closes_the_rooms_sockets_with_1001():
+    from flarelet.testing import WebSocketClosed
+
+    worker = Worker.from_config(PROJECT)
+    async with worker:
+        ada, _ = await join(worker)
+    with pytest.raises(WebSocketClosed) as closed:
+        while True:
+            await ada.receive(timeout=2)
+    assert closed.value.code == 1001
