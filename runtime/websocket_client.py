@@ -39,11 +39,11 @@ def _keep(task: asyncio.Future[Any]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-async def connect_websocket(request: Request) -> Response:
+async def connect_websocket(request: Request, target: str | None = None) -> Response:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-    url = request.url
+    url = target or request.url
     if url.startswith("http://"):
         url = "ws://" + url[len("http://") :]
     elif url.startswith("https://"):

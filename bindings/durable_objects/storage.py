@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flarelet.bindings.d1 import _RESULT_CODE_NAMES, ALLOWED_PRAGMAS, TRANSACTION_MESSAGE, split_statements
+from flarelet.bindings.d1.constants import ALLOWED_PRAGMAS, RESULT_CODE_NAMES, TRANSACTION_MESSAGE
+from flarelet.bindings.d1.statements import split_statements
 from flarelet.bindings.jsobject import JsDict, JsException, JsRangeError, JsTypeError, js_date_millis, merge_options
 from flarelet.bindings.storage.sqlite import connect
 
@@ -148,7 +149,7 @@ class ObjectDatabase:
             self._denied_transaction = False
             return SqlError(TRANSACTION_MESSAGE)
         code = getattr(exc, "sqlite_errorcode", None)
-        name = _RESULT_CODE_NAMES.get(code & 0xFF) if isinstance(code, int) else None
+        name = RESULT_CODE_NAMES.get(code & 0xFF) if isinstance(code, int) else None
         return SqlError(f"{exc}: {name}" if name else str(exc))
 
     def size(self) -> int:
