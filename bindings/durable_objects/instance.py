@@ -21,6 +21,7 @@ unless the handler set a new one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -200,13 +201,30 @@ class ObjectSlot:
             ws._auto_response_at = time.time() * 1000.0
             ws.send(pair.response)
             return
-        self.spawn(self._ws_event("webSocketMessage", ws, data))
+        self._start(self._ws_event("webSocketMessage", ws, data))
 
     def ws_close(self, ws: Any, code: int, reason: str, was_clean: bool) -> None:
-        self.spawn(self._ws_event("webSocketClose", ws, code, reason, was_clean, remove=True))
+        self._start(self._ws_event("webSocketClose", ws, code, reason, was_clean, remove=True))
 
     def ws_error(self, ws: Any, error: BaseException) -> None:
-        self.spawn(self._ws_event("webSocketError", ws, error, remove=True))
+        self._start(self._ws_event("webSocketError", ws, error, remove=True))
+
+    def _start(self, coro: Any) -> None:
+        """Start a WebSocket event at once, as an eager task would: most handlers finish without
+        suspending (storage never suspends), and then no task is made at all. A handler that does
+        suspend is carried on by a task in the same context. Events arriving while one is being
+        started this way (a handler sending to a socket of this worker) get a task of their own."""
+        if _eager_depth.get():
+            self.spawn(coro)
+            return
+        context = contextvars.copy_context()
+        context.run(_eager_depth.set, True)
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration:
+            return
+        task = asyncio.get_running_loop().create_task(_carry_on(coro, yielded), context=context)
+        self.track(task)
 
     async def _ws_event(self, name: str, ws: Any, *args: Any, remove: bool = False) -> None:
         try:
@@ -293,6 +311,33 @@ class ObjectSlot:
         for task in list(self._tasks):
             task.cancel()
         self.db.close()
+
+
+#: set while a WebSocket event is being started eagerly (see ``ObjectSlot._start``)
+_eager_depth: contextvars.ContextVar[bool] = contextvars.ContextVar("flarelet_do_eager", default=False)
+
+
+async def _carry_on(coro: Any, yielded: Any) -> Any:
+    """Drive a coroutine that already ran up to its first suspension, as its own task would."""
+    _eager_depth.set(False)
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)  # a bare yield: one turn of the loop
+            else:
+                # the coroutine yielded a future it is blocked on; take it over as a Task does
+                yielded._asyncio_future_blocking = False
+                await yielded
+        except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as a task does
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
 
 
 class RpcError(JsException, TypeError):

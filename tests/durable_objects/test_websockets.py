@@ -163,3 +163,19 @@ def test_a_websocket_answer_to_a_plain_request_is_a_500_as_workerd_says():
         assert 'did not contain the header "Upgrade: websocket"' in resp.text
     finally:
         server.stop()
+
+
+async def test_hibernated_handlers_run_in_order_and_interleave_only_at_real_io(do_worker):
+    client = await do_worker.websocket("/counter/hws/hibernate")
+    client.send("one")
+    client.send("slow-two")  # awaits real I/O
+    client.send("three")
+    got = [await client.receive() for _ in range(3)]
+    assert got == ["hib:one", "hib:three", "hib:slow-two"]
+    client.send("fail")  # logged; the socket and the object stay usable
+    client.send("four")
+    assert await client.receive() == "hib:four"
+    storage = await do_worker.run_in_durable_object(
+        do_worker.durable_object("COUNTER", "hws"), lambda obj, ctx: ctx.storage
+    )
+    assert await storage.get("last") == "four"

@@ -88,10 +88,22 @@ class Counter(DurableObject):
             self.fail_alarms -= 1
             raise RuntimeError("alarm failed on purpose")
 
+    async def webSocketMessage(self, ws, message):
+        if message.startswith("slow"):
+            await asyncio.sleep(0.05)  # real I/O: later messages may be handled meanwhile
+        if message == "fail":
+            raise RuntimeError("handler failed on purpose")
+        await self.ctx.storage.put("last", message)
+        ws.send(f"hib:{message}")
+
     async def alarm_calls(self):
         return self.alarms
 
     async def fetch(self, request):
+        if request.headers.get("upgrade") == "websocket" and request.url.endswith("/hibernate"):
+            client, server = WebSocketPair()
+            self.ctx.acceptWebSocket(server, ["hib"])
+            return Response(None, status=101, web_socket=client)
         if request.headers.get("upgrade") == "websocket":
             client, server = WebSocketPair()
             server.accept()
