@@ -32,12 +32,24 @@ PLUGIN_PATHS: dict[str, str] = {
     "r2_buckets": "flarelet.bindings.r2:plugin",
     "queues": "flarelet.bindings.queues:plugin",
     "durable_objects": "flarelet.bindings.durable_objects.plugin:plugin",
+    "services": "flarelet.bindings.services.plugin:plugin",
+    "workflows": "flarelet.bindings.workflows.plugin:plugin",
 }
 
 
 @runtime_checkable
 class WorkerHost(Protocol):
-    """What the runtime offers plugins (implemented by ``runtime``)."""
+    """What the runtime offers plugins (implemented by ``runtime``).
+
+    Several workers may run in one process (``flarelet dev -c a -c b``); a plugin reaches another
+    one by its config ``name`` with :meth:`lookup_worker` (``ctx.host.lookup_worker("b")``), which
+    returns that worker's host (with the same methods) or ``None``.
+    """
+
+    @property
+    def name(self) -> str:
+        """This worker's config ``name``."""
+        ...
 
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
         """Run the worker's ``queue`` handler on a batch; returns the per-message outcome."""
@@ -46,16 +58,43 @@ class WorkerHost(Protocol):
     #: the worker's ``env`` (what Durable Objects are constructed with)
     env: Any
 
-    def worker_export(self, name: str) -> Any:
-        """The main module's attribute ``name`` (a Durable Object class), or ``None``."""
-        ...
-
-    def new_request(self, input: Any, init: Any, kwargs: Mapping[str, Any]) -> Any:  # noqa: A002
-        """A ``Request`` from ``fetch``-style arguments (a stub's ``fetch``); a ``Request`` passes through."""
-        ...
-
     def env_scope(self) -> Any:
         """A context manager under which ``workers.env`` is this worker's env (Durable Object events)."""
+        ...
+
+    def lookup_worker(self, name: str) -> WorkerHost | None:
+        """The worker named ``name`` running in this process (this one for its own name), or ``None``."""
+        ...
+
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Any:
+        """A request answered by ``service``'s ``fetch`` (of ``entrypoint``, with ``ctx.props``); a ``Response``."""
+        ...
+
+    async def call_entrypoint(
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """RPC: ``method(*args, **kwargs)`` on a fresh instance of ``service``'s ``entrypoint`` class (``ctx.props``).
+
+        Values cross with Cloudflare's rules (copied, or refused with its errors); the callee's
+        exception is raised as ``RpcError``.
+        """
+        ...
+
+    def make_request(self, input: Any, init: Mapping[str, Any]) -> Any:  # noqa: A002 - Fetch API name
+        """A runtime ``Request`` from ``fetch``-style arguments (URL or ``Request``, plus init options)."""
+        ...
+
+    async def run_workflow(self, script_name: str | None, class_name: str, event: Any, step: Any) -> Any:
+        """Run ``class_name(ctx, env).run(event, step)`` of this worker (or ``script_name``'s)."""
         ...
 
 
@@ -107,8 +146,8 @@ class BindingPlugin(Protocol):
     # Optional:
     # def routes(self, ctx: BindingContext) -> list[starlette.routing.BaseRoute]: extra dev-server routes
     # async def start(self, ctx: BindingContext) -> None: after the worker is loaded (ctx.host is set)
-    # async def aclose(self) -> None: on shutdown; flush and close storage
-    # async def aclose_for(self, ctx) -> None: instead of aclose, when the plugin serves several hosts
+    # async def aclose(self[, ctx: BindingContext]) -> None: on shutdown; flush and close storage (with ``ctx``:
+    #     only what was built for that context -- one plugin object serves every worker of the process)
     # def code_reloaded(self, ctx) -> None: the worker's code was re-imported (drop live instances)
 
 

@@ -85,7 +85,8 @@ class DurableObjectNamespace:
         return host
 
     def resolve_class(self) -> type:
-        cls = self._host().worker_export(self.class_name)
+        module = self._host().worker_module()
+        cls = getattr(module, self.class_name, None) if module is not None else None
         if cls is None:
             raise JsTypeError(
                 f"Your Worker depends on the following Durable Objects, which are not exported in your entrypoint "
@@ -197,7 +198,9 @@ class DurableObjectStub:
         self.name = object_id.name
 
     async def fetch(self, input: Any, init: Any = None, **kwargs: Any) -> Any:  # noqa: A002 - Fetch API name
-        request = self._namespace._host().new_request(input, init, kwargs)
+        options = dict(init.items() if hasattr(init, "items") else (init or {}))
+        options.update(kwargs)
+        request = self._namespace._host().make_request(input, options)
         slot = self._namespace.slot(self.id)
 
         def call(obj: Any) -> Any:

@@ -203,15 +203,14 @@ class DurableObjectsPlugin:
         for namespace in self._of(ctx):
             namespace.reset_instances()
 
-    async def aclose_for(self, ctx: registry.BindingContext) -> None:
-        namespaces = self._of(ctx)
-        self._namespaces = [(owner, items) for owner, items in self._namespaces if owner is not ctx]
-        for namespace in namespaces:
-            await namespace.aclose()
-
-    async def aclose(self) -> None:
-        everything, self._namespaces = self._namespaces, []
-        for _, namespaces in everything:
+    async def aclose(self, ctx: registry.BindingContext | None = None) -> None:
+        """Close what was built for ``ctx`` (one worker), or everything."""
+        if ctx is None:
+            closing, self._namespaces = self._namespaces, []
+        else:
+            closing = [(owner, items) for owner, items in self._namespaces if owner is ctx]
+            self._namespaces = [(owner, items) for owner, items in self._namespaces if owner is not ctx]
+        for _, namespaces in closing:
             for namespace in namespaces:
                 await namespace.aclose()
 
