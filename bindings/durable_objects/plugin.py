@@ -7,7 +7,8 @@ and a binding to a class listed in ``deleted_classes`` is a configuration error.
 migration mentions runs key-value only, as wrangler would refuse to deploy it anyway.
 
 Objects persist under ``<persist-to>/v3/do/<worker>-<Class>/<id>.sqlite`` (Miniflare's layout).
-``script_name`` (another worker's classes) needs that worker in the same process.
+``script_name`` (another worker's class) reaches that worker's namespace when it runs in the same
+process (``flarelet dev -c a -c b``): one set of objects, whichever worker calls.
 """
 
 from __future__ import annotations
@@ -119,20 +120,43 @@ def settings_from(options: Mapping[str, Any]) -> DurableObjectSettings:
     return DurableObjectSettings(limits=limits, synchronous=synchronous, **table)
 
 
-class ForeignClassBinding:
-    """``env.X`` for a binding with ``script_name``: every use explains what is missing."""
+class ForeignNamespace:
+    """``env.X`` for a binding with ``script_name``: the namespace of that worker's class.
 
-    def __init__(self, binding: str, class_name: str, script: str) -> None:
-        self._message = (
-            f"env.{binding}: Durable Object class {class_name} lives in worker {script!r} (script_name); "
-            f"run that worker in the same flarelet dev (flarelet dev -c this/wrangler.toml -c {script}/wrangler.toml) "
-            "to use it"
-        )
+    Resolved on first use through the host (``lookup_worker``), so both workers reach the same
+    objects, ids and storage, as on Cloudflare; while that worker is not running in this process,
+    every use says so.
+    """
+
+    def __init__(self, plugin: DurableObjectsPlugin, ctx: registry.BindingContext, entry: _Entry) -> None:
+        self._plugin = plugin
+        self._ctx = ctx
+        self._binding = entry.name
+        self._class_name = entry.class_name
+        self._script = entry.script_name or ""
+        self._resolved: DurableObjectNamespace | None = None
+
+    def _namespace(self) -> DurableObjectNamespace:
+        if self._resolved is not None:
+            return self._resolved
+        host = self._ctx.host
+        target = host.lookup_worker(self._script) if host is not None else None
+        if target is None:
+            raise RuntimeError(
+                f"env.{self._binding}: Durable Object class {self._class_name} lives in worker {self._script!r} "
+                f"(script_name), which is not running here: start both, e.g. flarelet dev -c this/wrangler.toml "
+                f"-c {self._script}/wrangler.toml"
+            )
+        self._resolved = self._plugin.namespace_for(target.ctx, self._class_name, also=self._ctx)
+        return self._resolved
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        raise RuntimeError(self._message)
+        return getattr(self._namespace(), attr)
+
+    def __repr__(self) -> str:
+        return f"<DurableObjectNamespace {self._binding} ({self._class_name} of {self._script})>"
 
 
 class DurableObjectsPlugin:
@@ -164,35 +188,60 @@ class DurableObjectsPlugin:
         infos: list[registry.BindingInfo] = []
         for index, entry in enumerate(entries):
             if entry.script_name and entry.script_name != worker:
-                value: Any = ForeignClassBinding(entry.name, entry.class_name, entry.script_name)
-                infos.append(
-                    registry.BindingInfo(
-                        entry.name,
-                        TYPE_LABEL,
-                        f"{entry.class_name} (defined in {entry.script_name})",
-                        value,
-                        mode="not connected",
-                    )
-                )
+                value: Any = ForeignNamespace(self, ctx, entry)
+                resource = f"{entry.class_name} (defined in {entry.script_name})"
+                infos.append(registry.BindingInfo(entry.name, TYPE_LABEL, resource, value))
                 continue
             if entry.class_name in deleted:
                 raise registry.ConfigSectionError(
                     f"durable_objects.bindings[{index}].class_name",
                     f"class {entry.class_name} was deleted by migration {deleted[entry.class_name]}",
                 )
-            info = classes.get(entry.class_name, ClassInfo(sqlite=False, origin=entry.class_name))
-            namespace = DurableObjectNamespace(
-                entry.name,
-                entry.class_name,
-                f"{worker}-{info.origin}",
-                sqlite=info.sqlite,
-                persist_root=ctx.persist_to,
-                settings=settings,
-                ctx=ctx,
-            )
-            self._of(ctx).append(namespace)
+            namespace = self._existing(ctx, entry.class_name)
+            if namespace is None:
+                info = classes.get(entry.class_name, ClassInfo(sqlite=False, origin=entry.class_name))
+                namespace = DurableObjectNamespace(
+                    entry.name,
+                    entry.class_name,
+                    f"{worker}-{info.origin}",
+                    sqlite=info.sqlite,
+                    persist_root=ctx.persist_to,
+                    settings=settings,
+                    ctx=ctx,
+                )
+                self._of(ctx).append(namespace)
             infos.append(registry.BindingInfo(entry.name, TYPE_LABEL, entry.class_name, namespace))
         return infos
+
+    def _existing(self, ctx: registry.BindingContext, class_name: str) -> DurableObjectNamespace | None:
+        return next((ns for ns in self._of(ctx) if ns.class_name == class_name), None)
+
+    def namespace_for(
+        self, ctx: registry.BindingContext, class_name: str, *, also: registry.BindingContext | None = None
+    ) -> DurableObjectNamespace:
+        """The namespace of ``class_name`` in the worker of ``ctx`` (made if that worker binds none):
+        how another worker's ``script_name`` binding reaches the same objects."""
+        found = self._existing(ctx, class_name)
+        if found is not None:
+            return found
+        classes, deleted = resolve_migrations(ctx.options.get("migrations"))
+        if class_name in deleted:
+            raise RuntimeError(f"Durable Object class {class_name} was deleted by migration {deleted[class_name]}")
+        info = classes.get(class_name, ClassInfo(sqlite=False, origin=class_name))
+        worker = str(ctx.options.get("worker_name") or "worker")
+        namespace = DurableObjectNamespace(
+            f"<{class_name}>",
+            class_name,
+            f"{worker}-{info.origin}",
+            sqlite=info.sqlite,
+            persist_root=ctx.persist_to,
+            settings=settings_from(ctx.options),
+            ctx=ctx,
+        )
+        self._of(ctx).append(namespace)
+        if also is not None:  # the owner may have no durable_objects section: close it with the caller too
+            self._of(also).append(namespace)
+        return namespace
 
     async def start(self, ctx: registry.BindingContext) -> None:
         for namespace in self._of(ctx):

@@ -122,7 +122,7 @@ def test_binding_to_a_deleted_class_is_a_config_error(tmp_path):
         WorkerHost.from_config(tmp_path)
 
 
-def test_script_name_binding_explains_that_the_other_worker_must_run_alongside(tmp_path):
+def test_script_name_binding_explains_when_the_other_worker_is_not_running(tmp_path):
     (tmp_path / "w.py").write_text(
         "from workers import Response, WorkerEntrypoint\n"
         "class Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response('x')\n"
@@ -132,7 +132,7 @@ def test_script_name_binding_explains_that_the_other_worker_must_run_alongside(t
     )
     host = WorkerHost.from_config(tmp_path)
     row = next(r for r in host.bindings if r.name == "B")
-    assert row.mode == "not connected"
+    assert row.resource == "Room (defined in b)"
     with pytest.raises(RuntimeError, match="lives in worker 'b' \\(script_name\\).*-c b/wrangler.toml"):
         host.env.B.idFromName("x")
 
@@ -179,3 +179,42 @@ async def test_hibernated_handlers_run_in_order_and_interleave_only_at_real_io(d
         do_worker.durable_object("COUNTER", "hws"), lambda obj, ctx: ctx.storage
     )
     assert await storage.get("last") == "four"
+
+
+async def test_script_name_reaches_the_same_objects_as_the_owning_worker(tmp_path):
+    from flarelet.testing import Worker
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "w.py").write_text(
+        "from workers import Response, WorkerEntrypoint\n"
+        "class Default(WorkerEntrypoint):\n"
+        "    async def fetch(self, request):\n"
+        "        n = await self.env.ROOMS.getByName('shared').bump()\n"
+        "        return Response(str(n))\n"
+    )
+    (tmp_path / "a" / "wrangler.toml").write_text(
+        'name = "a"\nmain = "w.py"\n[[durable_objects.bindings]]\nname = "ROOMS"\nclass_name = "Room"\n'
+        'script_name = "b"\n'
+    )
+    (tmp_path / "b" / "w.py").write_text(
+        "from workers import DurableObject, Response, WorkerEntrypoint\n"
+        "class Room(DurableObject):\n"
+        "    async def bump(self):\n"
+        "        n = (await self.ctx.storage.get('n') or 0) + 1\n"
+        "        await self.ctx.storage.put('n', n)\n"
+        "        return n\n"
+        "class Default(WorkerEntrypoint):\n"
+        "    async def fetch(self, request):\n"
+        "        return Response(str(await self.env.ROOMS.getByName('shared').bump()))\n"
+    )
+    (tmp_path / "b" / "wrangler.toml").write_text(
+        'name = "b"\nmain = "w.py"\n[[durable_objects.bindings]]\nname = "ROOMS"\nclass_name = "Room"\n'
+        '[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["Room"]\n'
+    )
+    async with Worker.from_config(tmp_path / "a", workers=[tmp_path / "b"], persist_to=tmp_path / "state") as worker:
+        assert await (await worker.fetch("/")).text() == "1"
+        assert await worker.peer("b").env.ROOMS.getByName("shared").bump() == 2
+        assert await (await worker.fetch("/")).text() == "3"
+        assert worker.env.ROOMS.idFromName("x") == worker.peer("b").env.ROOMS.idFromName("x")
+    assert list((tmp_path / "state" / "v3" / "do").iterdir())[0].name == "b-Room"
