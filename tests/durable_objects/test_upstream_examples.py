@@ -1,6 +1,6 @@
 """Cloudflare's own Durable Object examples, unchanged (their code is not in this repository).
 
-Point ``FLARELET_UPSTREAM_EXAMPLES`` at a checkout of ``cloudflare/python-workers-examples`` and
+Point ``FLARELET_PYTHON_WORKERS_EXAMPLES`` (or ``FLARELET_UPSTREAM_EXAMPLES``) at a checkout of ``cloudflare/python-workers-examples`` and
 ``FLARELET_C3_TEMPLATES`` at ``workers-sdk/packages/create-cloudflare/templates``; each test is
 skipped when its folder is absent. Templates are copied with their placeholders filled in, as
 ``create-cloudflare`` fills them when it creates a project.
@@ -18,7 +18,9 @@ from flarelet.runtime.host import WorkerHost
 from flarelet.runtime.server import DevServer, bind_socket
 from flarelet.testing import Worker
 
-EXAMPLES = Path(os.environ.get("FLARELET_UPSTREAM_EXAMPLES", "/nonexistent"))
+EXAMPLES = Path(
+    os.environ.get("FLARELET_PYTHON_WORKERS_EXAMPLES") or os.environ.get("FLARELET_UPSTREAM_EXAMPLES") or "/nonexistent"
+)
 TEMPLATES = Path(os.environ.get("FLARELET_C3_TEMPLATES", "/nonexistent"))
 
 
