@@ -1,9 +1,10 @@
 """Cloudflare's own Durable Object examples, unchanged (their code is not in this repository).
 
-Point ``FLARELET_PYTHON_WORKERS_EXAMPLES`` (or ``FLARELET_UPSTREAM_EXAMPLES``) at a checkout of ``cloudflare/python-workers-examples`` and
-``FLARELET_C3_TEMPLATES`` at ``workers-sdk/packages/create-cloudflare/templates``; each test is
-skipped when its folder is absent. Templates are copied with their placeholders filled in, as
-``create-cloudflare`` fills them when it creates a project.
+Point ``FLARELET_PYTHON_WORKERS_EXAMPLES`` (or ``FLARELET_UPSTREAM_EXAMPLES``) at a checkout of
+``cloudflare/python-workers-examples`` and ``FLARELET_C3_TEMPLATES`` at
+``workers-sdk/packages/create-cloudflare/templates``; each test is skipped when its folder is
+absent. Templates are copied with their placeholders filled in, as ``create-cloudflare`` fills them
+when it creates a project.
 """
 
 import json
