@@ -38,6 +38,7 @@ from .cpu_limit import ShutdownInterrupt, watchdog
 from .cron import CronScheduler
 from .host import WorkerHost
 from .reload import Reloader
+from .websocket import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("flarelet")
 
@@ -223,7 +224,8 @@ class DevServer:
             server_header=False,
             timeout_keep_alive=limits.keep_alive_s,
             backlog=2048,
-            ws="none",
+            ws="websockets-sansio",
+            ws_max_size=MAX_MESSAGE_BYTES,
             proxy_headers=False,
         )
 

@@ -36,13 +36,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
 from .errors import AiError, json_type
 from .json_audio import parse_json_inputs
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
+from .rest_openai import OpenAiRoutes
+from .streaming import AiStream
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext
@@ -225,6 +227,8 @@ class RestApi:
                 result = await service.run(model, inputs, admission=slot)
             else:
                 result = await service.run(model, inputs)
+        if isinstance(result, AiStream):  # stream: true -- raw server-sent events, no envelope
+            return StreamingResponse(result, media_type=AiStream.media_type, headers={"cache-control": "no-cache"})
         return v4_response(envelope(result))
 
     async def models_search(self, request: Request) -> Response:
@@ -270,6 +274,7 @@ class RestApi:
             _dotall(Route("/accounts/{account_id}/ai/models/search", _v4(self.models_search), methods=["GET"])),
             _dotall(Route("/accounts/{account_id}/ai/models/schema", _v4(self.model_schema), methods=["GET"])),
             _dotall(Route("/openapi.json", _v4(self.openapi), methods=["GET"])),
+            *(_dotall(route) for route in OpenAiRoutes(self).routes(_v4)),
         ]
 
     def asgi(self) -> Starlette:
