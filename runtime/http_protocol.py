@@ -106,8 +106,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._bytes_in += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
+        except httptools.HttpParserUpgrade:  # as uvicorn's own data_received
+            if self._should_upgrade():
+                self._disarm()
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
             if self._rejected is not None:
