@@ -15,7 +15,7 @@ import builtins
 import json as _json
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 BodyStream = AsyncIterator[bytes | str]
@@ -85,7 +85,7 @@ def _part_bytes(part: Any) -> builtins.bytes:
     return builtins.bytes(part)
 
 
-FormDataValue = Union[str, Blob]
+FormDataValue = str | Blob
 
 
 class FormData:

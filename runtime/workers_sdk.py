@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Iterator
 from http import HTTPMethod
 from types import ModuleType, SimpleNamespace
-from typing import Any, Literal, Protocol, TypedDict, Union
+from typing import Any, Literal, Protocol, TypedDict
 
 from flarelet.bindings.durable_objects.state import WebSocketRequestResponsePair
 
@@ -68,8 +68,8 @@ __all__ = [
 ]
 
 JSBody = Any
-Body = Union[str, FormData, bytes, JSBody, None]
-BlobValue = Union[str, bytes, Blob]
+Body = str | FormData | bytes | JSBody | None
+BlobValue = str | bytes | Blob
 BlobEnding = Literal["transparent", "native"]
 
 

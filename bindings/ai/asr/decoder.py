@@ -279,7 +279,8 @@ class LeanDecoder(nn.Module):
         ``positions`` ``[B, T]``: absolute positions (where keys/values are written in the caches
         ``[layers, B, heads, ctx, head_dim]``). ``T > 1`` is a prefill from position 0. Attention
         reads the first ``kv_len`` cache slots, through ``mask`` ``[B, 1, T, kv_len]`` (True =
-        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s :meth:`cross_kv`. For layers in
+        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s
+        :meth:`cross_kv`. For layers in
         ``attention_layers`` the cross-attention weights (per row ``[heads, T, frames]``) are
         returned too (the word-timestamp alignment heads). ``position``: for ``T == 1``, the one
         position every row is at, when they all are (the cache write is then a plain slice).
