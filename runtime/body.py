@@ -341,10 +341,11 @@ class BodyReader:
         self._used = True
         return self._body
 
-    def _stream(self) -> BodyStream:
+    def _stream(self) -> AsyncIterator[builtins.bytes]:
+        """The body as bytes chunks (a source's ``str`` chunks are encoded here)."""
         body = self._take()
 
-        async def gen() -> BodyStream:
+        async def gen() -> AsyncIterator[builtins.bytes]:
             if body is None:
                 return
             if isinstance(body, builtins.bytes):
@@ -402,7 +403,7 @@ class BodyStreamReader:
 
     def __init__(self, owner: BodyReader) -> None:
         self._owner = owner
-        self._iter: BodyStream | None = None
+        self._iter: AsyncIterator[builtins.bytes] | None = None
 
     def __aiter__(self) -> BodyStreamReader:
         return self
@@ -412,7 +413,7 @@ class BodyStreamReader:
             self._iter = self._owner._stream()
         return chunk_bytes(await self._iter.__anext__())
 
-    def _stream(self) -> BodyStream:
+    def _stream(self) -> AsyncIterator[builtins.bytes]:
         if self._iter is None:
             self._iter = self._owner._stream()
         return self._iter

@@ -182,6 +182,7 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
     length = duration if duration and duration > 0 else float(max(1, len(text.split())))
     tokens = text.split()
     step = length / max(1, len(tokens))
+    words: list[dict[str, Any]]
     if spec.flavor == "classic":
         words = [
             {"word": w, "start": float(np.float32(i * step)), "end": float(np.float32((i + 1) * step))}

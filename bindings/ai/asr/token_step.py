@@ -27,8 +27,11 @@ log = logging.getLogger("flarelet.ai")
 #: cross-attention query, its output, feed-forward in, feed-forward out
 LINEARS = ("qkv", "out1", "cq", "out2", "fc1", "fc2")
 
+#: ``torch.classes.quantized.LinearPackedParamsBase``: a TorchScript class, a name only at run time
+PackedParams = Any
 
-def _linear(x: torch.Tensor, packed: torch.classes.quantized.LinearPackedParamsBase, int8: bool) -> torch.Tensor:
+
+def _linear(x: torch.Tensor, packed: PackedParams, int8: bool) -> torch.Tensor:
     if int8:
         return torch.ops.quantized.linear_dynamic(x, packed, True)  # reduce_range, as the module does
     return torch.ops.quantized.linear_dynamic_fp16(x, packed)
@@ -44,7 +47,7 @@ def token_layers(
     cache_v: torch.Tensor,
     keys_t: list[torch.Tensor],
     values: list[torch.Tensor],
-    packed: list[torch.classes.quantized.LinearPackedParamsBase],
+    packed: list[PackedParams],
     int8: list[bool],
     norms: list[torch.Tensor | None],
     heads: int,
@@ -142,6 +145,6 @@ class StepPlan:
                 if eps is not None and ln.eps != eps:
                     return None
                 eps = ln.eps
-        if not kinds or any(k != kinds[0] for k in kinds):
+        if not kinds or eps is None or any(k != kinds[0] for k in kinds):
             return None
         return cls(packed, kinds[0], norms, float(eps))
