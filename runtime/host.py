@@ -16,11 +16,22 @@ is listed with mode ``not supported`` and its ``env`` entry raises a clear error
 Reloading is split the way wrangler dev behaves: :meth:`reload_code` re-imports only the
 worker's own modules (bindings, their storage and the AI binding's loaded models stay);
 :meth:`reload_config` rebuilds the bindings when the config or the secrets files change.
-It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``) for plugins.
+It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``,
+``lookup_worker``, ``service_fetch``, ``call_entrypoint``) for plugins.
+
+**Several workers in one process.** A host may belong to a
+:class:`~flarelet.runtime.workerset.WorkerSet` (``flarelet dev -c a/wrangler.toml -c
+b/wrangler.toml``, ``Worker.from_config(..., workers=[...])``); :attr:`WorkerHost.peers` is that
+set. To reach another worker by its config ``name``, call ``host.lookup_worker(name)`` (from a
+plugin: ``ctx.host.lookup_worker(name)``): it returns that worker's ``WorkerHost`` (this host for
+its own name) or ``None`` when no such worker runs here. Its ``dispatcher`` runs its handlers and
+entrypoint classes (``dispatcher.entrypoint_class(name)``, ``dispatcher.call_entrypoint(...)``),
+its ``env`` holds its bindings, and ``worker_module()`` gives its loaded module (classes by name).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -34,7 +45,8 @@ from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectio
 from flarelet.wrangler_compat.config import ConfigError, WorkerConfig, load_config
 from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
-from . import outbound, workers_sdk
+from . import cache as cache_api
+from . import deps, outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
 from .context import ExecutionContext
 from .dispatch import WorkerDispatcher
@@ -209,7 +221,8 @@ class UnsupportedBinding:
         if attr.startswith("__"):
             raise AttributeError(attr)
         raise RuntimeError(
-            f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)"
+            f"env.{self._name}: {self._kind} bindings are not supported by flarelet "
+            f"(binding {self._name} cannot be used locally)"
         )
 
     def __repr__(self) -> str:
@@ -238,6 +251,27 @@ def unsupported_rows(key: str, section: Any) -> list[BindingInfo]:
         resource = next((str(item[k]) for k in _RESOURCE_KEYS if k in item and item[k] != name), "")
         rows.append(BindingInfo(name, kind, resource, UnsupportedBinding(name, kind), mode="not supported"))
     return rows
+
+
+def _takes_argument(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+class ServiceNotFoundError(LookupError):
+    """A service binding names a worker that is not running in this process."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.message = (
+            f'Couldn\'t find a local dev session for the "default" entrypoint of service "{service}" to proxy to '
+            f"(start it in the same flarelet dev: flarelet dev -c this/wrangler.toml -c {service}/wrangler.toml)"
+        )
+        super().__init__(self.message)
 
 
 @dataclass
@@ -279,8 +313,19 @@ class WorkerHost:
         self.dev_vars = DevVars()
         self.env = Env()
         self.ctx = self._binding_context()
-        self.dispatcher = WorkerDispatcher(None, self.env, log=log)
+        self.dispatcher = WorkerDispatcher(None, self.env, log=log, space=str(config.path))
+        #: the set of workers this one runs with (``None``: alone); see the module docstring
+        self.peers: Any = None
+        try:
+            #: the Cache API's storage (``caches``), under ``persist_to`` or in memory
+            self.caches = cache_api.CacheStorage.from_config(persist_to, config.flarelet.get("cache"))
+        except ValueError as exc:
+            raise config.error(("flarelet", "cache"), str(exc)) from None
         self.started = False
+        #: the worker's installed dependency folder (set by :meth:`_prepare_deps`)
+        self.deps = deps.DepsResult(None, "none")
+        self.deps_declared: frozenset[str] = frozenset()
+        self.deps_isolated = True
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
 
@@ -330,6 +375,7 @@ class WorkerHost:
         )
         host._check_main()
         host._build_bindings()
+        host._prepare_deps()
         if load_code:
             host.reload_code(raise_errors=raise_on_load_error)
         return host
@@ -411,10 +457,34 @@ class WorkerHost:
         values.update(self.binding_overrides)
         self.bindings = rows
         self.plugins = plugins
+        cache_api.unbind(self.env)
         self.env = Env(values)
+        cache_api.bind(self.env, self.caches)
         self.dispatcher.env = self.env
         workers_sdk.set_default_env(self.env)
         self.generation += 1
+
+    def _prepare_deps(self) -> None:
+        """Install (or find cached) the packages the worker declares; ``options["install_deps"]=False`` skips it."""
+        section = self.config.flarelet.get("deps") or {}
+        try:
+            if not isinstance(section, Mapping):
+                raise ValueError("must be a table")
+            unknown = set(section) - {"installer", "install_timeout_s", "isolate"}
+            if unknown:
+                raise ValueError(
+                    f"unknown key(s) {', '.join(sorted(unknown))} (known: installer, install_timeout_s, isolate)"
+                )
+            options = deps.DepsOptions(install=bool(self.user_options.get("install_deps", True)), **section)
+        except (ValueError, TypeError) as exc:
+            raise self.config.error(("flarelet", "deps"), str(exc)) from None
+        try:
+            spec = deps.read_spec(self.config.dir)
+        except deps.DependencySpecError as exc:
+            raise ConfigError(self.config.path, None, None, str(exc)) from None
+        self.deps = deps.ensure_deps(spec, options)
+        self.deps_isolated = options.isolate
+        self.deps_declared = spec.names
 
     # -- code ---------------------------------------------------------------------------------
     def reload_code(self, raise_errors: bool = False) -> bool:
@@ -427,7 +497,9 @@ class WorkerHost:
             return True
         workers_sdk.set_default_env(self.env)
         try:
-            worker = load_worker(main)
+            worker = load_worker(
+                main, self.dispatcher.space, self.deps.path, self.deps_declared, isolate=self.deps_isolated
+            )
         except WorkerLoadError as exc:
             if raise_errors:
                 raise
@@ -463,6 +535,10 @@ class WorkerHost:
             return False
         if self.started:
             await self._start_plugins()
+        try:  # a changed pyproject.toml / requirements.txt: install off the event loop
+            await asyncio.to_thread(self._prepare_deps)
+        except ConfigError as exc:
+            log.error("%s (keeping the previous dependencies)", exc)
         self.reload_code()
         return True
 
@@ -485,7 +561,12 @@ class WorkerHost:
             if close is None:
                 continue
             try:
-                await close()
+                # a plugin object serves every worker of the process: one whose ``aclose`` takes the
+                # binding context closes only what this worker built
+                if _takes_argument(close):
+                    await close(self.ctx)
+                else:
+                    await close()
             except Exception:  # noqa: BLE001 - one plugin failing to close must not stop the others
                 log.exception("closing the %s binding failed", item.key)
 
@@ -493,6 +574,9 @@ class WorkerHost:
         """Finish ``waitUntil`` work, close plugins and the outbound HTTP client."""
         await self.dispatcher.aclose()
         await self._close_plugins(self.plugins)
+        await self.caches.aclose()
+        cache_api.unbind(self.env)
+        deps.isolation.deactivate(self.dispatcher.space)
         await outbound.aclose_client()
         self.started = False
 
@@ -504,6 +588,85 @@ class WorkerHost:
             if hook is not None:
                 found.extend(hook(self.ctx) or [])
         return found
+
+    # -- other workers ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The worker's ``name`` from its config (else the folder name): how bindings address it."""
+        return self.config.name or self.config.dir.name
+
+    def lookup_worker(self, name: str) -> WorkerHost | None:
+        """``flarelet.bindings.registry.WorkerHost``: the worker named ``name`` in this process, or ``None``."""
+        if self.peers is not None:
+            return self.peers.get(name)
+        return self if name == self.name else None
+
+    def worker_module(self) -> Any:
+        """The loaded worker module (``None`` while it fails to import)."""
+        worker = self.dispatcher.worker
+        return worker.module if worker is not None else None
+
+    def _target(self, service: str) -> WorkerHost:
+        target = self.lookup_worker(service)
+        if target is None:
+            raise ServiceNotFoundError(service)
+        return target
+
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Response:
+        """``flarelet.bindings.registry.WorkerHost``: ``env.SVC.fetch(...)``: a ``Request`` answered by ``service``.
+
+        The request goes to the target's handler directly (not through its assets or test routes),
+        as a service binding's does; a worker that is not running answers 503 as wrangler dev does.
+        """
+        target = self.lookup_worker(service)
+        if target is None:
+            return Response(ServiceNotFoundError(service).message, status=503)
+        if not isinstance(request, Request):
+            request = Request(request)
+        return await target.dispatcher.fetch_entrypoint(entrypoint, request, props)
+
+    async def call_entrypoint(
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """``flarelet.bindings.registry.WorkerHost``: RPC ``await env.SVC.method(*args)``.
+
+        Arguments and the result cross as :mod:`flarelet.runtime.rpc` says (copied, or refused
+        with Cloudflare's errors); the callee's exception comes back as ``RpcError``.
+        """
+        from .rpc import RpcError, call_across
+
+        target = self.lookup_worker(service)
+        if target is None:
+            raise RpcError("Error", ServiceNotFoundError(service).message)
+
+        async def invoke(*sent_args: Any, **sent_kwargs: Any) -> Any:
+            return await target.dispatcher.call_entrypoint(entrypoint, method, sent_args, sent_kwargs, props)
+
+        return await call_across(invoke, args, kwargs)
+
+    def make_request(self, input: Any, init: Mapping[str, Any]) -> Request:  # noqa: A002 - Fetch API name
+        """``flarelet.bindings.registry.WorkerHost``: a ``Request`` from ``fetch(input, **init)`` arguments."""
+        if isinstance(input, Request) and not init:
+            return input
+        return Request(input, **dict(init))
+
+    async def run_workflow(self, script_name: str | None, class_name: str, event: Any, step: Any) -> Any:
+        """``flarelet.bindings.registry.WorkerHost``: ``class_name(ctx, env).run(event, step)`` of a worker.
+
+        ``script_name`` picks another worker of this process (``[[workflows]] script_name``).
+        The class must be a ``WorkflowEntrypoint`` exported by the worker's main module.
+        """
+        target = self._target(script_name) if script_name and script_name != self.name else self
+        return await target.dispatcher.run_workflow(class_name, event, step)
 
     # -- events -------------------------------------------------------------------------------
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
@@ -547,7 +710,7 @@ class WorkerHost:
                 f"(CF-EW-Via), above the limit of {self.max_subrequest_depth} "
                 "([flarelet] max_subrequest_depth)\n".encode(),
             )
-        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream))
+        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream, self.assets))
         try:
             return await self._serve_worker(request, ctx, path, query)
         finally:
@@ -597,4 +760,4 @@ class WorkerHost:
         """Files whose change should rebuild bindings (the config and secrets files)."""
         from flarelet.wrangler_compat.devvars import candidate_files
 
-        return [self.config.path, *candidate_files(self.config.dir, self.env_name)]
+        return [self.config.path, *candidate_files(self.config.dir, self.env_name), *deps.spec_files(self.config.dir)]
