@@ -168,7 +168,7 @@ class WorkerDispatcher:
         token_env = current_env.set(self.env)
         token_space = active_space.set(self.space)
         try:
-            instance = cls(ctx, self.env)
+            instance: Any = cls(ctx, self.env)  # the Worker's subclass defines run()
             result = instance.run(event, step)
             if inspect.isawaitable(result):
                 result = await result
@@ -269,8 +269,8 @@ class WorkerDispatcher:
         except CpuLimitExceeded as exc:
             self.log.error("scheduled event: %s", exc)
             outcome = "exceededCpu"
-        for exc in await ctx.settle():
-            self.log.error("Uncaught exception in waitUntil() of scheduled event", exc_info=exc)
+        for failure in await ctx.settle():
+            self.log.error("Uncaught exception in waitUntil() of scheduled event", exc_info=failure)
             outcome = "exception"
         return {"outcome": outcome, "noRetry": controller._no_retry}
 
@@ -287,8 +287,8 @@ class WorkerDispatcher:
         except CpuLimitExceeded as exc:
             self.log.error("queue event: %s", exc)
             outcome = "exceededCpu"
-        for exc in await ctx.settle():
-            self.log.error("Uncaught exception in waitUntil() of queue event", exc_info=exc)
+        for failure in await ctx.settle():
+            self.log.error("Uncaught exception in waitUntil() of queue event", exc_info=failure)
             outcome = "exception"
         return batch.result(outcome)
 

@@ -52,12 +52,17 @@ def register(subparsers: Any) -> None:
         action="append",
         default=None,
         metavar="TOKEN",
-        help="accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, else a random one printed at start)",
+        help=(
+            "accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, else a "
+            "random one printed at start)"
+        ),
     )
     serve.add_argument(
         "--account-id",
         default=None,
-        help="the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, else any 32-hex id)",
+        help=(
+            "the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, else any 32-hex id)"
+        ),
     )
     serve.add_argument(
         "--preload",
