@@ -36,7 +36,7 @@ def test_docs_example_from_its_own_origin(serve_worker, manifest):
 
 @pytest.fixture
 def audio_server(audio_dir):
-    """A plain HTTP server on 127.0.0.1 serving shared/audio (stands in for GitHub's raw URL)."""
+    """A plain HTTP server on 127.0.0.1 serving tests/data/audio (stands in for GitHub's raw URL)."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(audio_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
