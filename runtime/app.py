@@ -71,11 +71,13 @@ class RequestLog:
     def write(self, method: str, path: str, status: int, millis: float) -> None:
         pending = self._pending
         if not pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         pending.append(f"[flarelet:info] {method} {path} {status} {_PHRASES.get(status, '')} ({millis:.0f}ms)\n")
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         lines, self._pending = self._pending, []
+        if not lines:
+            return
         try:
             self.stream.write("".join(lines))
             self.stream.flush()

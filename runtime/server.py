@@ -65,6 +65,7 @@ class DevServer:
         cron_clock: Callable[[], float] | None = None,
         on_ready: Callable[[str], None] | None = None,
         on_config_reloaded: Callable[[], None] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         self.sock = sock
@@ -76,6 +77,8 @@ class DevServer:
         self.run_crons = run_crons
         self.on_ready = on_ready
         self.on_config_reloaded = on_config_reloaded
+        #: where shutdown notices go (``flarelet dev`` prints them unless ``--log-level none``)
+        self.say = say or (lambda message: log.info("%s", message))
         self.cron: CronScheduler | None = None
         if host.config.crons and run_crons:
             kwargs = {"clock": cron_clock} if cron_clock else {}
@@ -150,10 +153,14 @@ class DevServer:
         )
 
     def run(self) -> None:
-        """Serve until interrupted (Ctrl+C / SIGTERM), in the calling (main) thread."""
-        import uvicorn
+        """Serve until interrupted, in the calling (main) thread: the first Ctrl-C (or SIGTERM)
+        finishes the requests in flight, the second exits at once (:mod:`.shutdown`)."""
+        from .shutdown import GracefulServer
 
-        self._uvicorn = uvicorn.Server(self._config())
+        request_log = self.app.request_log
+        self._uvicorn = GracefulServer(
+            self._config(), say=self.say, flush=request_log.flush if request_log is not None else None
+        )
         self._uvicorn.run(sockets=[self.sock])
 
     def start_in_thread(self, timeout: float = 30.0) -> DevServer:

@@ -160,10 +160,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _error(f"cannot listen on {ip}:{port}: {exc.strerror or exc}")
 
-    def ready(url: str) -> None:
-        # printed at every level but "none": scripts and tests read the URL from this line
+    def say(message: str) -> None:
+        # printed at every level but "none": scripts and tests read the URL from "Ready on", and
+        # the shutdown notices tell a person at the keyboard what Ctrl-C is doing
         if args.log_level != "none":
-            print(f"[flarelet:info] Ready on {url}", flush=True)
+            print(f"[flarelet:info] {message}", flush=True)
+
+    def ready(url: str) -> None:
+        say(f"Ready on {url}")
         if "ai" in host.config.bindings and verbose:  # the Workers AI REST API: token + curl line
             from flarelet.bindings.ai.rest import announce
 
@@ -181,11 +185,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         run_crons=args.crons,
         on_ready=ready,
         on_config_reloaded=reprint,
+        say=say,
     )
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+    server.run()
     return 0
 
 
@@ -210,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a server took over the signal (loading, building): quiet
+        return 130
     return int(result or 0)
 
 

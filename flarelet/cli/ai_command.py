@@ -119,6 +119,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from flarelet.bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
     from flarelet.bindings.ai.rest_auth import RestCredentials
     from flarelet.bindings.ai.settings import SettingsError
+    from flarelet.runtime.shutdown import GracefulServer
 
     options = build_options(args, load_ai_table(args.config))
     try:
@@ -149,12 +150,15 @@ def serve_command(args: argparse.Namespace) -> int:
     print("\n".join(banner(credentials, f"http://{url_host(host)}:{port}")), file=sys.stderr, flush=True)
     if preload:
         print(f"Loading {', '.join(preload)} before accepting requests...", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    config = uvicorn.Config(app, log_level=args.log_level, lifespan="on")
+
+    def say(message: str) -> None:
+        print(f"[flarelet:info] {message}", file=sys.stderr, flush=True)
+
+    # first Ctrl-C finishes the requests in flight (announced), the second exits at once with 130
+    server = GracefulServer(config, say=say)
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
     finally:
         sock.close()
     return 0 if server.started else 1
