@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flarelet.cli.help import examples
+
 EXTENSION_MODULES = ("flarelet.cli.ai_command", "flarelet.cli.d1_command")
 LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
 DEFAULT_PORT = 8787
@@ -51,6 +53,11 @@ def _add_dev(subparsers: Any) -> None:
         "dev",
         help="Start a local server for developing your Worker (like `wrangler dev`)",
         description="Serve a Cloudflare Python Worker locally, offline, with its bindings.",
+        **examples(
+            "flarelet dev                                  # the wrangler config in . (or a folder above)",
+            "flarelet dev examples/whisper --preload       # load the AI models at start",
+            "flarelet dev --port 0 --var GREETING:Hi --env staging --log-level warn",
+        ),
     )
     dev.add_argument(
         "target",
@@ -192,9 +199,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flarelet import __version__
+
     parser = argparse.ArgumentParser(
-        prog="flarelet", description="Local, offline emulator of Cloudflare Python Workers."
+        prog="flarelet",
+        description="Local, offline emulator of Cloudflare Python Workers.",
+        **examples(
+            "flarelet dev examples/hello",
+            "flarelet ai serve --preload @cf/openai/whisper-tiny-en",
+            'flarelet d1 execute DB --command "SELECT 1"',
+            "flarelet COMMAND --help",
+        ),
     )
+    parser.add_argument("-v", "--version", action="version", version=f"flarelet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_dev(subparsers)

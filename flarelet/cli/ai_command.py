@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flarelet.cli.help import examples
+
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
 CONFIG_NAMES = ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
@@ -28,7 +30,10 @@ CONFIG_NAMES = ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
 def register(subparsers: Any) -> None:
     """Add ``ai`` (with ``serve``) to the ``flarelet`` command line."""
     ai = subparsers.add_parser(
-        "ai", help="Workers AI tools (a local REST endpoint)", description=__doc__.split("\n\n")[0]
+        "ai",
+        help="Workers AI tools (a local REST endpoint)",
+        description=__doc__.split("\n\n")[0],
+        **examples("flarelet ai serve", "flarelet ai serve --help"),
     )
     commands = ai.add_subparsers(dest="ai_command", metavar="COMMAND")
     ai.set_defaults(func=lambda args: (ai.print_help(), 2)[1])
@@ -41,6 +46,11 @@ def register(subparsers: Any) -> None:
             "http://IP:PORT/client/v4 (the official SDK, curl, requests) and it runs unchanged. "
             "Settings come from --options, then FLARELET_* environment variables, then the "
             "[flarelet.ai] table of the config file."
+        ),
+        **examples(
+            "flarelet ai serve                                         # http://127.0.0.1:8787/client/v4",
+            "flarelet ai serve --preload @cf/openai/whisper-tiny-en --port 0",
+            "flarelet ai serve --api-token my-token --account-id f1a7e1e7000000000000000000000000",
         ),
     )
     serve.add_argument(
