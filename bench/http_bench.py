@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """HTTP throughput, latency and cold start of ``flarelet dev``, next to Cloudflare's local simulators.
 
-Method (research/peer-runtime.md §4, so the numbers compare with the recorded peers):
+Method (the one the recorded peer figures below were taken with, so the numbers compare):
 
 * cold start: exec ``flarelet dev`` -> first ``GET /`` answered 200, median of 5 launches
   (polled every 20 ms with a raw socket; the peer polled every 50 ms with curl);
@@ -14,13 +14,12 @@ Method (research/peer-runtime.md §4, so the numbers compare with the recorded p
   correction; quantile = sorted[min(n-1, int(n*q))] as the peer's pct.py), server CPU per request
   from /proc (utime+stime of the server process and its children during the run).
 
-The Miniflare and ``wrangler dev`` columns are the medians recorded in research/peer-runtime.md on
-this kind of 2-core VM — recorded, not re-run. ``--peer-dir DIR`` runs Miniflare here too (its
-``mf.mjs`` server), in the same session, for a side-by-side check; DIR is a writable copy of
-research/peer-worker with its packages installed — Miniflare alone is enough::
-
-    cp -r /work/shared/research/peer-worker /tmp/peer && chmod -R u+w /tmp/peer && cd /tmp/peer
-    npm install --no-save miniflare@4.20260426.0     # node 20: the last Miniflare that supports it
+The Miniflare and ``wrangler dev`` columns are medians recorded earlier with this method on the same
+kind of 2-core VM (Miniflare 4.20260426.0 serving the same two routes from a JavaScript worker) --
+recorded, not re-run. ``--peer-dir DIR`` runs Miniflare here too, in the same session, for a
+side-by-side check: DIR holds ``miniflare`` installed from npm
+(``npm install --no-save miniflare@4.20260426.0``; node 20 needs this version) and an ``mf.mjs`` that
+serves the same routes with Miniflare's API on the port given as its first argument.
 
 Usage::
 
@@ -51,7 +50,7 @@ BODY = WORKER / "body.json"
 ROUTES = ("/", "/json")
 CONCURRENCY = (1, 16, 64)
 
-#: research/peer-runtime.md §4, medians of 3 runs (req/s, p50 ms, p99 ms, server CPU µs/req); cold start s
+#: recorded peer figures (method above), medians of 3 runs (req/s, p50 ms, p99 ms, server CPU µs/req); cold start s
 RECORDED = {
     "miniflare": {
         ("/", 1): (4788, 0.157, 0.36, 188),
@@ -306,7 +305,7 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
         print("| " + " | ".join(v.ljust(widths[i]) for i, v in enumerate(r)) + " |")
     print(
         "* recorded, not re-run: Miniflare (MF) and wrangler dev (wd) medians of 3 runs from "
-        "research/peer-runtime.md §4, same h2load method, same kind of 2-core VM (idle then)."
+        "an earlier session, same h2load method, same kind of 2-core VM (idle then)."
     )
     print("  CPU µs/req = server process CPU time / requests: the figure least disturbed by other load on the box.")
     print()
@@ -319,7 +318,7 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
         )
     print(
         f"cold start recorded: Miniflare {mf['cold_start_s']} s, wrangler dev {wd['cold_start_s']} s "
-        "(research/peer-runtime.md, polled every 50 ms)"
+        "(recorded earlier, polled every 50 ms)"
     )
 
 
@@ -332,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-starts", type=int, default=5, help="launches for the cold-start median (default 5)")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
     parser.add_argument(
-        "--peer-dir", type=Path, help="copy of research/peer-worker with node_modules: run Miniflare too"
+        "--peer-dir",
+        type=Path,
+        help="a folder with miniflare from npm and mf.mjs (see the module docstring): run Miniflare too",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)

@@ -167,7 +167,8 @@ def main() -> None:
         table.add_row(label, n, f"{med:.1f}", f"{extra:.1f}")
     Console().print(table)
     print(
-        f"REST overhead on a transcription (median): raw body {statistics.median(rest_ms) - statistics.median(direct_ms):+.1f} ms, "
+        f"REST overhead on a transcription (median): raw body "
+        f"{statistics.median(rest_ms) - statistics.median(direct_ms):+.1f} ms, "
         f"SDK JSON {statistics.median(sdk_ms) - statistics.median(direct_ms):+.1f} ms"
     )
 

@@ -12,7 +12,7 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
-  would otherwise add beam search, research/whisper-weights.md §7.2), sequential long-form;
+  would otherwise add beam search from the checkpoint's generation config), sequential long-form;
 * ``fw``           -- faster-whisper, ``compute_type="int8"``, ``beam_size=1``, its defaults
   otherwise (segments only);
 * ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet).
@@ -92,7 +92,10 @@ EXTRA_ENGINES = ("flarelet-eager",)
 
 # -- word error rate ---------------------------------------------------------------------------------
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -403,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
-        help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} (default: all but {', '.join(EXTRA_ENGINES)})",
+        help=f"comma-separated, from {', '.join(ENGINES + EXTRA_ENGINES)} "
+        f"(default: all but {', '.join(EXTRA_ENGINES)})",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -462,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
     print(
-        f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, {args.runs} runs (+1 warm-up), "
+        f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, "
+        f"{args.runs} runs (+1 warm-up), "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
     )
     print()

@@ -9,7 +9,7 @@ That is done with a meta-path finder (:class:`_WorkerFinder`) rather than ``sys.
 * a reload can drop exactly the worker's modules from ``sys.modules`` and import them again,
   leaving every library — and the AI binding's loaded models — in place.
 
-Handlers follow workerd's rules (cloudflare-spec.md §3.1): a ``Default`` class (normally a
+Handlers follow workerd's rules for Python workers: a ``Default`` class (normally a
 ``WorkerEntrypoint``) is the default export and gets one instance per event; otherwise module
 functions ``on_fetch``/``on_scheduled``/``on_queue`` are used; defining both is an error.
 """

@@ -3,8 +3,8 @@
 On Cloudflare, ``workers`` is the Python Workers SDK (``workers-runtime-sdk``) running on Pyodide.
 flarelet provides the same names backed by plain CPython objects and installs this module as
 ``sys.modules["workers"]`` (see :func:`install`) before the user's module executes, so code
-written for Cloudflare runs unchanged. Names follow ``workers/__init__.py`` of the SDK
-(cloudflare-spec.md §3.2); ``import_from_javascript`` only knows ``cloudflare:workers``.
+written for Cloudflare runs unchanged. Names follow ``workers/__init__.py`` of the SDK (PyPI
+``workers-runtime-sdk``); ``import_from_javascript`` only knows ``cloudflare:workers``.
 
 ``workers.env`` and ``workers.wait_until`` are the module-level forms from ``cloudflare:workers``:
 they refer to the env of the worker being run and the context of the current request, which the

@@ -5,7 +5,7 @@
 * :func:`load_config` parses, validates the top-level keys flarelet itself uses with a pydantic
   model, and resolves ``--env NAME``: inheritable keys (``main``, ``compatibility_date``,
   ``triggers``, ``assets``...) come from the top level unless the environment overrides them;
-  bindings and ``vars`` are **not** inherited (cloudflare-spec.md §5), exactly as wrangler.
+  bindings and ``vars`` are **not** inherited (Cloudflare's environments docs say so), exactly as wrangler.
 * Every error is a :class:`ConfigError` that prints as one line with the file, the line and the
   dotted key: ``wrangler.toml:12: triggers.crons[0]: invalid cron expression "* *"``. Plugins'
   ``ConfigSectionError`` become the same through :meth:`WorkerConfig.section_error`.

@@ -1,6 +1,6 @@
 """Local secrets from ``.dev.vars`` / ``.env`` files, with wrangler's precedence.
 
-From Cloudflare's docs (cloudflare-spec.md §4.2), for the files next to the config file:
+From Cloudflare's docs on local development secrets, for the files next to the config file:
 
 * ``.dev.vars.<env>`` (with ``--env``) replaces ``.dev.vars`` entirely;
 * if any ``.dev.vars`` file is used, ``.env`` files are ignored;

@@ -151,7 +151,8 @@ def test_importing_and_creating_the_binding_loads_no_torch(tmp_path):
         from pathlib import Path
         from flarelet.bindings.registry import BindingContext, load_plugin
         plugin = load_plugin("ai")
-        ctx = BindingContext(config_dir=Path("."), persist_to=None, options={{"flarelet": {{"ai": {{"cache_dir": {str(tmp_path)!r}}}}}}})
+        options = {{"flarelet": {{"ai": {{"cache_dir": {str(tmp_path)!r}}}}}}}
+        ctx = BindingContext(config_dir=Path("."), persist_to=None, options=options)
         ai = plugin.create({{"binding": "AI"}}, ctx)[0].value
         async def main():
             await ai.models()

@@ -123,7 +123,7 @@ async def test_calls_are_recorded(sample_wav: bytes) -> None:
     fake.reset()
     assert fake.calls == []
     with pytest.raises(AssertionError, match="never called"):
-        fake.last_call
+        _ = fake.last_call
 
 
 async def test_canned_dicts_are_checked_and_copied(sample_wav: bytes) -> None:

@@ -107,7 +107,8 @@ def test_ini_options(pytester: pytest.Pytester) -> None:
     make_project(pytester, "one", greeting="One")
     make_project(pytester, "two", greeting="Two")
     pytester.makeini(
-        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nflarelet_config = two/wrangler.toml\nflarelet_env = staging\n"
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "flarelet_config = two/wrangler.toml\nflarelet_env = staging\n"
     )
     pytester.makepyfile(
         **{
@@ -214,7 +215,8 @@ def test_errors_are_clear(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         [
-            "*flarelet: the worker does not load: importing entry.py failed: ModuleNotFoundError*not_a_module_anywhere*",
+            "*flarelet: the worker does not load: importing entry.py failed: "
+            "ModuleNotFoundError*not_a_module_anywhere*",
         ]
     )
     result.stdout.fnmatch_lines(["*flarelet: *nowhere does not exist*"])

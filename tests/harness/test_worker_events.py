@@ -20,9 +20,7 @@ async def events(worker: Worker) -> list[str]:
 
 async def test_scheduled_runs_the_handler_with_cron_and_time(project: Path) -> None:
     async with Worker.from_config(project) as worker:
-        result = await worker.scheduled(
-            cron="0 * * * *", scheduled_time=dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-        )
+        result = await worker.scheduled(cron="0 * * * *", scheduled_time=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
         assert result == ScheduledResult("ok", False)
         assert result.ok and not result.noRetry
         assert await events(worker) == ["cron:0 * * * *:1735689600000"]

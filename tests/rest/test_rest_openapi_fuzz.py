@@ -1,8 +1,8 @@
 """Property-based run against the live REST API, driven by its own OpenAPI document (schemathesis).
 
 What it proves: for every operation in ``/client/v4/openapi.json``, generated requests (with a
-valid token; schema-valid and schema-violating ones, plus schemathesis' own probes) never get a 5xx, never hang, and every
-answer matches the document (status codes, content type, v4 envelope schema).
+valid token; schema-valid and schema-violating ones, plus schemathesis' own probes) never get a 5xx, never hang,
+and every answer matches the document (status codes, content type, v4 envelope schema).
 
 It stays cheap by construction: generated audio is never real speech, so the service refuses it
 at decoding (5006) without running a model. ``positive_data_acceptance`` is excluded because a

@@ -42,7 +42,10 @@ def make_worker(tmp_path: Path):
         (root / Path(main).parent).mkdir(parents=True, exist_ok=True)
         (root / main).write_text(textwrap.dedent(code))
         if config_name == "wrangler.toml":
-            header = f'name = "test-worker"\nmain = "{main}"\ncompatibility_date = "2025-11-02"\ncompatibility_flags = ["python_workers"]\n'
+            header = (
+                f'name = "test-worker"\nmain = "{main}"\ncompatibility_date = "2025-11-02"\n'
+                'compatibility_flags = ["python_workers"]\n'
+            )
             (root / config_name).write_text(header + textwrap.dedent(toml))
         else:
             (root / config_name).write_text(textwrap.dedent(toml))

@@ -90,7 +90,8 @@ def test_var_env_and_log_level(serve_worker, hello_copy):
     config = hello_copy / "wrangler.toml"
     config.write_text(
         config.read_text()
-        + '\n[env.staging]\nname = "hello-staging"\n[env.staging.vars]\nGREETING = "Hi staging"\nLIMITS = { max_items = 9 }\n'
+        + '\n[env.staging]\nname = "hello-staging"\n[env.staging.vars]\n'
+        + 'GREETING = "Hi staging"\nLIMITS = { max_items = 9 }\n'
     )
     with serve_worker(hello_copy, "--env", "staging", "--var", "EXTRA:1", "--log-level", "warn") as worker:
         assert httpx.get(worker.url).text == "Hi staging, world!"

@@ -158,7 +158,8 @@ def test_network_failure_is_a_type_error(worker_server, free_port):
 
 def test_httpx_is_not_imported_at_start(make_worker):
     code = (
-        "import sys; from flarelet.runtime.host import WorkerHost; import flarelet.runtime.server, flarelet.runtime.app; "
+        "import sys; from flarelet.runtime.host import WorkerHost; "
+        "import flarelet.runtime.server, flarelet.runtime.app; "
         f"WorkerHost.from_config({str(make_worker(WORKER))!r}); "
         "print(sorted(m for m in ('httpx', 'torch', 'transformers') if m in sys.modules))"
     )

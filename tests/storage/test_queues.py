@@ -81,9 +81,9 @@ class FakeHost:
 
 
 def make_hub(
-    *consumers: QueueConsumerConfig, host: FakeHost | None = None, limits: QueueLimits = QueueLimits()
+    *consumers: QueueConsumerConfig, host: FakeHost | None = None, limits: QueueLimits | None = None
 ) -> QueuesHub:
-    hub = QueuesHub(limits)
+    hub = QueuesHub(limits or QueueLimits())
     for consumer in consumers:
         hub.add_consumer(consumer)
     hub.start(host)

@@ -1,4 +1,4 @@
-"""Hello-world and JSON-echo routes, as research/peer-worker/src/index.js (parse, then re-serialise)."""
+"""Hello-world and JSON-echo routes, as the JavaScript peer worker serves them (parse, then re-serialise)."""
 
 from workers import Response, WorkerEntrypoint
 
