@@ -8,7 +8,8 @@ served by a Starlette app that is only built, and only entered, when a plugin de
 Per request: enforce the body-size limit (413, Cloudflare's 100 MB by default), build the
 ``Request``, let :meth:`WorkerHost.serve` answer it, send the ``Response`` (streamed if its body is
 an iterator), start the request's ``waitUntil`` work, and write one log line
-``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's.
+``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's. A request whose client disconnects first
+is cancelled and logged as ``GET / canceled: client disconnected (2345ms)``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ DEFAULT_CF: dict[str, Any] = {
     "clientAcceptEncoding": "gzip, deflate, br",
 }
 
+#: Where a request's task is kept in its ASGI scope, so that the server's protocol
+#: (:mod:`.http_protocol`) can cancel it when the client disconnects before the response is done.
+#: Cloudflare does the same: a request whose client went away is cancelled (its ``waitUntil``
+#: work still runs), so its queued or running work -- a transcription -- stops.
+REQUEST_TASK_KEY = "flarelet.request_task"
+
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -73,6 +80,13 @@ class RequestLog:
         if not pending:
             asyncio.get_running_loop().call_soon(self.flush)
         pending.append(f"[flarelet:info] {method} {path} {status} {_PHRASES.get(status, '')} ({millis:.0f}ms)\n")
+
+    def canceled(self, method: str, path: str, millis: float) -> None:
+        """A request whose client disconnected first ("canceled" is Cloudflare's outcome name)."""
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        pending.append(f"[flarelet:info] {method} {path} canceled: client disconnected ({millis:.0f}ms)\n")
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -141,6 +155,7 @@ class DevApp:
     # -- requests -------------------------------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        scope[REQUEST_TASK_KEY] = asyncio.current_task()
         host = self.host
         path: str = scope["path"]
         method: str = scope["method"]
@@ -153,7 +168,11 @@ class DevApp:
                     status_box[0] = message["status"]
                 await send(message)
 
-            await route_app(scope, receive, send_tracking)
+            try:
+                await route_app(scope, receive, send_tracking)
+            except asyncio.CancelledError:
+                self._log_canceled(method, path, started)
+                return
             self._log(method, path, status_box[0], started)
             return
 
@@ -190,8 +209,13 @@ class DevApp:
         cf["httpProtocol"] = f"HTTP/{scope.get('http_version', '1.1')}"
         request = Request._incoming(url, method, raw_headers, body or None, cf)
         ctx = host.dispatcher.new_context()
-        response = await host.serve(request, ctx, path=path, query=query)
-        status = await self._send(send, response, method)
+        try:
+            response = await host.serve(request, ctx, path=path, query=query)
+            status = await self._send(send, response, method)
+        except asyncio.CancelledError:  # the client went away (REQUEST_TASK_KEY): nobody to answer
+            ctx.flush()  # waitUntil work already handed over still runs, as on Cloudflare
+            self._log_canceled(method, path, started)
+            return
         ctx.flush()
         self._log(method, path, status, started)
 
@@ -199,6 +223,11 @@ class DevApp:
         request_log = self.request_log
         if request_log is not None and request_log.enabled:
             request_log.write(method, path, status, (time.perf_counter() - started) * 1000.0)
+
+    def _log_canceled(self, method: str, path: str, started: float) -> None:
+        request_log = self.request_log
+        if request_log is not None and request_log.enabled:
+            request_log.canceled(method, path, (time.perf_counter() - started) * 1000.0)
 
     @staticmethod
     async def _read_body(receive: Receive, limit: int) -> bytes | None:
