@@ -99,6 +99,54 @@ class RequestLog:
             pass
 
 
+class LoggedApp:
+    """Any ASGI app (``flarelet ai serve``'s REST API) behind what :class:`DevApp` gives a worker:
+    one request line per request in the same format, the request cancelled when its client
+    disconnects (:data:`REQUEST_TASK_KEY`), and ``on_ready`` called once start-up is complete."""
+
+    def __init__(
+        self, app: Any, *, request_log: RequestLog | None = None, on_ready: Callable[[], None] | None = None
+    ) -> None:
+        self.app = app
+        self.request_log = request_log
+        self.on_ready = on_ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+
+            async def send_ready(message: dict[str, Any]) -> None:
+                await send(message)
+                if message["type"] == "lifespan.startup.complete" and self.on_ready is not None:
+                    self.on_ready()
+
+            await self.app(scope, receive, send_ready)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        scope[REQUEST_TASK_KEY] = asyncio.current_task()
+        status_box = [0]
+
+        async def send_tracking(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        request_log = self.request_log
+        try:
+            await self.app(scope, receive, send_tracking)
+        except asyncio.CancelledError:
+            if request_log is not None and request_log.enabled:
+                request_log.canceled(scope["method"], scope["path"], (time.perf_counter() - started) * 1000.0)
+            return
+        if request_log is not None and request_log.enabled:
+            request_log.write(scope["method"], scope["path"], status_box[0], (time.perf_counter() - started) * 1000.0)
+
+
 class DevApp:
     """ASGI application serving one :class:`WorkerHost`."""
 

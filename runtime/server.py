@@ -31,6 +31,55 @@ from .reload import Reloader
 log = logging.getLogger("flarelet")
 
 
+def uvicorn_config(app: Any) -> Any:
+    """The uvicorn settings every flarelet server uses (module docstring: why each)."""
+    import uvicorn
+
+    has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
+    http: Any = "h11"
+    if importlib.util.find_spec("httptools") is not None:
+        from .http_protocol import CoalescingHttpToolsProtocol
+
+        http = CoalescingHttpToolsProtocol
+    return uvicorn.Config(
+        app,
+        loop="uvloop" if has_uvloop else "asyncio",
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=30,
+        backlog=2048,
+        ws="none",
+        proxy_headers=False,
+    )
+
+
+def serve_app(
+    app: Any,
+    sock: socket.socket,
+    *,
+    say: Callable[[str], None],
+    log_requests: bool = True,
+    on_ready: Callable[[], None] | None = None,
+    log_stream: TextIO | None = None,
+) -> bool:
+    """Serve any ASGI app (``flarelet ai serve``) the way ``flarelet dev`` serves a worker: same
+    server settings, request lines, disconnect cancellation and Ctrl-C handling, in the calling
+    (main) thread until interrupted. Returns whether the server had started."""
+    from .app import LoggedApp
+    from .shutdown import GracefulServer
+
+    request_log = RequestLog(log_stream, enabled=log_requests)
+    server = GracefulServer(
+        uvicorn_config(LoggedApp(app, request_log=request_log, on_ready=on_ready)), say=say, flush=request_log.flush
+    )
+    server.run(sockets=[sock])
+    return bool(server.started)
+
+
 class PortInUseError(OSError):
     pass
 
@@ -129,28 +178,7 @@ class DevServer:
 
     # -- running ----------------------------------------------------------------------------------
     def _config(self) -> Any:
-        import uvicorn
-
-        has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
-        http: Any = "h11"
-        if importlib.util.find_spec("httptools") is not None:
-            from .http_protocol import CoalescingHttpToolsProtocol
-
-            http = CoalescingHttpToolsProtocol
-        return uvicorn.Config(
-            self.app,
-            loop="uvloop" if has_uvloop else "asyncio",
-            http=http,
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-            server_header=False,
-            timeout_keep_alive=30,
-            backlog=2048,
-            ws="none",
-            proxy_headers=False,
-        )
+        return uvicorn_config(self.app)
 
     def run(self) -> None:
         """Serve until interrupted, in the calling (main) thread: the first Ctrl-C (or SIGTERM)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from flarelet.cli.help import examples
+from flarelet.runtime.logs import LOG_LEVELS
 
 EXTENSION_MODULES = ("flarelet.cli.ai_command", "flarelet.cli.d1_command")
-LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
 

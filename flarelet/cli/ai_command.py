@@ -12,8 +12,8 @@ start with ``--preload``).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import socket
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flarelet.cli.help import examples
+from flarelet.runtime.logs import LOG_LEVELS
 
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
@@ -62,12 +63,18 @@ def register(subparsers: Any) -> None:
         action="append",
         default=None,
         metavar="TOKEN",
-        help="accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, else a random one printed at start)",
+        help=(
+            "accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, "
+            "else a random one printed at start)"
+        ),
     )
     serve.add_argument(
         "--account-id",
         default=None,
-        help="the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, else any 32-hex id)",
+        help=(
+            "the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, "
+            "else any 32-hex id)"
+        ),
     )
     serve.add_argument(
         "--preload",
@@ -83,7 +90,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="wrangler config whose [flarelet.ai] table to read (default: wrangler.toml/json/jsonc here, if any)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
     serve.set_defaults(func=serve_command)
 
 
@@ -122,69 +129,60 @@ def build_options(args: argparse.Namespace, table: Mapping[str, Any]) -> dict[st
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Run the endpoint until Ctrl-C."""
-    import uvicorn
-
+    """Run the endpoint until Ctrl-C, speaking as ``flarelet dev`` does: ``[flarelet:<level>]``
+    lines, ``Ready on URL``, the model lines, one line per request, the same ``--log-level``s."""
     from flarelet.bindings.ai import catalog
     from flarelet.bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
     from flarelet.bindings.ai.rest_auth import RestCredentials
     from flarelet.bindings.ai.settings import SettingsError
-    from flarelet.runtime.shutdown import GracefulServer
+    from flarelet.runtime.logs import setup_logging
+    from flarelet.runtime.server import bind_socket, serve_app
 
+    setup_logging(args.log_level)
     options = build_options(args, load_ai_table(args.config))
     try:
         settings = ai_settings_from_options(options)
         credentials = RestCredentials.from_options(options)
     except (SettingsError, ValueError) as exc:
-        print(f"flarelet ai serve: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), 2)
     preload = list(options["preload"])
     if "all" in preload:
         preload = list(catalog.MODELS)
     unknown = [m for m in preload if m not in catalog.MODELS]
     if unknown:
-        print(
-            f"flarelet ai serve: --preload: no such model {', '.join(unknown)} (known: {', '.join(catalog.MODELS)})",
-            file=sys.stderr,
-        )
-        return 2
+        return _error(f"--preload: no such model {', '.join(unknown)} (known: {', '.join(catalog.MODELS)})", 2)
 
     host = options["ip"]
     try:
-        sock = _bind(host, options["port"])
+        sock = bind_socket(host, options["port"])
     except OSError as exc:
-        print(f"flarelet ai serve: cannot listen on {host}:{options['port']}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    port = sock.getsockname()[1]
-    app = create_app(settings, credentials=credentials, preload=preload)
-    print("\n".join(banner(credentials, f"http://{url_host(host)}:{port}")), file=sys.stderr, flush=True)
-    if preload:
-        print(f"Loading {', '.join(preload)} before accepting requests...", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, lifespan="on")
+        return _error(f"cannot listen on {host}:{options['port']}: {exc.strerror or exc}", 1)
+    url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
+    verbose = args.log_level in ("debug", "info", "log")
 
     def say(message: str) -> None:
-        print(f"[flarelet:info] {message}", file=sys.stderr, flush=True)
+        # as in flarelet dev: printed at every level but "none" (scripts read the URL from "Ready on")
+        if args.log_level != "none":
+            print(f"[flarelet:info] {message}", flush=True)
 
-    # first Ctrl-C finishes the requests in flight (announced), the second exits at once with 130
-    server = GracefulServer(config, say=say)
+    def ready() -> None:
+        say(f"Ready on {url}")
+        if verbose:
+            print("\n".join(banner(credentials, url)), file=sys.stderr, flush=True)
+
+    if preload:
+        logging.getLogger("flarelet").info("Preloading %s", ", ".join(preload))
+    app = create_app(settings, credentials=credentials, preload=preload)
     try:
-        server.run(sockets=[sock])
+        started = serve_app(app, sock, say=say, log_requests=verbose, on_ready=ready)
     finally:
         sock.close()
-    return 0 if server.started else 1
+    return 0 if started else 1
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+def _error(message: str, code: int) -> int:
+    print(f"flarelet: error: {message}", file=sys.stderr, flush=True)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
