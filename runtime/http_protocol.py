@@ -69,6 +69,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
 
+    def on_message_complete(self) -> None:
+        """The request body is complete: keep reading the socket. uvicorn pauses reading while more
+        than 64 KiB of body wait for the app and leaves it paused when the last chunk crossed that
+        mark; then the client's going away (EOF) is not seen until the response is written, which
+        for a long transcription is far too late. A pipelined next request pauses reading again."""
+        super().on_message_complete()
+        self.flow.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         """The client went away: cancel the request still being answered (uvicorn only marks it
         disconnected, so a handler awaiting a transcription would run to the end for nobody)."""
