@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -184,9 +185,11 @@ class ByteStream:
     a ``Response`` as the body, or to another binding's ``put``.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], length: int | None = None) -> None:
         self._chunks = chunks
         self.locked = False
+        #: the byte length when known (workerd's ``tryGetLength``): R2 accepts only such streams
+        self.length = length
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         if self.locked:
@@ -206,4 +209,51 @@ class ByteStream:
             for start in range(0, len(data), chunk_size):
                 yield data[start : start + chunk_size]
 
-        return cls(gen())
+        return cls(gen(), len(data))
+
+
+def js_string(value: Any) -> str:
+    """``String(value)`` in JS of what a Python value becomes there (``True`` -> ``"true"``,
+    ``5.0`` -> ``"5"``, ``None`` -> ``"null"``, a dict -> ``"[object Object]"``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value).replace("e-0", "e-")
+    if isinstance(value, Mapping):
+        return "[object Object]"
+    if isinstance(value, (list, tuple)):
+        return ",".join("" if v is None else js_string(v) for v in value)
+    return str(value)
+
+
+#: V8 quotes the whole text in a JSON error below this length, else 10 characters either side
+_JSON_CONTEXT = 10
+
+
+def json_syntax_error(text: str, exc: json.JSONDecodeError) -> JsException:
+    """The ``SyntaxError`` V8's ``JSON.parse`` throws for ``text`` (``Unexpected token 'v', "v1"
+    is not valid JSON``), from Python's error; rarer failures keep Python's wording."""
+    pos = exc.pos
+    if not text.strip() or pos >= len(text):
+        return JsException("SyntaxError", "Unexpected end of JSON input")
+    if exc.msg == "Extra data":
+        return JsException("SyntaxError", f"Unexpected non-whitespace character after JSON at position {pos}")
+    if exc.msg.startswith("Expecting property name"):
+        return JsException("SyntaxError", f"Expected property name or '}}' in JSON at position {pos}")
+    if exc.msg != "Expecting value":
+        return JsException("SyntaxError", f"{exc.msg} in JSON at position {pos}")
+    token = text[pos]
+    if len(text) < 2 * _JSON_CONTEXT + 1:
+        shown = f'"{text}"'
+    else:
+        start, end = max(0, pos - _JSON_CONTEXT), min(len(text), pos + _JSON_CONTEXT)
+        shown = ("..." if start else "") + f'"{text[start:end]}"' + ("..." if end < len(text) else "")
+    return JsException("SyntaxError", f"Unexpected token '{token}', {shown} is not valid JSON")

@@ -28,6 +28,7 @@ from flarelet.bindings.jsobject import (
     JsException,
     JsTypeError,
     check_rpc_value,
+    json_syntax_error,
     merge_options,
     read_body_bytes,
     to_js_dict,
@@ -41,6 +42,7 @@ from flarelet.bindings.storage.keys import (
     encode_key,
     js_number_str,
     js_parse_int,
+    js_to_int32,
     prefix_upper_bound,
     utf8_length,
 )
@@ -101,7 +103,7 @@ def _parse_json(text: str) -> Any:
     try:
         return to_js_dict(json.loads(text))
     except json.JSONDecodeError as exc:
-        raise JsException("SyntaxError", f"Unexpected token in JSON at position {exc.pos}: {exc.msg}") from None
+        raise json_syntax_error(text, exc) from None
 
 
 class KVNamespace:
@@ -271,7 +273,7 @@ class KVNamespace:
         rows = await self._store.run(read)
         result: dict[str, Any] = {}
         total = 0
-        for key, row in zip(keys, rows):
+        for key, row in zip(keys, rows, strict=True):
             if row is None:
                 result[key] = None
                 continue
@@ -303,10 +305,12 @@ class KVNamespace:
         min_ttl = self.limits.min_expiration_ttl_s
         raw_ttl = opts.get("expirationTtl")
         raw_exp = opts.get("expiration")
+        # both options are ``jsg::Optional<int>`` in workerd: the value sent (and shown in the
+        # error) is JS ToInt32 of it, so "abc" arrives as 0
         if raw_ttl is not None:
-            ttl = js_parse_int(raw_ttl)
-            shown = js_number_str(raw_ttl)
-            if ttl is None or ttl <= 0:
+            ttl = js_to_int32(raw_ttl)
+            shown = str(ttl)
+            if ttl <= 0:
                 raise _kv_error(
                     "PUT", 400, f"Invalid expiration_ttl of {shown}. Please specify integer greater than 0."
                 )
@@ -316,9 +320,9 @@ class KVNamespace:
                 )
             return (now_s + ttl) * 1000
         if raw_exp is not None:
-            expiration = js_parse_int(raw_exp)
-            shown = js_number_str(raw_exp)
-            if expiration is None or expiration <= now_s:
+            expiration = js_to_int32(raw_exp)
+            shown = str(expiration)
+            if expiration <= now_s:
                 raise _kv_error(
                     "PUT",
                     400,
@@ -329,7 +333,8 @@ class KVNamespace:
                 raise _kv_error(
                     "PUT",
                     400,
-                    f"Invalid expiration of {shown}. Expiration times must be at least {min_ttl} seconds in the future.",
+                    f"Invalid expiration of {shown}. Expiration times must be at least {min_ttl} seconds "
+                    "in the future.",
                 )
             return expiration * 1000
         return None
@@ -401,7 +406,8 @@ class KVNamespace:
                 raise _kv_error(
                     "GET",
                     400,
-                    f"Invalid key_count_limit of {limit}. Please specify an integer less than {self.limits.max_list_keys}.",
+                    f"Invalid key_count_limit of {limit}. Please specify an integer less than "
+                    f"{self.limits.max_list_keys}.",
                 )
         prefix = opts.get("prefix")
         prefix_raw = b""

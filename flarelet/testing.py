@@ -464,7 +464,9 @@ class Worker:
                 target = self.url + target
             elif "://" not in target:
                 raise ValueError(f"fetch() takes a path starting with '/' or a full URL, got {target!r}")
-            request = Request(target, method=method, headers=headers, body=body, cf={**DEFAULT_CF, **dict(cf or {})})
+            request = Request(
+                target, method=method, headers=headers, body=body, cf={**(self.host.cf or DEFAULT_CF), **dict(cf or {})}
+            )
         if json is not _MISSING and not request.headers.has("content-type"):
             request.headers.set("content-type", "application/json")
         if not request.headers.has("host"):

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from .body import chunk_bytes
-from .host import WorkerHost
+from .host import FALLBACK_CF, WorkerHost
 from .request import Request
 from .response import Response
 
@@ -33,29 +33,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-#: ``request.cf`` placeholder, as Miniflare's fallback when it cannot fetch the real one offline
-DEFAULT_CF: dict[str, Any] = {
-    "asn": 395747,
-    "asOrganization": "Local Development",
-    "colo": "DFW",
-    "country": "US",
-    "city": "Austin",
-    "continent": "NA",
-    "region": "Texas",
-    "regionCode": "TX",
-    "timezone": "America/Chicago",
-    "latitude": "30.27130",
-    "longitude": "-97.74260",
-    "postalCode": "78701",
-    "metroCode": "635",
-    "clientTcpRtt": 0,
-    "httpProtocol": "HTTP/1.1",
-    "tlsVersion": "",
-    "tlsCipher": "",
-    "requestPriority": "",
-    "edgeRequestKeepAliveStatus": 1,
-    "clientAcceptEncoding": "gzip, deflate, br",
-}
+#: ``request.cf`` without ``[flarelet] cf``: Miniflare's offline fallback (kept under this name for callers)
+DEFAULT_CF: dict[str, Any] = FALLBACK_CF
 
 #: Where a request's task is kept in its ASGI scope, so that the server's protocol
 #: (:mod:`.http_protocol`) can cancel it when the client disconnects before the response is done.
@@ -165,6 +144,8 @@ class DevApp:
         self._routes_generation = -1
         self._route_list: list[Any] = []
         self._route_app: Any = None
+        #: http_version -> the fallback cf object (``request.cf`` copies it on first access)
+        self._fallback_cf: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -253,8 +234,14 @@ class DevApp:
         target = raw_path.decode("latin-1") if raw_path else path
         query = scope["query_string"].decode("latin-1")
         url = f"{scope.get('scheme', 'http')}://{host_header}{target}" + (f"?{query}" if query else "")
-        cf = dict(DEFAULT_CF)
-        cf["httpProtocol"] = f"HTTP/{scope.get('http_version', '1.1')}"
+        cf = host.cf
+        if cf is None:
+            cf = self._fallback_cf.get(scope.get("http_version", "1.1"))
+            if cf is None:
+                cf = self._fallback_cf[scope.get("http_version", "1.1")] = {
+                    **FALLBACK_CF,
+                    "httpProtocol": f"HTTP/{scope.get('http_version', '1.1')}",
+                }
         request = Request._incoming(url, method, raw_headers, body or None, cf)
         ctx = host.dispatcher.new_context()
         try:

@@ -417,6 +417,19 @@ class BodyStreamReader:
             self._iter = self._owner._stream()
         return self._iter
 
+    @property
+    def length(self) -> int | None:
+        """The body's byte length when known -- a buffered body, or a ``Content-Length`` without
+        ``Content-Encoding`` -- else ``None`` (workerd's ``tryGetLength``; R2's ``put`` needs it)."""
+        body = self._owner._body
+        if isinstance(body, (builtins.bytes, bytearray)):
+            return len(body)
+        headers = getattr(self._owner, "headers", None)
+        if headers is None or headers.get("content-encoding"):
+            return None
+        text = headers.get("content-length")
+        return int(text) if text is not None and str(text).isdigit() else None
+
 
 def tee(source: AsyncIterator[Any]) -> tuple[BodyStream, BodyStream]:
     """Split a stream into two that each see every chunk (``ReadableStream.tee``)."""

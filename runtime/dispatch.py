@@ -14,6 +14,7 @@ No socket is involved: ``await dispatcher.fetch(Request("http://localhost/"))`` 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -22,8 +23,17 @@ from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
 from .env import Env
-from .errors import HandlerResultError, MissingHandlerError, describe_result, error_response
+from .errors import (
+    HandlerResultError,
+    MissingHandlerError,
+    brief_error_response,
+    describe_result,
+    error_response,
+    missing_name_line,
+)
 from .loader import WorkerLoadError, WorkerModule
+from .outbound import FetchError
+from .pyodide_api.ffi import set_server_loop
 from .queue_batch import MessageBatch
 from .request import Request
 from .response import FetchResponse, Response
@@ -62,6 +72,7 @@ class WorkerDispatcher:
         if worker is None:
             raise self.load_error or WorkerLoadError("no worker is loaded")
         env = self.env
+        set_server_loop(asyncio.get_running_loop())
         token_ctx = current_context.set(ctx)
         token_env = current_env.set(env)
         try:
@@ -71,7 +82,9 @@ class WorkerDispatcher:
                 if exc.args == (event,) and type(exc) is LookupError:
                     raise MissingHandlerError(f"Handler does not export a {event}() function.") from None
                 raise
-            if inspect.isawaitable(result):
+            # any awaitable resolving to a Response will do (``return fetch(request)`` un-awaited);
+            # a coroutine that resolves to another awaitable is awaited in turn, as JS promises chain
+            while inspect.isawaitable(result):
                 result = await result
             return result
         finally:
@@ -103,6 +116,18 @@ class WorkerDispatcher:
                 ctx.flush()
 
     def _failure(self, exc: Exception, request: Request) -> Response:
+        accept = request.headers.get("accept")
+        if isinstance(exc, FetchError) or isinstance(exc.__cause__, FetchError):
+            self.log.error("Uncaught exception in fetch handler (%s %s)", request.method, request.url, exc_info=exc)
+            return brief_error_response(exc, accept)
+        if isinstance(exc, WorkerLoadError) and exc.brief:
+            self.log.error("%s %s: %s", request.method, request.url, exc.message)
+            return brief_error_response(exc, accept)
+        worker = self.worker
+        missing = missing_name_line(exc, worker.main_path.parent if worker is not None else None)
+        if missing is not None:
+            self.log.error("%s %s: %s", request.method, request.url, missing, exc_info=exc)
+            return brief_error_response(ImportError(missing), accept)
         details = exc.details if isinstance(exc, WorkerLoadError) and exc.details else None
         if isinstance(exc, (HandlerResultError, MissingHandlerError, WorkerLoadError)):
             self.log.error("%s %s: %s%s", request.method, request.url, exc, "\n" + details if details else "")

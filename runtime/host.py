@@ -21,6 +21,7 @@ It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,107 @@ _RESOURCE_KEYS = (
 )
 
 
+def normalize_upstream(value: Any) -> str | None:
+    """``--upstream``: a URL, or a bare host (https, as wrangler's ``upstream_protocol`` default)."""
+    if not value:
+        return None
+    text = str(value).strip().rstrip("/")
+    if "://" not in text:
+        text = "https://" + text
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("http", "https") or not text.split("://", 1)[1]:
+        raise ValueError(f"--upstream must be an http(s) URL or a host name, got {value!r}")
+    return text
+
+
+#: ``request.cf`` without configuration: Miniflare's offline fallback values
+FALLBACK_CF: dict[str, Any] = {
+    "asOrganization": "",
+    "asn": 395747,
+    "colo": "DFW",
+    "city": "Austin",
+    "region": "Texas",
+    "regionCode": "TX",
+    "metroCode": "635",
+    "postalCode": "78701",
+    "country": "US",
+    "continent": "NA",
+    "timezone": "America/Chicago",
+    "latitude": "30.27130",
+    "longitude": "-97.74260",
+    "clientTcpRtt": 0,
+    "httpProtocol": "HTTP/1.1",
+    "requestPriority": "weight=192;exclusive=0",
+    "tlsCipher": "AEAD-AES128-GCM-SHA256",
+    "tlsVersion": "TLSv1.3",
+    "tlsClientAuth": {
+        "certPresented": "0",
+        "certVerified": "NONE",
+        "certRevoked": "0",
+        "certIssuerDN": "",
+        "certSubjectDN": "",
+        "certIssuerDNRFC2253": "",
+        "certSubjectDNRFC2253": "",
+        "certIssuerDNLegacy": "",
+        "certSubjectDNLegacy": "",
+        "certSerial": "",
+        "certIssuerSerial": "",
+        "certSKI": "",
+        "certIssuerSKI": "",
+        "certFingerprintSHA1": "",
+        "certFingerprintSHA256": "",
+        "certNotBefore": "",
+        "certNotAfter": "",
+    },
+    "edgeRequestKeepAliveStatus": 0,
+    "clientTrustScore": 99,
+    "botManagement": {
+        "corporateProxy": False,
+        "verifiedBot": False,
+        "ja3Hash": "25b4882c2bcb50cd6b469ff28c596742",
+        "staticResource": False,
+        "detectionIds": [],
+        "score": 99,
+    },
+}
+
+
+def load_cf(config: WorkerConfig) -> dict[str, Any] | None:
+    """``[flarelet] cf``: a table is the cf object itself; a string is a JSON file (relative to the
+    config); ``false`` or absent gives :data:`FALLBACK_CF` (Miniflare's ``cf`` option, offline)."""
+    value = config.flarelet.get("cf")
+    if value is None or value is False or value is True:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        path = (config.dir / value).resolve()
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise config.error(("flarelet", "cf"), f"cannot read the cf JSON file {value} ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise config.error(("flarelet", "cf"), f"the cf JSON file {value} must hold an object")
+        return loaded
+    raise config.error(("flarelet", "cf"), f"must be a table or a JSON file path, got {type(value).__name__}")
+
+
+_HOP_HEADER_RAW = outbound.HOP_HEADER.encode()
+
+
+def _hop_count(request: Request) -> int:
+    if request._headers is None:  # still the raw ASGI list: scan it rather than parse every header
+        raw: Any = next((v.decode("latin-1") for k, v in request._raw_headers or () if k == _HOP_HEADER_RAW), None)
+    else:
+        raw = request._headers.get(outbound.HOP_HEADER)
+    if not raw:
+        return 0
+    try:
+        return int(str(raw).split(",")[-1].strip())
+    except ValueError:
+        return 0
+
+
 class UnsupportedBinding:
     """What ``env.X`` holds for a binding kind flarelet cannot run: every use explains why."""
 
@@ -157,6 +259,7 @@ class WorkerHost:
         options: Mapping[str, Any] | None = None,
         max_body_bytes: int | None = None,
         bindings: Mapping[str, Any] | None = None,
+        upstream: str | None = None,
     ) -> None:
         self.config = config
         self.env_name = env_name
@@ -168,6 +271,8 @@ class WorkerHost:
         self.binding_overrides: dict[str, Any] = dict(bindings or {})
         configured = config.flarelet.get("max_body_bytes")
         self.max_body_bytes = int(max_body_bytes or configured or DEFAULT_MAX_BODY_BYTES)
+        self._cli_upstream = upstream
+        self._apply_flarelet_options()
         self.bindings: list[BindingInfo] = []
         self.plugins: list[_Plugin] = []
         self.assets: AssetServer | None = None
@@ -178,6 +283,17 @@ class WorkerHost:
         self.started = False
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
+
+    def _apply_flarelet_options(self) -> None:
+        """``[flarelet]`` settings read per config load (``--upstream`` wins over ``upstream``)."""
+        config = self.config
+        #: where subrequests to the worker's own origin go (``--upstream``; see ``runtime.outbound``)
+        self.upstream = normalize_upstream(self._cli_upstream or config.flarelet.get("upstream"))
+        self.max_subrequest_depth = int(
+            config.flarelet.get("max_subrequest_depth") or outbound.DEFAULT_MAX_SUBREQUEST_DEPTH
+        )
+        #: the ``request.cf`` object of incoming requests (``[flarelet] cf``, as Miniflare's ``cf`` option)
+        self.cf = load_cf(config)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -191,6 +307,7 @@ class WorkerHost:
         *,
         max_body_bytes: int | None = None,
         bindings: Mapping[str, Any] | None = None,
+        upstream: str | None = None,
         load_code: bool = True,
         raise_on_load_error: bool = False,
     ) -> WorkerHost:
@@ -209,6 +326,7 @@ class WorkerHost:
             options=options,
             max_body_bytes=max_body_bytes,
             bindings=bindings,
+            upstream=upstream,
         )
         host._check_main()
         host._build_bindings()
@@ -315,7 +433,7 @@ class WorkerHost:
                 raise
             self.dispatcher.worker = None
             self.dispatcher.load_error = exc
-            log.error("%s%s", exc.message, "\n" + exc.details if exc.details else "")
+            log.error("%s%s", exc.message, "\n" + exc.details if exc.details and not exc.brief else "")
             return False
         self.dispatcher.worker = worker
         self.dispatcher.load_error = None
@@ -335,11 +453,13 @@ class WorkerHost:
         self.config = config
         try:
             self._check_main()
+            self._apply_flarelet_options()
             await self._close_plugins(old_plugins)
             self._build_bindings()
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:
             log.error("%s", exc)
             self.config = old_config
+            self._apply_flarelet_options()
             return False
         if self.started:
             await self._start_plugins()
@@ -410,6 +530,30 @@ class WorkerHost:
             path = unquote(raw_path)
         if path in SCHEDULED_PATHS:
             return await self._scheduled_endpoint(path, query, request)
+        hops = _hop_count(request)
+        if hops > self.max_subrequest_depth:
+            log.error(
+                "%s %s refused: subrequest loop (%s: %d hops, limit %d)",
+                request.method,
+                request.url,
+                outbound.HOP_HEADER,
+                hops,
+                self.max_subrequest_depth,
+            )
+            return Response._from_parts(
+                508,
+                Headers({"content-type": "text/plain;charset=UTF-8"}),
+                f"Loop detected: this request passed through the worker {hops} times as a subrequest "
+                f"(CF-EW-Via), above the limit of {self.max_subrequest_depth} "
+                "([flarelet] max_subrequest_depth)\n".encode(),
+            )
+        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream))
+        try:
+            return await self._serve_worker(request, ctx, path, query)
+        finally:
+            outbound.subrequest_scope.reset(token)
+
+    async def _serve_worker(self, request: Request, ctx: ExecutionContext | None, path: str, query: str) -> Response:
         assets = self.assets
         if assets is not None:
             worker_first = self.dispatcher.worker is not None and assets.worker_first(path)

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from . import workers_sdk
+from .errors import missing_name_line
 
 HANDLER_NAMES = ("fetch", "scheduled", "queue")
 
@@ -36,11 +37,13 @@ HANDLER_NAMES = ("fetch", "scheduled", "queue")
 class WorkerLoadError(Exception):
     """The worker module could not be imported or defines no usable handler."""
 
-    def __init__(self, message: str, details: str = "") -> None:
+    def __init__(self, message: str, details: str = "", *, brief: bool = False) -> None:
         super().__init__(message)
         self.message = message
         #: a formatted traceback when the module itself raised
         self.details = details
+        #: the message says all (a name flarelet does not provide): no traceback on the 500 page
+        self.brief = brief
 
 
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
@@ -170,7 +173,11 @@ def load_worker(main_path: Path) -> WorkerModule:
         else:
             sys.modules.pop(name, None)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        raise WorkerLoadError(f"importing {main_path.name} failed: {type(exc).__name__}: {exc}", details) from exc
+        missing = missing_name_line(exc, main_path.parent)
+        summary = missing if missing is not None else f"{type(exc).__name__}: {exc}"
+        raise WorkerLoadError(
+            f"importing {main_path.name} failed: {summary}", details, brief=missing is not None
+        ) from exc
     return inspect_handlers(module, main_path)
 
 

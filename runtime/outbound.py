@@ -7,8 +7,17 @@ recreated if a different loop calls (the in-thread test servers each run their o
 
 Like Cloudflare's ``fetch``, the response body is already decompressed, so ``Content-Encoding``
 and ``Content-Length`` of the upstream response are dropped (the dev server recomputes the length
-if the worker passes the response through). Network failures raise ``TypeError`` — what a
-rejected JS ``fetch`` becomes in Python Workers.
+if the worker passes the response through). Network failures raise :class:`FetchError`, an
+``OSError`` — what ``workers.fetch`` raises on Cloudflare (the SDK turns the rejected JS promise
+into ``OSError(message)``); ``js.fetch`` turns it back into a ``JsException`` named ``TypeError``.
+
+Subrequests to the worker's own origin (the incoming request's ``scheme://host:port``, or a
+loopback alias on the same port) go to the *origin*, as on Cloudflare, where a Worker on a route
+sits in front of an origin server: ``--upstream URL`` says where that is locally (wrangler's
+``--local-upstream``). Without one there is nothing behind the worker, and fetching its own
+origin would only call itself again, so the subrequest fails with a :class:`FetchError` naming the
+loop. Every subrequest carries a ``CF-EW-Via`` hop count (Cloudflare's loop-protection header);
+:meth:`WorkerHost.serve` refuses a request whose count is above ``max_subrequest_depth``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .headers import Headers
@@ -37,6 +47,73 @@ _HOP_BY_HOP = frozenset(
         "trailer",
     }
 )
+
+#: header carrying the subrequest hop count (the name Cloudflare's loop protection uses)
+HOP_HEADER = "cf-ew-via"
+#: hops a chain of subrequests may take before a request is refused (``[flarelet] max_subrequest_depth``)
+DEFAULT_MAX_SUBREQUEST_DEPTH = 16
+
+
+class FetchError(OSError):
+    """A subrequest failed on the network (or could not be sent): what ``workers.fetch`` raises."""
+
+
+@dataclass(frozen=True)
+class SubrequestScope:
+    """What outbound ``fetch`` needs to know about the request being handled."""
+
+    #: the incoming request's URL: its ``scheme://host:port`` is the worker's own origin
+    origin: str
+    #: the incoming request's ``CF-EW-Via`` count
+    hops: int = 0
+    #: where requests to the worker's own origin go (``--upstream``), or ``None``
+    upstream: str | None = None
+
+
+#: set by :meth:`WorkerHost.serve` for the request being handled
+subrequest_scope: contextvars.ContextVar[SubrequestScope | None] = contextvars.ContextVar(
+    "flarelet_subrequest_scope", default=None
+)
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]", "0.0.0.0"})
+
+
+def origin_of(url: str) -> tuple[str, str, str]:
+    """``(scheme, host, port)`` of ``url``, lower-cased, with the scheme's default port spelled out."""
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1].lower()
+    scheme = scheme.lower()
+    host, sep, port = netloc.rpartition(":")
+    if not sep or "]" in port:
+        host, port = netloc, {"http": "80", "https": "443"}.get(scheme, "")
+    return scheme, host, port
+
+
+def is_own_origin(url: str, origin: str) -> bool:
+    """Whether ``url`` points at ``origin`` (loopback names on the same port count as the same host)."""
+    scheme, host, port = origin_of(url)
+    own_scheme, own_host, own_port = origin_of(origin)
+    if port != own_port or scheme != own_scheme:
+        return False
+    return host == own_host or (host in _LOOPBACK and own_host in _LOOPBACK)
+
+
+def _route(request: Request, scope: SubrequestScope | None) -> str:
+    """The URL to send ``request`` to: the upstream for the worker's own origin, else its own URL."""
+    url = request.url
+    if scope is None or not is_own_origin(url, scope.origin):
+        return url
+    if scope.upstream is None:
+        scheme, host, port = origin_of(scope.origin)
+        raise FetchError(
+            f"fetch({url}) targets this worker's own origin ({scheme}://{host}:{port}). On Cloudflare that "
+            "subrequest goes to the zone's origin server; locally there is none, and calling the worker again "
+            "would loop. Start flarelet dev with --upstream URL to say where the origin is."
+        )
+    rest = url.split("://", 1)[1]
+    slash = rest.find("/")
+    return scope.upstream.rstrip("/") + (rest[slash:] if slash >= 0 else "/")
+
 
 _client: Any = None
 _client_loop: asyncio.AbstractEventLoop | None = None
@@ -75,27 +152,34 @@ async def aclose_client() -> None:
 async def fetch(resource: str | Request, **options: Any) -> Response:
     """``workers.fetch(url_or_request, method=, headers=, body=, redirect=)`` -> :class:`Response`."""
     request = Request(resource, **options) if options or not isinstance(resource, Request) else resource
+    scope = subrequest_scope.get()
+    hops = str((scope.hops if scope is not None else 0) + 1)
     service = outbound_service.get()
     if service is not None:
-        answered = await service(request)
+        forwarded = Request(request)  # the caller's request object keeps its own headers
+        forwarded.headers.set(HOP_HEADER, hops)
+        answered = await service(forwarded)
         if answered is not None:
             return answered
+        request = forwarded
+    target = _route(request, scope)
     body = await request.bytes() if request._body is not None else None
     client = _get_client()
     import httpx
 
-    headers = [(k, v) for k, v in request.headers.multi_items() if k not in ("host", "content-length")]
+    headers = [(k, v) for k, v in request.headers.multi_items() if k not in ("host", "content-length", HOP_HEADER)]
+    headers.append((HOP_HEADER, hops))
     try:
-        http_request = client.build_request(request.method, request.url, headers=headers, content=body)
+        http_request = client.build_request(request.method, target, headers=headers, content=body)
         upstream = await client.send(http_request, follow_redirects=request.redirect == "follow")
     except httpx.InvalidURL as exc:
-        raise TypeError(f"Fetch API cannot load: {request.url} ({exc})") from exc
+        raise FetchError(f"Fetch API cannot load: {request.url} ({exc})") from exc
     except httpx.HTTPError as exc:
-        raise TypeError(
-            f"fetch failed: {type(exc).__name__}: {exc or 'network error'} ({request.method} {request.url})"
+        raise FetchError(
+            f"fetch failed: {type(exc).__name__}: {exc or 'network error'} ({request.method} {target})"
         ) from exc
     if request.redirect == "error" and upstream.is_redirect:
-        raise TypeError(f"fetch failed: redirect to {upstream.headers.get('location')!r} with redirect mode 'error'")
+        raise FetchError(f"fetch failed: redirect to {upstream.headers.get('location')!r} with redirect mode 'error'")
     response_headers = Headers([(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _HOP_BY_HOP])
     content = upstream.content
     result = Response._from_parts(upstream.status_code, response_headers, content or None, upstream.reason_phrase or "")

@@ -14,6 +14,16 @@ from typing import Any
 
 from .body import BodyReader, BodyStream, coerce_body
 from .headers import Headers
+from .js.objects import JsObject
+
+
+def _js_object(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return JsObject({k: _js_object(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_js_object(v) for v in value]
+    return value
+
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD"})
 
@@ -111,9 +121,26 @@ class Request(BodyReader):
         return headers
 
     @property
-    def cf(self) -> dict[str, Any] | None:
-        """Cloudflare's request metadata; locally a placeholder, as Miniflare's fallback."""
-        return self._cf
+    def cf(self) -> Any:
+        """Cloudflare's request metadata (``IncomingRequestCfProperties``), or ``None``.
+
+        An object with attribute and item access (``request.cf.country``, ``request.cf["colo"]``),
+        as the ``JsProxy`` of the JS object is on Cloudflare; nested objects too. Values come from
+        ``[flarelet] cf`` or Miniflare's offline fallback. It is built on first access, as a copy,
+        so a worker changing it never changes another request's.
+        """
+        cf = self._cf
+        if cf is None or isinstance(cf, JsObject):
+            return cf
+        cf = self._cf = _js_object(cf)
+        return cf
+
+    @property
+    def js_object(self) -> Request:
+        """The JS ``Request`` behind a ``workers.Request``: here the same object (it serves both APIs)."""
+        return self
+
+    _js_request = js_object
 
     async def json(self, **kwargs: Any) -> Any:
         return await self._read_json(**kwargs)

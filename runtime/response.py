@@ -49,6 +49,12 @@ class FetchResponse(BodyReader):
         *,
         statusText: str | None = None,  # noqa: N803 - JS init name
     ) -> None:
+        if isinstance(body, FetchResponse):
+            # workers.Response(js_response): the SDK wraps a JS Response and takes no other options
+            if status is not None or status_text or statusText or headers is not None:
+                raise ValueError("Expected no options when constructing Response from a js.Response")
+            self._copy_from(body)
+            return
         code = 200 if status is None else int(status)
         if not (200 <= code <= 599) and not (code == 101 and web_socket is not None):
             raise ValueError(
@@ -83,6 +89,35 @@ class FetchResponse(BodyReader):
         resp.redirected = False
         resp.web_socket = None
         return resp
+
+    def _copy_from(self, other: FetchResponse) -> None:
+        self._status = other._status
+        self._status_text = other._status_text
+        self._headers = other._headers
+        self._body = other._body
+        self._used = other._used
+        other._used = True  # the body now belongs to this object, as when JS wraps a Response
+        self.url = other.url
+        self.redirected = other.redirected
+        self.web_socket = other.web_socket
+
+    @property
+    def js_object(self) -> FetchResponse:
+        """The JS ``Response`` behind a ``workers.Response``: here the same object (it serves both APIs)."""
+        return self
+
+    js_response = js_object
+
+    def replace_body(self, body: Any) -> Response:
+        """A new ``Response`` with this one's status, status text and headers and ``body``
+        (the SDK's ``Response.replace_body``: ``js.Response.new(body, self)``)."""
+        headers = self._headers.copy()
+        data, ctype = coerce_body(body, for_response=True)
+        if ctype is not None and not headers.has("content-type"):
+            headers.set("content-type", ctype)
+        if data is not None and self._status in _NULL_BODY_STATUSES:
+            raise TypeError(f"Response with null body status ({self._status}) cannot have a body.")
+        return Response._from_parts(self._status, headers, data, self._status_text)
 
     @property
     def status(self) -> int:

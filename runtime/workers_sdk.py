@@ -162,11 +162,13 @@ wait_until = waitUntil
 
 
 def handler(func: Any) -> Any:
-    """``@handler`` for legacy ``on_fetch``: requests are already ``workers.Request`` here."""
+    """``@handler`` for legacy ``on_fetch``: the SDK converts a JS request to ``workers.Request`` and
+    wraps ``env``; here both already are, so the wrapper passes its arguments through (and works
+    for sync and async handlers alike, as the SDK's does)."""
 
     @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await func(*args, **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
 
     return wrapper
 
@@ -207,11 +209,45 @@ def patch_env(values: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[E
                 setattr(target, k, v)
 
 
-def install() -> ModuleType:
-    """Register this module as ``workers`` (and the ``js``/``pyodide`` shims) in ``sys.modules``."""
-    module = sys.modules[__name__]
-    sys.modules["workers"] = module
-    from . import js_shim
-
-    js_shim.install()
+def _public_module(name: str, source: ModuleType, names: list[str], doc: str | None) -> ModuleType:
+    """A module named ``name`` holding ``names`` from ``source``: errors and reprs say ``workers``,
+    never flarelet's internal module path."""
+    module = ModuleType(name, doc)
+    for attr in names:
+        setattr(module, attr, getattr(source, attr))
+    module.__all__ = list(names)  # type: ignore[attr-defined]
     return module
+
+
+_installed: list[ModuleType] = []
+
+
+def install() -> ModuleType:
+    """Register ``workers`` (with ``workers.wsgi`` and ``workers.asgi``), ``asgi``, ``js`` and
+    ``pyodide`` in ``sys.modules``, as Cloudflare's runtime provides them to a Python Worker."""
+    if _installed and sys.modules.get("workers") is _installed[0]:
+        return _installed[0]
+    from . import js, pyodide_api
+    from .gateway import asgi, wsgi
+
+    js.install()
+    pyodide_api.install()
+    workers = _public_module(
+        "workers", sys.modules[__name__], __all__, "Cloudflare's Python Workers SDK, as flarelet provides it"
+    )
+    workers.__path__ = []  # type: ignore[attr-defined] - a package: `import workers.wsgi` works
+    asgi_module = _public_module(
+        "asgi", asgi, ["fetch", "entrypoint", "request_to_scope", "Options", "ASGI"], asgi.__doc__
+    )
+    asgi_module.__getattr__ = asgi.__getattr__  # type: ignore[attr-defined] - `asgi.env` (FastAPI dependency)
+    wsgi_module = _public_module(
+        "workers.wsgi", wsgi, ["fetch", "entrypoint", "build_environ", "Options"], wsgi.__doc__
+    )
+    workers.wsgi = wsgi_module  # type: ignore[attr-defined]
+    workers.asgi = asgi_module  # type: ignore[attr-defined]
+    sys.modules["workers"] = workers
+    sys.modules["workers.wsgi"] = wsgi_module
+    sys.modules["workers.asgi"] = asgi_module
+    sys.modules["asgi"] = asgi_module
+    _installed[:] = [workers]
+    return workers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 
 
 def encode_key(key: str) -> bytes:
@@ -81,3 +82,39 @@ def js_parse_int(value: object) -> int | None:
         else:
             break
     return sign * int(digits) if digits else None
+
+
+_JS_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def js_to_number(value: object) -> float:
+    """JS ``Number(value)`` for what a Python value becomes in JS (``"abc"`` -> NaN, ``""`` -> 0)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    if not text:
+        return 0.0
+    if _JS_DECIMAL.match(text):
+        return float(text)
+    if text in ("Infinity", "+Infinity", "-Infinity"):
+        return float(text.replace("Infinity", "inf"))
+    if text[:2].lower() in ("0x", "0o", "0b"):
+        try:
+            return float(int(text, 0))
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def js_to_int32(value: object) -> int:
+    """What workerd's ``jsg::Optional<int>`` options receive: JS ``ToInt32(Number(value))``
+    (``"abc"`` and NaN -> 0, ``30.9`` -> 30)."""
+    number = js_to_number(value)
+    if not math.isfinite(number):
+        return 0
+    wrapped = int(number) % 2**32
+    return wrapped - 2**32 if wrapped >= 2**31 else wrapped

@@ -89,6 +89,14 @@ def _add_dev(subparsers: Any) -> None:
         metavar="SIZE",
         help="largest request body accepted before 413 (default: 100MB, Cloudflare's limit)",
     )
+    dev.add_argument(
+        "--upstream",
+        "--local-upstream",
+        dest="upstream",
+        metavar="URL",
+        help="origin server behind the worker: subrequests to the worker's own URL go there "
+        "(wrangler's --local-upstream; a bare host means https; or [flarelet] upstream)",
+    )
     dev.add_argument("--api-token", help="API token accepted by the local Workers AI REST API")
     dev.add_argument("--account-id", help="account id of the local Workers AI REST API")
     dev.add_argument("--preload", action="store_true", help="load the AI binding's models at start, not on first use")
@@ -138,8 +146,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             persist_to=persist_to,
             options=options,
             max_body_bytes=args.max_body_size,
+            upstream=args.upstream,
         )
     except ConfigError as exc:
+        return _error(str(exc))
+    except ValueError as exc:
         return _error(str(exc))
     for warning in host.config.warnings:
         log.warning("%s", warning)

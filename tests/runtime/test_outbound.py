@@ -89,8 +89,8 @@ class Default(WorkerEntrypoint):
         if mode == "error":
             try:
                 await fetch(target)
-            except TypeError as exc:
-                return Response("fetch failed as TypeError: " + str(exc), status=502)
+            except OSError as exc:
+                return Response("fetch failed as OSError: " + str(exc), status=502)
         r = await fetch(target)
         return Response.json({"status": r.status, "ok": r.ok, "url": r.url, "redirected": r.redirected,
                               "ctype": r.headers.get("content-type"), "body": await r.text()})
@@ -151,9 +151,10 @@ def test_proxying_a_fetched_response_decompresses_and_keeps_status(worker_server
     assert (r.status_code, r.json()) == (418, {"status": "custom"})
 
 
-def test_network_failure_is_a_type_error(worker_server, free_port):
+def test_network_failure_is_an_oserror_as_the_sdk_raises(worker_server, free_port):
+    # workers.fetch turns the rejected JS fetch into OSError(message) on Cloudflare
     r = ask(worker_server, f"http://127.0.0.1:{free_port}/nothing-listens", "error")
-    assert r.status_code == 502 and r.text.startswith("fetch failed as TypeError: fetch failed")
+    assert r.status_code == 502 and r.text.startswith("fetch failed as OSError: fetch failed")
 
 
 def test_httpx_is_not_imported_at_start(make_worker):

@@ -104,7 +104,7 @@ def test_bind_returns_a_new_statement(d1: D1Database) -> None:
     ("sql", "message"),
     [
         ("SELECT * FROM missing", "D1_ERROR: no such table: missing: SQLITE_ERROR"),
-        ("SELEC 1", 'D1_ERROR: near "SELEC": syntax error: SQLITE_ERROR'),
+        ("SELEC 1", 'D1_ERROR: near "SELEC": syntax error at offset 0: SQLITE_ERROR'),
         ("SELECT ?", "D1_ERROR: Wrong number of parameter bindings for SQL query."),
         ("   -- only a comment", "D1_ERROR: No SQL statements detected."),
     ],
@@ -150,18 +150,28 @@ async def test_batch_is_one_transaction(db: D1Database) -> None:
 
 
 async def test_exec(d1: D1Database) -> None:
-    result = await d1.exec("CREATE TABLE t (x);\n\n-- a comment\nINSERT INTO t VALUES (1); INSERT INTO t VALUES (2);")
-    assert result.count == 2 and result.duration >= 0
+    result = await d1.exec("CREATE TABLE t (x);\n\nINSERT INTO t VALUES (1); INSERT INTO t VALUES (2);")
+    assert result.count == 2 and result.duration >= 0  # the blank line is dropped, not counted
     assert await d1.prepare("SELECT sum(x) AS s FROM t").first("s") == 3
     with pytest.raises(JsException) as info:
         await d1.exec("INSERT INTO t VALUES (3);\nINSERT INTO nope VALUES (1);")
+    # workerd's D1 client numbers the database's one error as line 1 and quotes the first line
     assert info.value.message == (
-        "D1_EXEC_ERROR: Error in line 2: INSERT INTO nope VALUES (1);: no such table: nope: SQLITE_ERROR"
+        "D1_EXEC_ERROR: Error in line 1: INSERT INTO t VALUES (3);: no such table: nope: SQLITE_ERROR"
     )
     # exec is atomic too: line 1 was rolled back
     assert await d1.prepare("SELECT count(*) AS n FROM t").first("n") == 2
-    with pytest.raises(JsException, match="D1_EXEC_ERROR: Error in line 1: -- nothing: No SQL statements detected."):
-        await d1.exec("-- nothing")
+    with pytest.raises(JsException, match="D1_EXEC_ERROR: Error in line 1: : No SQL statements detected."):
+        await d1.exec("   ")
+
+
+async def test_exec_sends_each_line_so_a_comment_line_fails_as_d1(d1: D1Database) -> None:
+    with pytest.raises(JsException) as info:
+        await d1.exec("CREATE TABLE t (x);\n-- a comment\nINSERT INTO t VALUES (1);")
+    assert info.value.message == (
+        "D1_EXEC_ERROR: Error in line 1: CREATE TABLE t (x);: SQL code did not contain a statement."
+    )
+    assert await d1.prepare("SELECT name FROM sqlite_master WHERE name = 't'").first() is None
 
 
 async def test_durable_object_sql_rules(d1: D1Database, tmp_path: Path) -> None:
@@ -214,9 +224,10 @@ async def test_meta_last_row_id_and_changes(db: D1Database) -> None:
     assert res[2].meta.changes == 2
 
 
-async def test_dump_is_a_sqlite_database(db: D1Database) -> None:
-    data = await db.dump()
-    assert data.startswith(b"SQLite format 3\x00")
+async def test_dump_is_gone_from_d1_so_it_raises_d1_dump_error(db: D1Database) -> None:
+    with pytest.raises(JsException) as info:
+        await db.dump()
+    assert info.value.message == "D1_DUMP_ERROR: Status + 404"
 
 
 async def test_with_session(db: D1Database) -> None:
@@ -238,3 +249,113 @@ def test_split_statements() -> None:
     assert "CREATE TRIGGER tr" in statements[1] and statements[1].endswith("END;")
     assert statements[2] == "INSERT INTO a VALUES ('it''s; fine')"
     assert split_statements("-- nothing\n;;") == []
+
+
+# -- values through Pyodide and D1's JSON (see flarelet.bindings.d1.values) -------------------------
+
+
+async def test_int_and_whole_float_bind_as_integer_per_d1_type_conversion_docs(d1: D1Database) -> None:
+    sql = "SELECT ? / 2 AS half, typeof(?) AS i, typeof(?) AS w, typeof(?) AS b, typeof(?) AS r"
+    row = await d1.prepare(sql).bind(5, 42, 5.0, True, 2.5).first()
+    assert row == {"half": 2, "i": "integer", "w": "integer", "b": "integer", "r": "real"}
+
+
+async def test_pyodide_int_bound_is_2_53_inclusive_then_bigint_is_a_d1_type_error(d1: D1Database) -> None:
+    assert await d1.prepare("SELECT ? AS x").bind(2**53).first("x") == 2**53
+    assert await d1.prepare("SELECT ? AS x").bind(-(2**53)).first("x") == -(2**53)
+    with pytest.raises(JsException) as info:
+        d1.prepare("SELECT ? AS x").bind(2**53 + 1)
+    assert info.value.message == f"D1_TYPE_ERROR: Type 'bigint' not supported for value '{2**53 + 1}'"
+
+
+async def test_results_read_as_js_numbers_then_pyodide_int_or_float(d1: D1Database) -> None:
+    row = await d1.prepare(
+        "SELECT 9007199254740993 AS big, 9223372036854775807 AS max, 3.0 AS whole, 2.5 AS half, 1e300*1e10 AS inf"
+    ).first()
+    assert row["big"] == 9007199254740992 and type(row["big"]) is int  # rounded to a double, still <= 2^53
+    assert row["max"] == 9.223372036854776e18 and type(row["max"]) is float
+    assert row["whole"] == 3 and type(row["whole"]) is int
+    assert row["half"] == 2.5
+    assert row["inf"] is None  # JSON has no Infinity: D1 answers null
+
+
+async def test_nan_and_infinity_bind_as_null_as_d1_json(d1: D1Database) -> None:
+    row = await d1.prepare("SELECT ? IS NULL AS a, ? IS NULL AS b").bind(float("nan"), float("inf")).first()
+    assert row == {"a": 1, "b": 1}
+
+
+# -- error texts as workerd gives them ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELEC 1", 'near "SELEC": syntax error at offset 0: SQLITE_ERROR'),
+        ("   SELECT 1 WHERE 1 = = 1", 'near "=": syntax error at offset 22: SQLITE_ERROR'),
+        ("SELECT 1 + + FROM FROM t", 'near "FROM": syntax error at offset 13: SQLITE_ERROR'),
+        ("SELECT 1;  SELEC 2", 'near "SELEC": syntax error at offset 0: SQLITE_ERROR'),
+        ("SELECT nope FROM users", "no such column: nope at offset 7: SQLITE_ERROR"),
+        ("SELECT nofn(1)", "no such function: nofn at offset 7: SQLITE_ERROR"),
+        ("SELECT 'abc", 'unrecognized token: "\'abc" at offset 7: SQLITE_ERROR'),
+        ("SELECT * FROM missing", "no such table: missing: SQLITE_ERROR"),
+        ("SELECT * FROM users WHERE", "incomplete input: SQLITE_ERROR"),
+    ],
+)
+async def test_sql_errors_carry_sqlite_error_offset_as_workerd(db: D1Database, sql: str, message: str) -> None:
+    with pytest.raises(JsException) as info:
+        await db.prepare(sql).all()
+    assert info.value.message == f"D1_ERROR: {message}"
+
+
+@pytest.mark.parametrize(
+    ("sql", "extended"),
+    [
+        ("INSERT INTO users (email) VALUES ('a')", "SQLITE_CONSTRAINT_UNIQUE"),
+        ("INSERT INTO users (id, email) VALUES (1, 'b')", "SQLITE_CONSTRAINT_PRIMARYKEY"),
+        ("INSERT INTO users (email) VALUES (NULL)", "SQLITE_CONSTRAINT_NOTNULL"),
+        ("INSERT INTO posts (user_id) VALUES (99)", "SQLITE_CONSTRAINT_FOREIGNKEY"),
+    ],
+)
+async def test_constraint_errors_name_the_extended_code_as_workerd(db: D1Database, sql: str, extended: str) -> None:
+    await db.prepare("INSERT INTO users (id, email) VALUES (1, 'a')").run()
+    with pytest.raises(JsException) as info:
+        await db.prepare(sql).run()
+    assert info.value.message.endswith(f": SQLITE_CONSTRAINT (extended: {extended})")
+
+
+async def test_statement_too_long_names_sqlite_toobig_as_workerd(d1: D1Database) -> None:
+    with pytest.raises(JsException) as info:
+        await d1.prepare("SELECT '" + "a" * 100_001 + "'").all()
+    assert info.value.message == "D1_ERROR: statement too long: SQLITE_TOOBIG"
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("-- only a comment", "SQL code did not contain a statement."),
+        ("/* a block */ ;", "SQL code did not contain a statement."),
+        ("   -- an indented comment", "No SQL statements detected."),  # D1 drops it before running
+        ("", "No SQL statements detected."),
+    ],
+)
+async def test_sql_without_a_statement_as_d1(d1: D1Database, sql: str, message: str) -> None:
+    with pytest.raises(JsException) as info:
+        await d1.prepare(sql).all()
+    assert info.value.message == f"D1_ERROR: {message}"
+
+
+async def test_locating_a_syntax_error_never_runs_what_the_authorizer_denies(d1: D1Database) -> None:
+    # the probe that finds the offset would compile the prefix "PRAGMA writable_schema = ON",
+    # which SQLite applies while compiling: it must not
+    with pytest.raises(JsException) as info:
+        await d1.prepare("PRAGMA writable_schema = ON ON").run()
+    assert info.value.message.startswith('D1_ERROR: near "ON": syntax error')
+
+    def writable_schema(conn) -> int:
+        d1._engine._auth.internal = True  # read past the authorizer, on the store's thread
+        try:
+            return conn.execute("PRAGMA writable_schema").fetchone()[0]
+        finally:
+            d1._engine._auth.internal = False
+
+    assert await d1._store.run(writable_schema) == 0

@@ -112,7 +112,9 @@ async def test_expiry_is_honoured(kv: KVNamespace, clock) -> None:
             {"expirationTtl": 0},
             "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater than 0.",
         ),
-        ({"expirationTtl": "soon"}, "Invalid expiration_ttl of soon. Please specify integer greater than 0."),
+        # workerd's option is an int: a non-numeric value arrives as ToInt32(NaN) == 0
+        ({"expirationTtl": "soon"}, "Invalid expiration_ttl of 0. Please specify integer greater than 0."),
+        ({"expirationTtl": 59.9}, "Invalid expiration_ttl of 59. Expiration TTL must be at least 60."),
     ],
 )
 async def test_expiration_ttl_validation(kv: KVNamespace, options, message) -> None:
@@ -279,3 +281,19 @@ async def test_list_result_keys_needs_item_access_like_cloudflare(kv: KVNamespac
     result = await kv.list()
     assert callable(result.keys)
     assert result["keys"] == [{"name": "k"}]
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ("v1", "Unexpected token 'v', \"v1\" is not valid JSON"),
+        ("", "Unexpected end of JSON input"),
+        ('{"a": 1} x', "Unexpected non-whitespace character after JSON at position 9"),
+        ("not json at all, this is prose", "Unexpected token 'n', \"not json a\"... is not valid JSON"),
+    ],
+)
+async def test_get_json_of_invalid_json_is_v8s_syntax_error(kv: KVNamespace, stored: str, message: str) -> None:
+    await kv.put("j", stored)
+    with pytest.raises(JsException) as info:
+        await kv.get("j", "json")
+    assert (info.value.name, info.value.message) == ("SyntaxError", message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import string
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,11 @@ async def test_put_accepts_str_bytes_streams_and_none(r2: R2Bucket) -> None:
         yield b"ab"
         yield "cé"
 
-    assert (await r2.put("s", gen())).size == 5
+    known = ByteStream(gen(), length=5)  # a stream that knows its length, as a request body does
+    assert (await r2.put("s", known)).size == 5
     assert await (await r2.get("s")).text() == "abcé"
+    # an R2 body stream knows its length too, so it can be copied to another key
+    assert (await r2.put("copy", (await r2.get("s")).body)).size == 5
     await r2.put("mv", memoryview(b"xyz"))
     assert await (await r2.get("mv")).text() == "xyz"
     empty = await r2.put("empty", None)
@@ -141,7 +145,7 @@ async def test_invalid_ranges(r2: R2Bucket) -> None:
     with pytest.raises(R2Error) as info:
         await r2.get("digits", range={"offset": 11})
     assert info.value.message == "get: The requested range is not satisfiable (10039)"
-    assert info.value.code == 10039 and info.value.name == "R2Error"
+    assert info.value.code == 10039 and info.value.name == "Error"
     with pytest.raises(ValueError, match="Starting offset \\(-1\\) must be greater than or equal to 0"):
         await r2.get("digits", range={"offset": -1})
     with pytest.raises(TypeError, match="Suffix is incompatible with offset."):
@@ -226,7 +230,7 @@ async def test_list_prefix_delimiter_cursor(r2: R2Bucket) -> None:
 async def test_list_include_metadata(r2: R2Bucket) -> None:
     await r2.put("k", "v", httpMetadata={"contentType": "text/plain"}, customMetadata={"a": "b"})
     bare = (await r2.list()).objects[0]
-    assert bare.httpMetadata is None and bare.customMetadata is None
+    assert bare.httpMetadata == {} and bare.customMetadata == {}
     full = (await r2.list(include=["httpMetadata", "customMetadata"])).objects[0]
     assert full.httpMetadata == {"contentType": "text/plain"} and full.customMetadata == {"a": "b"}
     with pytest.raises(ValueError, match="Unsupported include value etag"):
@@ -340,7 +344,7 @@ async def test_multipart_validation(small_parts: R2Bucket) -> None:
     p1 = await upload.uploadPart(1, b"abcdef")
     with pytest.raises(R2Error, match="10048"):  # parts must share one size
         await upload.complete([p1, p2, await upload.uploadPart(3, b"x")])
-    with pytest.raises(ValueError, match="Part number must be between 1 and 10000"):
+    with pytest.raises(TypeError, match="Part number must be between 1 and 10000"):
         await upload.uploadPart(0, b"x")
 
 
@@ -355,3 +359,75 @@ async def test_multipart_with_real_5_mib_minimum() -> None:
     full = await upload.uploadPart(1, b"x" * (5 * 1024 * 1024))
     obj = await upload.complete([full, tail])
     assert obj.size == 5 * 1024 * 1024 + 1
+
+
+# -- what Cloudflare does where Miniflare and flarelet used to differ (scripts/storage_diff.py) --
+
+
+async def test_put_stream_of_unknown_length_is_a_type_error_as_workerd_r2_rpc(r2: R2Bucket) -> None:
+    async def chunked():
+        yield b"chunk"
+
+    with pytest.raises(TypeError, match="Provided readable stream must have a known length"):
+        await r2.put("s", chunked())
+    assert await r2.head("s") is None
+    upload = await r2.createMultipartUpload("mp")
+    with pytest.raises(TypeError, match="must have a known length"):
+        await upload.uploadPart(1, chunked())
+
+
+async def test_list_without_include_gives_empty_metadata_objects_as_workerd_r2_object(r2: R2Bucket) -> None:
+    await r2.put("k", "v", httpMetadata={"contentType": "text/plain"}, customMetadata={"a": "b"})
+    bare = (await r2.list()).objects[0]
+    assert bare.customMetadata.get("a") is None  # an empty object: .get works, as in production
+    only_custom = (await r2.list(include=["customMetadata"])).objects[0]
+    assert only_custom.customMetadata == {"a": "b"} and only_custom.httpMetadata == {}
+
+
+async def test_custom_metadata_values_are_js_strings_as_workerd_dict_string(r2: R2Bucket) -> None:
+    put = await r2.put("m", "x", customMetadata={"t": True, "f": False, "n": 5, "w": 5.0, "r": 2.5, "z": None})
+    assert put.customMetadata == {"t": "true", "f": "false", "n": "5", "w": "5", "r": "2.5", "z": "null"}
+    assert (await r2.head("m")).customMetadata == put.customMetadata
+
+
+@pytest.mark.parametrize("header", ["bytes=9-2", "bytes=50-60", "bytes=0-1,3-4", "chars=1-2", "bytes=-0"])
+async def test_unusable_range_header_returns_the_whole_object_as_miniflare(r2: R2Bucket, header: str) -> None:
+    class Headers:  # what a Headers object offers R2
+        def get(self, name: str) -> str | None:
+            return header if name == "range" else None
+
+    await r2.put("digits", b"0123456789")
+    whole = await r2.get("digits", range=Headers())
+    assert await whole.text() == "0123456789" and whole.range == {"offset": 0, "length": 10}
+
+
+async def test_r2_errors_are_plain_errors_as_the_runtime_gives_them(r2: R2Bucket) -> None:
+    with pytest.raises(R2Error) as info:
+        await r2.put("k" * 1025, "x")
+    assert str(info.value) == "Error: put: The specified object name is not valid. (10020)"
+    assert (info.value.name, info.value.code) == ("Error", 10020)
+
+
+async def test_complete_with_no_parts_makes_an_empty_object_as_miniflare(r2: R2Bucket) -> None:
+    upload = await r2.createMultipartUpload("none", customMetadata={"m": "1"})
+    obj = await upload.complete([])
+    assert (obj.size, obj.etag) == (0, "d41d8cd98f00b204e9800998ecf8427e-0")
+    got = await r2.get("none")
+    assert await got.arrayBuffer() == b"" and got.customMetadata == {"m": "1"}
+
+
+async def test_upload_ids_and_part_etags_are_opaque_171_char_base64url_as_miniflare(r2: R2Bucket) -> None:
+    upload = await r2.createMultipartUpload("shape")
+    part = await upload.uploadPart(1, b"x")
+    for value in (upload.uploadId, part["etag"]):
+        assert len(value) == 171 and set(value) <= set(string.ascii_letters + string.digits + "-_")
+
+
+async def test_delete_has_no_key_count_limit_as_r2_workers_api_docs_unless_configured() -> None:
+    r2 = R2Bucket.in_memory()
+    await r2.put("x0", "v")
+    await r2.delete([f"x{i}" for i in range(1001)])
+    assert await r2.head("x0") is None
+    limited = R2Bucket.in_memory(limits=R2Limits(max_delete_keys=2))
+    with pytest.raises(R2Error, match="10029"):
+        await limited.delete(["a", "b", "c"])
