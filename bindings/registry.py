@@ -31,15 +31,62 @@ PLUGIN_PATHS: dict[str, str] = {
     "d1_databases": "flarelet.bindings.d1:plugin",
     "r2_buckets": "flarelet.bindings.r2:plugin",
     "queues": "flarelet.bindings.queues:plugin",
+    "services": "flarelet.bindings.services.plugin:plugin",
+    "workflows": "flarelet.bindings.workflows.plugin:plugin",
 }
 
 
 @runtime_checkable
 class WorkerHost(Protocol):
-    """What the runtime offers plugins (implemented by ``runtime``)."""
+    """What the runtime offers plugins (implemented by ``runtime``).
+
+    Several workers may run in one process (``flarelet dev -c a -c b``); a plugin reaches another
+    one by its config ``name`` with :meth:`lookup_worker` (``ctx.host.lookup_worker("b")``), which
+    returns that worker's host (with the same methods) or ``None``.
+    """
+
+    @property
+    def name(self) -> str:
+        """This worker's config ``name``."""
+        ...
 
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
         """Run the worker's ``queue`` handler on a batch; returns the per-message outcome."""
+        ...
+
+    def lookup_worker(self, name: str) -> WorkerHost | None:
+        """The worker named ``name`` running in this process (this one for its own name), or ``None``."""
+        ...
+
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Any:
+        """A request answered by ``service``'s ``fetch`` (of ``entrypoint``, with ``ctx.props``); a ``Response``."""
+        ...
+
+    async def call_entrypoint(
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """RPC: ``method(*args, **kwargs)`` on a fresh instance of ``service``'s ``entrypoint`` class (``ctx.props``).
+
+        Values cross with Cloudflare's rules (copied, or refused with its errors); the callee's
+        exception is raised as ``RpcError``.
+        """
+        ...
+
+    def make_request(self, input: Any, init: Mapping[str, Any]) -> Any:  # noqa: A002 - Fetch API name
+        """A runtime ``Request`` from ``fetch``-style arguments (URL or ``Request``, plus init options)."""
+        ...
+
+    async def run_workflow(self, script_name: str | None, class_name: str, event: Any, step: Any) -> Any:
+        """Run ``class_name(ctx, env).run(event, step)`` of this worker (or ``script_name``'s)."""
         ...
 
 
@@ -91,7 +138,8 @@ class BindingPlugin(Protocol):
     # Optional:
     # def routes(self, ctx: BindingContext) -> list[starlette.routing.BaseRoute]: extra dev-server routes
     # async def start(self, ctx: BindingContext) -> None: after the worker is loaded (ctx.host is set)
-    # async def aclose(self) -> None: on shutdown; flush and close storage
+    # async def aclose(self[, ctx: BindingContext]) -> None: on shutdown; flush and close storage (with ``ctx``:
+    #     only what was built for that context -- one plugin object serves every worker of the process)
 
 
 def load_plugin(key: str) -> BindingPlugin | None:

@@ -59,6 +59,8 @@ MARKER_KEYS = (
     "wait_until_timeout",
     "outbound",
     "options",
+    "workers",
+    "clock",
 )
 _MERGED_KEYS = ("vars", "bindings", "options")
 _PATH_KEYS = ("config", "persist_to", "ai_cassette")
@@ -77,8 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "flarelet(config=None, env=None, vars=None, bindings=None, persist_to=None, ai_cassette=None, url=None, "
-        "wait_until=True, outbound=None, options=None): configure flarelet's `worker`/`env` fixtures "
-        "(flarelet.testing.Worker.from_config arguments; paths relative to the test file)",
+        "wait_until=True, outbound=None, options=None, workers=(), clock=None): configure flarelet's "
+        "`worker`/`env` fixtures (flarelet.testing.Worker.from_config arguments; paths relative to the test file)",
     )
 
 
@@ -102,6 +104,10 @@ def flarelet_options(request: pytest.FixtureRequest) -> dict[str, Any]:
                 )
             if key == "bindings" and callable(value):
                 value = value()
+            if key == "clock" and callable(value) and not hasattr(value, "now"):
+                value = value()  # a class or factory: a fresh clock per test
+            elif key == "clock" and isinstance(value, type):
+                value = value()
             if key in _MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
                 value = {**merged[key], **value}
             merged[key] = value
@@ -110,6 +116,8 @@ def flarelet_options(request: pytest.FixtureRequest) -> dict[str, Any]:
         value = merged.get(key)
         if key in from_marker and value is not None and not isinstance(value, bool):
             merged[key] = _relative_to(test_dir, value)
+    if "workers" in from_marker:
+        merged["workers"] = [_relative_to(test_dir, value) for value in merged["workers"] or ()]
     if merged.get("config") is None:
         ini = request.config.getini("flarelet_config")
         if ini:

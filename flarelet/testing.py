@@ -157,6 +157,8 @@ class Worker:
         self.wait_until_timeout = wait_until_timeout
         self.outbound = outbound
         self._origin = _origin(self.url)
+        #: the workflows' clock when the test gave one (``from_config(clock=...)``)
+        self.clock: Any = None
         self._started = False
         self._closed = False
 
@@ -175,6 +177,8 @@ class Worker:
         wait_until_timeout: float | None = DEFAULT_WAIT_UNTIL_TIMEOUT_S,
         outbound: OutboundHandler | None = None,
         options: Mapping[str, Any] | None = None,
+        workers: Sequence[str | os.PathLike[str]] = (),
+        clock: Any = None,
     ) -> Worker:
         """Build a worker from a wrangler config file, or the folder holding one (searched upwards).
 
@@ -193,12 +197,20 @@ class Worker:
         * ``wait_until``, ``wait_until_timeout``: see :meth:`fetch`.
         * ``outbound``: ``handler(request)`` answering subrequests (return ``None`` to let one through).
         * ``options``: harness options for the plugins (``preload``, ``queue_limits``...).
+        * ``workers``: more wrangler configs (or folders) to run beside this one, reachable only
+          through bindings -- ``flarelet dev -c this -c other`` (Miniflare's ``workers: [...]``).
+          They share ``persist_to`` and ``options``; ``worker.peer("name")`` reaches one.
+        * ``clock``: a :class:`~flarelet.bindings.workflows.clock.ManualClock` for Workflows (sleeps,
+          retry back-off, timeouts wait on it): move it with ``await worker.advance_time(s)``, or let
+          ``await worker.run_workflow(binding, id)`` move it until the instance finishes.
 
         Raises :class:`~flarelet.wrangler_compat.config.ConfigError` for a bad config and
         :class:`~flarelet.runtime.loader.WorkerLoadError` when the worker module does not import.
         """
         from flarelet.wrangler_compat.config import find_config
 
+        if clock is not None:
+            options = {**dict(options or {}), "workflow_clock": clock}
         config_path = find_config(config)
         cli_vars: dict[str, str] = {}
         overrides: dict[str, Any] = {}
@@ -225,7 +237,19 @@ class Worker:
         )
         if ai_cassette is not None:
             _use_cassette(host, Path(ai_cassette))
-        return cls(host, url=url, wait_until=wait_until, wait_until_timeout=wait_until_timeout, outbound=outbound)
+        if workers:
+            from flarelet.runtime.workerset import WorkerSet
+
+            peers = [
+                WorkerHost.from_config(
+                    find_config(other), env, persist_to=persist, options=options, raise_on_load_error=True
+                )
+                for other in workers
+            ]
+            WorkerSet([host, *peers])
+        worker = cls(host, url=url, wait_until=wait_until, wait_until_timeout=wait_until_timeout, outbound=outbound)
+        worker.clock = clock
+        return worker
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> Worker:
@@ -236,7 +260,10 @@ class Worker:
             self._started = True
             token = outbound_service.set(self._outbound)
             try:
-                await self.host.start()
+                if self.host.peers is not None:
+                    await self.host.peers.start()
+                else:
+                    await self.host.start()
             finally:
                 outbound_service.reset(token)
         return self
@@ -247,6 +274,10 @@ class Worker:
             self._closed = True
             await self.host.dispatcher.aclose(timeout)
             await self.host.aclose()
+            for peer in self.host.peers or ():
+                if peer is not self.host and peer.started:
+                    await peer.dispatcher.aclose(timeout)
+                    await peer.aclose()
         self._closed = True
 
     async def __aenter__(self) -> Worker:
@@ -254,6 +285,13 @@ class Worker:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+    def peer(self, name: str) -> WorkerHost:
+        """Another worker of this test (``workers=[...]``) by its config name: its ``env``, ``dispatcher``..."""
+        found = self.host.lookup_worker(name)
+        if found is None:
+            raise LookupError(f"no worker named {name!r} runs beside {self.host.name!r} (pass workers=[...])")
+        return found
 
     # -- what the worker sees ---------------------------------------------------------------------
     @property
@@ -411,6 +449,42 @@ class Worker:
             await db.batch(statements)
             done.append(migration.name)
         return done
+
+    # -- workflows --------------------------------------------------------------------------------
+    async def advance_time(self, seconds: float) -> None:
+        """Move the workflows' ``ManualClock`` on (``clock=`` of :meth:`from_config`); sleepers wake in order."""
+        if self.clock is None:
+            raise RuntimeError("advance_time() needs Worker.from_config(..., clock=ManualClock())")
+        await self._ensure_started()
+        await self.clock.advance(seconds)
+
+    async def run_workflow(self, binding: str, instance_id: str, *, timeout: float = 60.0) -> Any:
+        """Let a workflow instance run until it is complete, errored, terminated or paused; its ``status()``.
+
+        With a ``ManualClock`` time jumps to each next wake-up (sleeps, retry back-off, timeouts)
+        as soon as every instance is blocked, so an hour of ``step.sleep`` takes milliseconds; a
+        ``wait_for_event`` with no event sent reaches its timeout the same way. With the real
+        clock it waits, up to ``timeout`` real seconds.
+        """
+        import asyncio
+        import time
+
+        await self._ensure_started()
+        instance = await self.host.env[binding].get(instance_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.clock is not None:
+                await self.clock.settle()
+            status = await instance.status()
+            if status["status"] in ("complete", "errored", "terminated", "paused"):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workflow instance {instance_id} is still {status['status']} after {timeout}s")
+            wake = self.clock.next_wake() if self.clock is not None else None
+            if wake is not None:
+                await self.clock.advance_to(max(wake, self.clock.now()))
+            else:
+                await asyncio.sleep(0.01)
 
     # -- waitUntil --------------------------------------------------------------------------------
     async def wait_until_done(self, timeout: float | None = _MISSING) -> None:

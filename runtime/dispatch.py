@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .context import BackgroundTasks, ExecutionContext, ScheduledController, current_context, current_env
@@ -31,12 +31,13 @@ from .errors import (
     error_response,
     missing_name_line,
 )
-from .loader import WorkerLoadError, WorkerModule
+from .loader import WorkerLoadError, WorkerModule, active_space
 from .outbound import FetchError
 from .pyodide_api.ffi import set_server_loop
 from .queue_batch import MessageBatch
 from .request import Request
 from .response import FetchResponse, Response
+from .rpc import RuntimeTypeError
 
 
 class WorkerDispatcher:
@@ -49,9 +50,12 @@ class WorkerDispatcher:
         *,
         load_error: WorkerLoadError | None = None,
         log: logging.Logger | None = None,
+        space: str = "",
     ) -> None:
         #: swapped by the host on code reload; ``None`` while the module fails to import
         self.worker = worker
+        #: the loader space of this worker (imports inside its handlers search its folder)
+        self.space = space
         self.env = env
         #: why ``worker`` is ``None`` (shown as the 500 page until the code is fixed)
         self.load_error = load_error
@@ -75,6 +79,7 @@ class WorkerDispatcher:
         set_server_loop(asyncio.get_running_loop())
         token_ctx = current_context.set(ctx)
         token_env = current_env.set(env)
+        token_space = active_space.set(self.space)
         try:
             try:
                 result = worker.call(event, ctx, env, (first, env, ctx))
@@ -88,8 +93,104 @@ class WorkerDispatcher:
                 result = await result
             return result
         finally:
+            active_space.reset(token_space)
             current_env.reset(token_env)
             current_context.reset(token_ctx)
+
+    def entrypoint_class(self, entrypoint: str | None) -> type | None:
+        """The class answering ``entrypoint`` (``None``: the default export) or ``None`` if not exported."""
+        worker = self.worker
+        if worker is None:
+            raise self.load_error or WorkerLoadError("no worker is loaded")
+        return worker.entrypoint_class(entrypoint)
+
+    async def call_entrypoint(
+        self,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call ``method`` on a fresh instance of an entrypoint class (one instance per call, as workerd).
+
+        Raises ``TypeError("Method x does not exist")`` (workerd's text) when the instance has no
+        such callable. Arguments arrive already converted by :mod:`flarelet.runtime.rpc`; the caller
+        converts the result.
+        """
+        cls = self.entrypoint_class(entrypoint)
+        if cls is None:
+            raise RuntimeTypeError(_no_entrypoint(entrypoint))
+        ctx = self.new_context()
+        ctx.props = dict(props or {})
+        token_ctx = current_context.set(ctx)
+        token_env = current_env.set(self.env)
+        token_space = active_space.set(self.space)
+        try:
+            instance = cls(ctx, self.env)
+            target = getattr(instance, method, None) if not method.startswith("__") else None
+            if not callable(target):
+                raise RuntimeTypeError(f"Method {method} does not exist")
+            result = target(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            active_space.reset(token_space)
+            current_env.reset(token_env)
+            current_context.reset(token_ctx)
+            ctx.flush()
+
+    async def run_workflow(self, class_name: str, event: Any, step: Any) -> Any:
+        """``run(event, step)`` on a fresh instance of the exported ``WorkflowEntrypoint`` class ``class_name``."""
+        from .workers_sdk import WorkflowEntrypoint
+
+        worker = self.worker
+        if worker is None:
+            raise self.load_error or WorkerLoadError("no worker is loaded")
+        cls = getattr(worker.module, class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, WorkflowEntrypoint)):
+            raise RuntimeTypeError(
+                f'The worker does not export a WorkflowEntrypoint class named "{class_name}" '
+                "(the class_name of its [[workflows]] binding)."
+            )
+        ctx = self.new_context()
+        token_ctx = current_context.set(ctx)
+        token_env = current_env.set(self.env)
+        token_space = active_space.set(self.space)
+        try:
+            instance = cls(ctx, self.env)
+            result = instance.run(event, step)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            active_space.reset(token_space)
+            current_env.reset(token_env)
+            current_context.reset(token_ctx)
+            ctx.flush()
+
+    async def fetch_entrypoint(
+        self, entrypoint: str | None, request: Request, props: Mapping[str, Any] | None = None
+    ) -> Response:
+        """``fetch`` of an entrypoint (the default one goes through :meth:`fetch`); a 500 page on failure."""
+        if entrypoint is None or entrypoint == "default":
+            ctx = self.new_context()
+            ctx.props = dict(props or {})
+            try:
+                return await self.fetch(request, ctx)
+            finally:
+                ctx.flush()
+        try:
+            result = await self.call_entrypoint(entrypoint, "fetch", (request,), {}, props)
+            if not isinstance(result, FetchResponse):
+                raise HandlerResultError(
+                    f"The fetch handler returned {describe_result(result)}, not a Response. Return "
+                    "workers.Response(...) (or Response.json(data) for JSON)."
+                )
+            return result  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - contained: becomes a 500 page
+            return self._failure(exc, request)
 
     # -- events --------------------------------------------------------------------------------
     async def fetch(self, request: Request, ctx: ExecutionContext | None = None) -> Response:
@@ -183,3 +284,9 @@ class WorkerDispatcher:
         except TimeoutError:
             self.log.warning("cancelling %d waitUntil task(s) still running at shutdown", self.background.pending)
             await self.background.cancel_all()
+
+
+def _no_entrypoint(entrypoint: str | None) -> str:
+    if entrypoint is None or entrypoint == "default":
+        return "The worker has no default export (class Default(WorkerEntrypoint))."
+    return f'The worker does not export an entrypoint named "{entrypoint}" (a WorkerEntrypoint subclass).'

@@ -16,7 +16,17 @@ is listed with mode ``not supported`` and its ``env`` entry raises a clear error
 Reloading is split the way wrangler dev behaves: :meth:`reload_code` re-imports only the
 worker's own modules (bindings, their storage and the AI binding's loaded models stay);
 :meth:`reload_config` rebuilds the bindings when the config or the secrets files change.
-It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``) for plugins.
+It implements :class:`flarelet.bindings.registry.WorkerHost` (``dispatch_queue``,
+``lookup_worker``, ``service_fetch``, ``call_entrypoint``) for plugins.
+
+**Several workers in one process.** A host may belong to a
+:class:`~flarelet.runtime.workerset.WorkerSet` (``flarelet dev -c a/wrangler.toml -c
+b/wrangler.toml``, ``Worker.from_config(..., workers=[...])``); :attr:`WorkerHost.peers` is that
+set. To reach another worker by its config ``name``, call ``host.lookup_worker(name)`` (from a
+plugin: ``ctx.host.lookup_worker(name)``): it returns that worker's ``WorkerHost`` (this host for
+its own name) or ``None`` when no such worker runs here. Its ``dispatcher`` runs its handlers and
+entrypoint classes (``dispatcher.entrypoint_class(name)``, ``dispatcher.call_entrypoint(...)``),
+its ``env`` holds its bindings, and ``worker_module()`` gives its loaded module (classes by name).
 """
 
 from __future__ import annotations
@@ -209,7 +219,8 @@ class UnsupportedBinding:
         if attr.startswith("__"):
             raise AttributeError(attr)
         raise RuntimeError(
-            f"env.{self._name}: {self._kind} bindings are not supported by flarelet (binding {self._name} cannot be used locally)"
+            f"env.{self._name}: {self._kind} bindings are not supported by flarelet "
+            f"(binding {self._name} cannot be used locally)"
         )
 
     def __repr__(self) -> str:
@@ -238,6 +249,27 @@ def unsupported_rows(key: str, section: Any) -> list[BindingInfo]:
         resource = next((str(item[k]) for k in _RESOURCE_KEYS if k in item and item[k] != name), "")
         rows.append(BindingInfo(name, kind, resource, UnsupportedBinding(name, kind), mode="not supported"))
     return rows
+
+
+def _takes_argument(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+class ServiceNotFoundError(LookupError):
+    """A service binding names a worker that is not running in this process."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.message = (
+            f'Couldn\'t find a local dev session for the "default" entrypoint of service "{service}" to proxy to '
+            f"(start it in the same flarelet dev: flarelet dev -c this/wrangler.toml -c {service}/wrangler.toml)"
+        )
+        super().__init__(self.message)
 
 
 @dataclass
@@ -279,7 +311,9 @@ class WorkerHost:
         self.dev_vars = DevVars()
         self.env = Env()
         self.ctx = self._binding_context()
-        self.dispatcher = WorkerDispatcher(None, self.env, log=log)
+        self.dispatcher = WorkerDispatcher(None, self.env, log=log, space=str(config.path))
+        #: the set of workers this one runs with (``None``: alone); see the module docstring
+        self.peers: Any = None
         self.started = False
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
@@ -427,7 +461,7 @@ class WorkerHost:
             return True
         workers_sdk.set_default_env(self.env)
         try:
-            worker = load_worker(main)
+            worker = load_worker(main, space=self.dispatcher.space)
         except WorkerLoadError as exc:
             if raise_errors:
                 raise
@@ -485,7 +519,12 @@ class WorkerHost:
             if close is None:
                 continue
             try:
-                await close()
+                # a plugin object serves every worker of the process: one whose ``aclose`` takes the
+                # binding context closes only what this worker built
+                if _takes_argument(close):
+                    await close(self.ctx)
+                else:
+                    await close()
             except Exception:  # noqa: BLE001 - one plugin failing to close must not stop the others
                 log.exception("closing the %s binding failed", item.key)
 
@@ -504,6 +543,85 @@ class WorkerHost:
             if hook is not None:
                 found.extend(hook(self.ctx) or [])
         return found
+
+    # -- other workers ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The worker's ``name`` from its config (else the folder name): how bindings address it."""
+        return self.config.name or self.config.dir.name
+
+    def lookup_worker(self, name: str) -> WorkerHost | None:
+        """``flarelet.bindings.registry.WorkerHost``: the worker named ``name`` in this process, or ``None``."""
+        if self.peers is not None:
+            return self.peers.get(name)
+        return self if name == self.name else None
+
+    def worker_module(self) -> Any:
+        """The loaded worker module (``None`` while it fails to import)."""
+        worker = self.dispatcher.worker
+        return worker.module if worker is not None else None
+
+    def _target(self, service: str) -> WorkerHost:
+        target = self.lookup_worker(service)
+        if target is None:
+            raise ServiceNotFoundError(service)
+        return target
+
+    async def service_fetch(
+        self, service: str, entrypoint: str | None, request: Any, *, props: Mapping[str, Any] | None = None
+    ) -> Response:
+        """``flarelet.bindings.registry.WorkerHost``: ``env.SVC.fetch(...)``: a ``Request`` answered by ``service``.
+
+        The request goes to the target's handler directly (not through its assets or test routes),
+        as a service binding's does; a worker that is not running answers 503 as wrangler dev does.
+        """
+        target = self.lookup_worker(service)
+        if target is None:
+            return Response(ServiceNotFoundError(service).message, status=503)
+        if not isinstance(request, Request):
+            request = Request(request)
+        return await target.dispatcher.fetch_entrypoint(entrypoint, request, props)
+
+    async def call_entrypoint(
+        self,
+        service: str,
+        entrypoint: str | None,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        props: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """``flarelet.bindings.registry.WorkerHost``: RPC ``await env.SVC.method(*args)``.
+
+        Arguments and the result cross as :mod:`flarelet.runtime.rpc` says (copied, or refused
+        with Cloudflare's errors); the callee's exception comes back as ``RpcError``.
+        """
+        from .rpc import RpcError, call_across
+
+        target = self.lookup_worker(service)
+        if target is None:
+            raise RpcError("Error", ServiceNotFoundError(service).message)
+
+        async def invoke(*sent_args: Any, **sent_kwargs: Any) -> Any:
+            return await target.dispatcher.call_entrypoint(entrypoint, method, sent_args, sent_kwargs, props)
+
+        return await call_across(invoke, args, kwargs)
+
+    def make_request(self, input: Any, init: Mapping[str, Any]) -> Request:  # noqa: A002 - Fetch API name
+        """``flarelet.bindings.registry.WorkerHost``: a ``Request`` from ``fetch(input, **init)`` arguments."""
+        if isinstance(input, Request) and not init:
+            return input
+        return Request(input, **dict(init))
+
+    async def run_workflow(self, script_name: str | None, class_name: str, event: Any, step: Any) -> Any:
+        """``flarelet.bindings.registry.WorkerHost``: ``class_name(ctx, env).run(event, step)`` of a worker.
+
+        ``script_name`` picks another worker of this process (``[[workflows]] script_name``).
+        The class must be a ``WorkflowEntrypoint`` exported by the worker's main module.
+        """
+        target = self._target(script_name) if script_name and script_name != self.name else self
+        return await target.dispatcher.run_workflow(class_name, event, step)
 
     # -- events -------------------------------------------------------------------------------
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:

@@ -20,7 +20,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .app import DevApp, RequestLog
@@ -115,8 +115,12 @@ class DevServer:
         on_ready: Callable[[str], None] | None = None,
         on_config_reloaded: Callable[[], None] | None = None,
         say: Callable[[str], None] | None = None,
+        peers: Sequence[WorkerHost] = (),
     ) -> None:
         self.host = host
+        #: the other workers of ``flarelet dev -c a -c b`` (started, watched and closed with this one)
+        self.peers = list(peers)
+        self.peer_reloaders: list[Reloader] = []
         self.sock = sock
         addr = sock.getsockname()
         shown_ip = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
@@ -145,7 +149,14 @@ class DevServer:
 
     # -- lifecycle hooks (called from the app's lifespan) -----------------------------------------
     async def _startup(self) -> None:
+        for peer in self.peers:
+            if not peer.started:
+                await peer.start()
         if self.watch:
+            for peer in self.peers:
+                reloader = Reloader(peer)
+                reloader.start()
+                self.peer_reloaders.append(reloader)
             self.reloader = Reloader(self.host, self._config_reloaded)
             self.reloader.start()
             # let the watch tasks register their watches before "Ready": an edit made right after
@@ -173,8 +184,13 @@ class DevServer:
     async def _shutdown(self) -> None:
         if self.reloader is not None:
             await self.reloader.stop()
+        for reloader in self.peer_reloaders:
+            await reloader.stop()
         if self.cron is not None:
             await self.cron.stop()
+        for peer in self.peers:
+            if peer.started:
+                await peer.aclose()
 
     # -- running ----------------------------------------------------------------------------------
     def _config(self) -> Any:

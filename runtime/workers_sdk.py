@@ -106,7 +106,11 @@ class DurableObject:
 
 
 class WorkflowEntrypoint:
-    """Base class so Workflow code imports; flarelet does not run Workflows yet."""
+    """Base of a Workflow class: ``async def run(self, event, step)``, run by ``[[workflows]]`` bindings.
+
+    ``event`` is ``{"payload", "timestamp", "instanceId", "workflowName"}`` (a ``JsDict``) and
+    ``step`` the Python step API (``flarelet.bindings.workflows.step.PythonStep``).
+    """
 
     def __init__(self, ctx: Any, env: Env) -> None:
         self.ctx = ctx
@@ -223,7 +227,7 @@ _installed: list[ModuleType] = []
 
 
 def install() -> ModuleType:
-    """Register ``workers`` (with ``workers.wsgi`` and ``workers.asgi``), ``asgi``, ``js`` and
+    """Register ``workers`` (with ``workers.wsgi``, ``workers.asgi``, ``workers.workflows``), ``asgi``, ``js`` and
     ``pyodide`` in ``sys.modules``, as Cloudflare's runtime provides them to a Python Worker."""
     if _installed and sys.modules.get("workers") is _installed[0]:
         return _installed[0]
@@ -245,6 +249,13 @@ def install() -> ModuleType:
     )
     workers.wsgi = wsgi_module  # type: ignore[attr-defined]
     workers.asgi = asgi_module  # type: ignore[attr-defined]
+    from flarelet.bindings.workflows.errors import NonRetryableError
+
+    workflows_module = ModuleType("workers.workflows", "Workflow-specific classes and exceptions")
+    workflows_module.NonRetryableError = NonRetryableError  # type: ignore[attr-defined]
+    workflows_module.__all__ = ["NonRetryableError"]  # type: ignore[attr-defined]
+    workers.workflows = workflows_module  # type: ignore[attr-defined]
+    sys.modules["workers.workflows"] = workflows_module
     sys.modules["workers"] = workers
     sys.modules["workers.wsgi"] = wsgi_module
     sys.modules["workers.asgi"] = asgi_module

@@ -410,6 +410,9 @@ class WorkerConfig:
         if not key:
             return self.raw.error(prefix, message)
         parts = parse_key(str(key))
+        if parts and parts[0] == "flarelet" and config_key != "flarelet":
+            # a plugin's settings in the [flarelet] table: point at that table, not the binding section
+            return self.raw.error(self.origin_of("flarelet")[:-1] + parts, message)
         if parts and parts[0] == config_key:
             parts = parts[1:]
         return self.raw.error(prefix + parts, message)

@@ -65,7 +65,14 @@ def _add_dev(subparsers: Any) -> None:
         metavar="DIR_OR_CONFIG",
         help="project folder (searched upwards for wrangler.json/.jsonc/.toml) or config file; default: .",
     )
-    dev.add_argument("-c", "--config", help="config file (same as DIR_OR_CONFIG)")
+    dev.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        help="config file (same as DIR_OR_CONFIG); repeat it to run several workers in one process, "
+        "as wrangler dev does: the first is served, the others are reachable through bindings",
+    )
     dev.add_argument(
         "--port", type=int, help=f"port to listen on (default: [dev] port or {DEFAULT_PORT}; 0 = any free port)"
     )
@@ -124,11 +131,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import logging
 
     log = logging.getLogger("flarelet")
-    target = args.config or args.target
+    targets = list(args.config)
+    if args.target is not None:
+        targets.insert(0, args.target)
+    if not targets:
+        targets = [None]
     try:
-        config_path = find_config(target)
+        config_paths = [find_config(target) for target in targets]
     except ConfigError as exc:
         return _error(str(exc))
+    config_path = config_paths[0]
     persist_to = args.persist_to or (config_path.parent / ".wrangler" / "state")
     options: dict[str, Any] = {"preload": bool(args.preload)}
     if args.api_token is not None:
@@ -136,11 +148,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if args.account_id is not None:
         options["account_id"] = args.account_id
 
-    from flarelet.runtime.host import WorkerHost
+    from flarelet.runtime.workerset import WorkerSet
 
     try:
-        host = WorkerHost.from_config(
-            config_path,
+        workers = WorkerSet.from_configs(
+            config_paths,
             args.env_name,
             vars=dict(args.vars),
             persist_to=persist_to,
@@ -152,8 +164,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return _error(str(exc))
     except ValueError as exc:
         return _error(str(exc))
-    for warning in host.config.warnings:
-        log.warning("%s", warning)
+    host = workers.primary
+    for member in workers:
+        for warning in member.config.warnings:
+            log.warning("%s", warning)
 
     from flarelet.cli.table import print_bindings
     from flarelet.runtime.server import DevServer, PortInUseError, bind_socket
@@ -161,6 +175,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     verbose = args.log_level in ("debug", "info", "log")
     if verbose:
         print_bindings(host.bindings)
+        for other in workers.others:
+            print(f"Also running worker {other.name} ({other.config.path}), reachable through bindings", flush=True)
+            print_bindings(other.bindings)
     ip = args.ip or host.config.dev.ip or DEFAULT_IP
     explicit_port = args.port is not None or host.config.dev.port is not None
     port = (
@@ -204,6 +221,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         on_ready=ready,
         on_config_reloaded=reprint,
         say=say,
+        peers=workers.others,
     )
     server.run()
     return 0

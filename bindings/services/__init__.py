@@ -1,0 +1,1 @@
+"""Service bindings (``[[services]]``): ``env.OTHER.fetch(...)`` and RPC to another worker's entrypoints."""

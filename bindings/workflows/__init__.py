@@ -1,0 +1,1 @@
+"""Workflows (``[[workflows]]``): durable multi-step runs of a ``WorkflowEntrypoint``, persisted on SQLite."""

@@ -1,0 +1,1 @@
+WHO = "callee helpers"
