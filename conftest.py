@@ -4,6 +4,10 @@ Under CI (``CI`` set and not ``0``/``false``, as ``.ci/run`` and most CI service
 test fails the run, unless it carries ``@pytest.mark.gpu``: those depend on whether this machine has a
 GPU, so one of each pair always skips. Why: a green summary with "97 skipped" once hid that every
 real-audio test had not run; a test that cannot run under CI is a broken set-up, not a pass.
+
+``@pytest.mark.external(env="NAME")`` marks tests of code that is not in this repository (a
+checkout of Cloudflare's examples named by ``$NAME``): they are deselected -- counted as such in the
+summary, not skipped -- unless ``$NAME`` is set, and then they must pass like any other.
 """
 
 from __future__ import annotations
@@ -17,6 +21,22 @@ _unexpected: list[str] = []
 
 def _under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, external = [], []
+    for item in items:
+        mark = item.get_closest_marker("external")
+        (external if mark is not None and not os.environ.get(mark.kwargs.get("env", "")) else keep).append(item)
+    if external:
+        config.hook.pytest_deselected(items=external)
+        items[:] = keep
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped while importing (pytest.importorskip, pytest.skip)
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _unexpected.append(f"{report.nodeid}: {reason}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

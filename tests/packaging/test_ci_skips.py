@@ -55,3 +55,29 @@ def test_only_gpu_skips_pass_under_ci(tmp_path: Path) -> None:
     under_ci = _pytest(_suite(tmp_path), "true")
     assert under_ci.returncode == 0, under_ci.stdout
     assert "1 passed, 1 skipped" in under_ci.stdout
+
+
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
+def test_a_module_skipped_while_importing_fails_the_run_under_ci(tmp_path: Path) -> None:
+    folder = _suite(tmp_path)
+    (folder / "test_tool.py").write_text('import pytest\n\npytest.importorskip("no_such_module_here")\n')
+    under_ci = _pytest(folder, "true")
+    assert under_ci.returncode == 1, under_ci.stdout
+    assert "test_tool.py: Skipped: could not import 'no_such_module_here'" in under_ci.stdout
+
+
+@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
+def test_external_tests_are_deselected_unless_their_variable_is_set(tmp_path: Path) -> None:
+    folder = _suite(tmp_path)
+    (folder / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: gpu\n    external(env): external\n")
+    (folder / "test_ext.py").write_text(
+        'import pytest\n\n@pytest.mark.external(env="FLARELET_TEST_EXTERNAL")\ndef test_ext():\n    pass\n'
+    )
+    out = _pytest(folder, "true")
+    assert out.returncode == 0 and "1 passed, 1 skipped, 1 deselected" in out.stdout, out.stdout
+    os.environ["FLARELET_TEST_EXTERNAL"] = "1"
+    try:
+        out = _pytest(folder, "true")
+    finally:
+        del os.environ["FLARELET_TEST_EXTERNAL"]
+    assert out.returncode == 0 and "2 passed, 1 skipped" in out.stdout, out.stdout
