@@ -57,7 +57,7 @@ def worker(name: str, threads: int, runs: int) -> None:
     helpers = _helpers()
     audio_dir = REPO / "tests" / "data" / "audio"
     manifest = {e["file"]: e for e in json.loads((audio_dir / "manifest.json").read_text())["files"]}
-    from flarelet.bindings.ai.weights import ensure_weights
+    from flarelet.bindings.ai.asr.weights import ensure_weights
 
     out: dict = {"model": name, "threads": threads}
     t = time.perf_counter()
@@ -69,8 +69,8 @@ def worker(name: str, threads: int, runs: int) -> None:
         t = time.perf_counter()
         ensure_weights(name, Path(cache) / "models", progress=False)
         out["convert_s"] = time.perf_counter() - t
+        from flarelet.bindings.ai.asr.engine import get_engine
         from flarelet.bindings.ai.catalog import MODELS as CATALOG
-        from flarelet.bindings.ai.engine import get_engine
         from flarelet.bindings.ai.service import AiService
         from flarelet.bindings.ai.settings import AiSettings
 

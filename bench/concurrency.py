@@ -214,7 +214,7 @@ def quantile(values: list[float], q: float) -> float:
 
 def load_clips(names: list[str] = CLIPS) -> list[tuple[str, bytes, float]]:
     sys.path.insert(0, str(REPO))
-    from flarelet.bindings.ai.audio import decode_audio
+    from flarelet.bindings.ai.asr.audio import decode_audio
 
     out = []
     for name in names:

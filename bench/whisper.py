@@ -4,10 +4,12 @@
 Same weights for all three (the CTranslate2 package flarelet converts from), same decoded audio
 (16 kHz mono float32, decoded once by the parent), greedy decoding, English:
 
-* ``flarelet``     -- ``flarelet.bindings.ai.inference.transcribe_request`` on the engine the service uses
+* ``flarelet``     -- ``flarelet.bindings.ai.asr.inference.transcribe_request`` on the engine the service uses
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
   ``--threads`` overrides), with word timestamps, because Cloudflare's output always carries them;
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
+* ``flarelet-transformers`` -- (on request) the same request path on the ``transformers`` backend
+  (``engine = "transformers"``: transformers' own model and ``generate``, fp32), side by side;
 * ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
@@ -87,7 +89,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
 }
 ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
 #: levers that can be switched off for a side-by-side run (``--engines flarelet,flarelet-eager``), not run by default
-EXTRA_ENGINES = ("flarelet-eager",)
+EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers")
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -137,9 +139,11 @@ def _rss_mb() -> float:
 
 class _FlareletEngine:
     def __init__(self, model: str, threads: int | None, variant: str | None = None) -> None:
-        """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``) or ``"eager"``
-        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.token_step`)."""
-        from flarelet.bindings.ai import catalog, engine
+        """``variant``: None (the settings as shipped), ``"fp16"`` (``quantize="fp16"``), ``"eager"``
+        (the decoder step without its TorchScript graph, :mod:`flarelet.bindings.ai.asr.token_step`) or
+        ``"transformers"`` (``engine="transformers"``)."""
+        from flarelet.bindings.ai import catalog
+        from flarelet.bindings.ai.asr import engine
         from flarelet.bindings.ai.settings import AiSettings
 
         settings = AiSettings.from_options({})
@@ -147,6 +151,8 @@ class _FlareletEngine:
             settings = settings.replace(threads=threads)
         if variant == "fp16":
             settings = settings.replace(quantize="fp16")
+        if variant == "transformers":
+            settings = settings.replace(engine="transformers")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -154,8 +160,8 @@ class _FlareletEngine:
             self.engine.lean.plan = None
 
     def transcribe(self, samples: Any) -> str:
-        from flarelet.bindings.ai import inference
-        from flarelet.bindings.ai.schemas import AsrRequest
+        from flarelet.bindings.ai.asr import inference
+        from flarelet.bindings.ai.asr.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
         return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
@@ -167,8 +173,8 @@ class _PipelineEngine:
         import transformers
         from transformers import pipeline
 
+        from flarelet.bindings.ai.asr.weights import ensure_weights
         from flarelet.bindings.ai.settings import AiSettings
-        from flarelet.bindings.ai.weights import ensure_weights
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -202,8 +208,8 @@ class _FasterWhisperEngine:
 
 def ct2_folder(model: str) -> Path:
     """The CTranslate2 folder faster-whisper reads: the package's own, or base's parts joined once."""
+    from flarelet.bindings.ai.asr.weights import BUNDLED, read_bundled_bytes
     from flarelet.bindings.ai.settings import AiSettings
-    from flarelet.bindings.ai.weights import BUNDLED, read_bundled_bytes
 
     bundled = BUNDLED[model]
     if len(bundled.parts) == 1:
@@ -232,7 +238,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         import torch  # noqa: F401
         import transformers  # noqa: F401
 
-        import flarelet.bindings.ai.inference  # noqa: F401  (the imports the engine needs, not its load)
+        import flarelet.bindings.ai.asr.inference  # noqa: F401  (the imports the engine needs, not its load)
     elif engine_name == "pipeline":
         import transformers  # noqa: F401
         from transformers import pipeline  # noqa: F401
@@ -267,17 +273,21 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
 
 
 class Worker:
-    def __init__(self, engine_name: str, model: str, threads: int | None) -> None:
+    def __init__(self, engine_name: str, model: str, threads: int | None, baseline: Path | None = None) -> None:
+        """``engine_name`` "baseline": the ``flarelet`` engine of another checkout (``--baseline``),
+        its own bench script and code, so two versions run side by side in one round-robin."""
         self.name = engine_name
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine_name, "--model", model]
+        repo = baseline if engine_name == "baseline" and baseline is not None else REPO
+        worker_engine = "flarelet" if engine_name == "baseline" else engine_name
+        cmd = [sys.executable, str(repo / "bench" / "whisper.py"), "--worker", worker_engine, "--model", model]
         if threads is not None:
             cmd += ["--threads", str(threads)]
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=repo)
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -318,7 +328,7 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from flarelet.bindings.ai.audio import decode_audio
+    from flarelet.bindings.ai.asr.audio import decode_audio
 
     manifest: dict[str, dict] = {}
     if (SHARED_AUDIO / "manifest.json").is_file():
@@ -410,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         f"(default: all but {', '.join(EXTRA_ENGINES)})",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/base <commit>`): adds its `flarelet` engine as "
+        "`baseline`, run round-robin with the others",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -423,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args.threads = AiSettings.from_options({}).threads
     engines = [e for e in args.engines.split(",") if e]
-    unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES)
+    if args.baseline is not None and "baseline" not in engines:
+        engines.append("baseline")
+    unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES) - ({"baseline"} if args.baseline else set())
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
@@ -432,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         workers: dict[str, Worker] = {}
         try:
             for name in engines:  # one at a time, so load times are not inflated by each other
-                workers[name] = Worker(name, args.model, args.threads)
+                workers[name] = Worker(name, args.model, args.threads, args.baseline)
             cells: dict[tuple[str, str], Cell] = {(c.name, e): Cell() for c in clips for e in engines}
             for round_no in range(args.runs + 1):
                 for clip in clips:

@@ -31,6 +31,7 @@ its ``env`` holds its bindings, and ``worker_module()`` gives its loaded module 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -44,7 +45,8 @@ from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectio
 from flarelet.wrangler_compat.config import ConfigError, WorkerConfig, load_config
 from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 
-from . import outbound, workers_sdk
+from . import cache as cache_api
+from . import deps, outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
 from .context import ExecutionContext
 from .dispatch import WorkerDispatcher
@@ -314,7 +316,16 @@ class WorkerHost:
         self.dispatcher = WorkerDispatcher(None, self.env, log=log, space=str(config.path))
         #: the set of workers this one runs with (``None``: alone); see the module docstring
         self.peers: Any = None
+        try:
+            #: the Cache API's storage (``caches``), under ``persist_to`` or in memory
+            self.caches = cache_api.CacheStorage.from_config(persist_to, config.flarelet.get("cache"))
+        except ValueError as exc:
+            raise config.error(("flarelet", "cache"), str(exc)) from None
         self.started = False
+        #: the worker's installed dependency folder (set by :meth:`_prepare_deps`)
+        self.deps = deps.DepsResult(None, "none")
+        self.deps_declared: frozenset[str] = frozenset()
+        self.deps_isolated = True
         #: bumped whenever plugin routes may have changed (the app re-reads :meth:`routes`)
         self.generation = 0
 
@@ -364,6 +375,7 @@ class WorkerHost:
         )
         host._check_main()
         host._build_bindings()
+        host._prepare_deps()
         if load_code:
             host.reload_code(raise_errors=raise_on_load_error)
         return host
@@ -445,10 +457,34 @@ class WorkerHost:
         values.update(self.binding_overrides)
         self.bindings = rows
         self.plugins = plugins
+        cache_api.unbind(self.env)
         self.env = Env(values)
+        cache_api.bind(self.env, self.caches)
         self.dispatcher.env = self.env
         workers_sdk.set_default_env(self.env)
         self.generation += 1
+
+    def _prepare_deps(self) -> None:
+        """Install (or find cached) the packages the worker declares; ``options["install_deps"]=False`` skips it."""
+        section = self.config.flarelet.get("deps") or {}
+        try:
+            if not isinstance(section, Mapping):
+                raise ValueError("must be a table")
+            unknown = set(section) - {"installer", "install_timeout_s", "isolate"}
+            if unknown:
+                raise ValueError(
+                    f"unknown key(s) {', '.join(sorted(unknown))} (known: installer, install_timeout_s, isolate)"
+                )
+            options = deps.DepsOptions(install=bool(self.user_options.get("install_deps", True)), **section)
+        except (ValueError, TypeError) as exc:
+            raise self.config.error(("flarelet", "deps"), str(exc)) from None
+        try:
+            spec = deps.read_spec(self.config.dir)
+        except deps.DependencySpecError as exc:
+            raise ConfigError(self.config.path, None, None, str(exc)) from None
+        self.deps = deps.ensure_deps(spec, options)
+        self.deps_isolated = options.isolate
+        self.deps_declared = spec.names
 
     # -- code ---------------------------------------------------------------------------------
     def reload_code(self, raise_errors: bool = False) -> bool:
@@ -461,7 +497,9 @@ class WorkerHost:
             return True
         workers_sdk.set_default_env(self.env)
         try:
-            worker = load_worker(main, space=self.dispatcher.space)
+            worker = load_worker(
+                main, self.dispatcher.space, self.deps.path, self.deps_declared, isolate=self.deps_isolated
+            )
         except WorkerLoadError as exc:
             if raise_errors:
                 raise
@@ -497,6 +535,10 @@ class WorkerHost:
             return False
         if self.started:
             await self._start_plugins()
+        try:  # a changed pyproject.toml / requirements.txt: install off the event loop
+            await asyncio.to_thread(self._prepare_deps)
+        except ConfigError as exc:
+            log.error("%s (keeping the previous dependencies)", exc)
         self.reload_code()
         return True
 
@@ -532,6 +574,9 @@ class WorkerHost:
         """Finish ``waitUntil`` work, close plugins and the outbound HTTP client."""
         await self.dispatcher.aclose()
         await self._close_plugins(self.plugins)
+        await self.caches.aclose()
+        cache_api.unbind(self.env)
+        deps.isolation.deactivate(self.dispatcher.space)
         await outbound.aclose_client()
         self.started = False
 
@@ -715,4 +760,4 @@ class WorkerHost:
         """Files whose change should rebuild bindings (the config and secrets files)."""
         from flarelet.wrangler_compat.devvars import candidate_files
 
-        return [self.config.path, *candidate_files(self.config.dir, self.env_name)]
+        return [self.config.path, *candidate_files(self.config.dir, self.env_name), *deps.spec_files(self.config.dir)]

@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from . import workers_sdk
+from .deps import isolation
 from .errors import missing_name_line
 
 HANDLER_NAMES = ("fetch", "scheduled", "queue")
@@ -62,6 +63,9 @@ active_space: contextvars.ContextVar[str | None] = contextvars.ContextVar("flare
 
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """Compile from source every time (see module docstring); writes no ``__pycache__``."""
+
+    #: marks the worker's own modules for :mod:`.deps.isolation` (what they may import)
+    flarelet_worker_code = True
 
     def __init__(self, fullname: str, path: str, space: str = "") -> None:
         super().__init__(fullname, path)
@@ -213,14 +217,27 @@ class WorkerModule:
         return [h for h in HANDLER_NAMES if h in self.functions]
 
 
-def load_worker(main_path: Path, space: str = "") -> WorkerModule:
-    """Import ``main_path`` fresh (dropping ``space``'s earlier modules) and find its handlers."""
+def load_worker(
+    main_path: Path,
+    space: str = "",
+    deps_path: Path | None = None,
+    declared: frozenset[str] = frozenset(),
+    *,
+    isolate: bool = True,
+) -> WorkerModule:
+    """Import ``main_path`` fresh (dropping ``space``'s earlier modules) and find its handlers.
+
+    ``deps_path`` is the worker's installed dependency folder and ``declared`` the distribution
+    names it declares: the worker imports those, the standard library and its own modules, not
+    flarelet's third-party packages (:mod:`.deps.isolation`) unless ``isolate`` is false.
+    """
     main_path = main_path.resolve()
     if not main_path.is_file():
         raise WorkerLoadError(f"main module {main_path} does not exist")
     if main_path.suffix != ".py":
         raise WorkerLoadError(f"main module {main_path.name} is not a Python file (flarelet runs Python Workers)")
     workers_sdk.install()
+    isolation.activate(deps_path, declared, hide=isolate, space=space)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     _purge_worker_modules(space)

@@ -25,6 +25,7 @@ from .body import Blob, File, FormData, FormDataValue
 from .context import ExecutionContext, current_context, current_env
 from .env import Env
 from .headers import Headers
+from .html_rewriter import HTMLRewriter
 from .outbound import fetch
 from .request import Request
 from .response import FetchResponse, Response
@@ -41,6 +42,7 @@ __all__ = [
     "File",
     "FormData",
     "FormDataValue",
+    "HTMLRewriter",
     "Headers",
     "JSBody",
     "Request",

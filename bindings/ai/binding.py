@@ -4,7 +4,7 @@ On Cloudflare, ``await env.AI.run(model, inputs, options)`` returns the bare mod
 ``{result, success}`` envelope) converted by ``python_from_rpc`` into a ``JsDict`` -- a dict whose
 keys are also attributes (``resp.text``) -- and failures throw workerd's
 ``InferenceUpstreamError`` with message ``"<code>: <description>"`` and the backend's ``name``
-(``ai-api.ts::_parseError``; cloudflare-spec.md §2.4). This class gives the same surface, plus
+(workerd's ``ai-api.ts::_parseError``). This class gives the same surface, plus
 ``models()``, ``lastRequestId`` and the ``lastRequest*StatusCode`` attributes.
 """
 
@@ -21,10 +21,6 @@ from . import errors
 from .service import AiService
 
 log = logging.getLogger("flarelet.ai")
-
-#: AiOptions keys (workers-types) that only make sense against Cloudflare's servers; accepted and
-#: ignored locally, as the gateway/queue machinery does not exist here.
-REMOTE_ONLY_OPTIONS = ("gateway", "queueRequest", "tags", "extraHeaders", "prefix", "signal", "sessionOptions")
 
 
 class InferenceUpstreamError(JsException):

@@ -5,12 +5,14 @@ the REST API turns it into a v4 envelope (``{"success": false, "errors": [{code,
 with ``status``), the ``env.AI`` binding turns it into ``InferenceUpstreamError`` whose message
 is ``"<code>: <description>"`` -- exactly what workerd's ``_parseError`` builds.
 
-Codes and HTTP statuses come from developers.cloudflare.com/workers-ai/platform/errors
-(see ``shared/research/cloudflare-spec.md`` §2.3). Build errors with the helpers below so the
+Codes and HTTP statuses are those of Cloudflare's Workers AI error table
+(developers.cloudflare.com/workers-ai/platform/errors). Build errors with the helpers below so the
 wording stays Cloudflare's everywhere.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class AiError(Exception):
@@ -45,10 +47,6 @@ def bad_input(detail: str) -> AiError:
     return AiError(5006, 400, f"AiError: Bad input: {detail}", "InvalidInput")
 
 
-def invalid_base64(kind: str) -> AiError:
-    return AiError(5004, 400, f"Invalid data type for base64 input: {kind}", "InvalidData")
-
-
 def incomplete_request(what: str) -> AiError:
     return AiError(3003, 400, f"Request is missing headers or body: {what}", "IncompleteRequest")
 
@@ -75,3 +73,20 @@ def out_of_capacity(detail: str = "") -> AiError:
 def internal(detail: str) -> AiError:
     """An unexpected engine failure; never leaks a traceback to the caller."""
     return AiError(3000, 500, f"Internal error: {detail}", "InternalError")
+
+
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed value, as Cloudflare's validator words it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -11,7 +11,7 @@ model said once. None of them is ever used unless a test asks for it by name.
   service does (5006 for bytes that are not audio) -- so a worker that would fail on Cloudflare
   fails here with the same ``InferenceUpstreamError``. Outputs are canned per model (a default
   transcript, a dict, a function of the call, an ``AiError`` to raise) and every output is
-  checked against the model's output schema (:mod:`flarelet.bindings.ai.output_schemas`). Each call is
+  checked against the model's output schema (:mod:`flarelet.bindings.ai.asr.output_schemas`). Each call is
   kept in ``fake.calls`` for assertions.
 * :class:`RecordingAi` wraps a real binding and writes each output to a JSON *cassette*, keyed
   by the model and a hash of the validated input; :meth:`FakeAi.from_cassette` replays it.
@@ -37,9 +37,10 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import catalog, errors, schemas
+from . import catalog, errors
+from .asr import schemas
+from .asr.output_schemas import validate_output
 from .binding import Ai, InferenceUpstreamError
-from .output_schemas import validate_output
 from .settings import AiSettings
 
 __all__ = [
@@ -176,7 +177,7 @@ def _error_entry(exc: InferenceUpstreamError | errors.AiError) -> dict[str, Any]
 
 def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, language: str = "en") -> dict[str, Any]:
     """A schema-valid output for ``spec`` saying ``text``, its words spread evenly over the audio."""
-    from .output import to_vtt  # numpy only; no model code
+    from .asr.output import to_vtt  # numpy only; no model code
 
     length = duration if duration and duration > 0 else float(max(1, len(text.split())))
     tokens = text.split()
@@ -235,7 +236,7 @@ class _FakeService:
             call.request = request
         duration = None
         if self.decode_audio:
-            from . import audio as audio_mod
+            from .asr import audio as audio_mod
 
             samples = audio_mod.decode_audio(request.audio, self.settings.max_audio_seconds)  # 5006 / 3006
             duration = audio_mod.duration(samples)

@@ -6,9 +6,9 @@ endpoint accepts and answers. It follows Cloudflare's own API schema in spirit: 
 per model (``/accounts/{account_id}/ai/run/@cf/openai/whisper``) with that model's input schema,
 Bearer-token security, and the v4 envelope around every answer.
 
-Model input schemas come from the pydantic models the service validates with
-(:mod:`flarelet.bindings.ai.schemas`) when that module offers them, else from Cloudflare's published JSON
-Schema in :mod:`flarelet.bindings.ai.catalog`; output schemas are Cloudflare's.
+Model input schemas come from the pydantic model each model's task validates with
+(:meth:`Task.input_model <flarelet.bindings.ai.tasks.Task.input_model>`) when it offers one, else
+from the published JSON Schema in the catalog entry; output schemas are Cloudflare's.
 """
 
 from __future__ import annotations
@@ -138,13 +138,7 @@ def _pydantic_input_schema(spec: catalog.ModelSpec, components: dict[str, Any]) 
     binding), so ``audio`` is described with Cloudflare's published schema instead, tightened to
     what is accepted (integers 0..255 for the classic array form).
     """
-    try:
-        from . import schemas
-    except ImportError:
-        return None
-    model = {"classic": getattr(schemas, "ClassicInput", None), "turbo": getattr(schemas, "TurboInput", None)}.get(
-        spec.flavor
-    )
+    model = catalog.task_of(spec).input_model(spec)
     if model is None:
         return None
     from pydantic.json_schema import models_json_schema

@@ -40,9 +40,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
-from .errors import AiError
+from .errors import AiError, json_type
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
-from .schemas import json_type
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext

@@ -1,8 +1,10 @@
 """The local Workers AI service: one object both front doors (``env.AI`` and the REST API) call.
 
-``AiService.run(model, inputs)`` does what Cloudflare's backend does for a Whisper call: validate
-the inputs against the model's schema, decode the audio, transcribe it, and shape the output --
-or raise :class:`~flarelet.bindings.ai.errors.AiError` with Cloudflare's code and words.
+``AiService.run(model, inputs)`` does what Cloudflare's backend does: validate the inputs against
+the model's schema, run the model, and shape the output -- or raise
+:class:`~flarelet.bindings.ai.errors.AiError` with Cloudflare's code and words. The service knows
+no model task: it finds the model id's task in the catalog and calls it through the
+:class:`~flarelet.bindings.ai.tasks.Task` protocol (Whisper's is :mod:`flarelet.bindings.ai.asr.task`).
 
 Why a service object and a process-wide instance (:func:`get_service`):
 
@@ -11,23 +13,22 @@ Why a service object and a process-wide instance (:func:`get_service`):
 * inference is CPU-bound and must not block the event loop: it runs on ``workers`` inference
   threads (default 1) sharing the loaded model;
 * requests that are in flight together are served by **dynamic batching**: a worker that was idle
-  waits ``batch_window_ms`` for companions, then transcribes up to ``max_batch`` requests at
-  once, window by window -- each round encodes every request's next 30 s window and decodes them
-  all in one batched decoder pass (:meth:`WhisperEngine.run_round`); a request that arrives
-  meanwhile joins at the next round, a finished one leaves. On a CPU the decoder's per-token
-  cost is mostly weight reads and framework overhead that a batch shares, so N requests take far
-  less than N times one (README "Speed");
-* admission is bounded: ``1 + queue_size`` requests in flight (being transcribed or waiting);
+  waits ``batch_window_ms`` for companions, then runs up to ``max_batch`` requests at once, round
+  by round (:meth:`Task.run_round`; for Whisper a round is one 30 s window of every request,
+  decoded in one batched pass); a request that arrives meanwhile joins at the next round, a
+  finished one leaves. On a CPU a model's per-token cost is mostly weight reads and framework
+  overhead that a batch shares, so N requests take far less than N times one (README "Speed");
+* admission is bounded: ``1 + queue_size`` requests in flight (running or waiting);
   one more is refused with 3040/429, Cloudflare's "Out of capacity", never queued without limit.
   Each request has a wall-clock limit (``timeout_s``, then 3007/408); a timed-out request is
-  also *cancelled* in the engine (checked between decoding steps), so its batch slot frees soon;
-* ``vad_filter``'s VAD pass (the whole clip's speech spans, needed before transcribing) runs on
-  a thread of its own while the request queues; the silence gate every request gets asks its
-  questions lazily inside the transcription (:class:`flarelet.bindings.ai.vad.SpeechGate`);
+  also *cancelled* in the model (its cancel event, checked between steps), so its slot frees soon;
+* a task's model-free side work (:meth:`Task.side_work`, e.g. Whisper's ``vad_filter`` pass over
+  the whole clip) runs on a thread of its own while the request queues;
 * the service may be called from several event loops (the dev server, tests), so admission uses a
   thread lock, not asyncio primitives bound to one loop.
 
-torch/transformers are imported only inside the worker threads, when a model is first loaded.
+Tasks import their heavy modules (torch, transformers) only inside the worker threads, when a
+model is first loaded.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ from typing import Any
 
 from . import catalog, errors
 from .settings import AiSettings
+from .tasks import Task
 
 log = logging.getLogger("flarelet.ai")
 
 
 @dataclass
 class _Ticket:
-    """One admitted request: lets a timed-out caller stop the engine's work."""
+    """One admitted request: lets a timed-out caller stop the model's work."""
 
     cancel: threading.Event
     deadline: float
@@ -65,13 +67,13 @@ class _Request:
     """An admitted request on its way through a worker."""
 
     spec: catalog.ModelSpec
-    samples: Any
-    request: Any
+    task: Task
+    request: Any  # the task's parsed inputs
     ticket: _Ticket
-    spans: concurrent.futures.Future | None  # vad_filter's speech spans, being found
+    side: concurrent.futures.Future | None  # the task's side work, running
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
-    prepared: Any = None  # inference.Prepared once a worker has started it
-    engine: Any = None
+    job: Any = None  # the task's job once a worker has started it
+    model: Any = None
 
 
 class AiService:
@@ -87,8 +89,8 @@ class AiService:
         self._wake = threading.Condition()
         self._workers: list[threading.Thread] = []
         self._loader = threading.Lock()  # one model load at a time, whichever worker asks
-        # VAD (silence gate / vad_filter): sequential and light, beside the model's threads.
-        self._vad = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-ai-vad")
+        # tasks' side work (Whisper's VAD): sequential and light, beside the model's threads.
+        self._side = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-ai-side")
         #: what happened to requests (``flarelet`` status / benches / tests): counts by outcome
         #: (``cancelled``: aborted because the caller went away -- a client disconnect)
         self.stats = {"completed": 0, "failed": 0, "rejected": 0, "timed_out": 0, "aborted": 0, "cancelled": 0}
@@ -103,13 +105,14 @@ class AiService:
         if self._closed:
             raise errors.internal("the AI service is shut down")
         spec = catalog.resolve(model)
+        task = catalog.task_of(spec)
         loop = asyncio.get_running_loop()
         # Validation (a 5 MB file is a 5-million-item list) and decoding need no model: do them off
         # the event loop and before queueing, so bad or over-long input is refused at once, even
         # while the model is busy.
         started = time.monotonic()
         try:
-            request, samples = await loop.run_in_executor(None, self._prepare, spec, inputs)
+            request = await loop.run_in_executor(None, task.parse_inputs, spec, inputs, self.settings)
         except asyncio.CancelledError:  # the caller went away while its input was being decoded
             self._count_cancelled(spec.id, "while decoding its input", started)
             raise
@@ -120,15 +123,12 @@ class AiService:
             raise errors.internal(type(exc).__name__) from None
         ticket = self._admit()
         try:
-            from . import inference
-
-            # vad_filter needs the whole clip's speech spans before it can start: find them now,
-            # on the VAD thread, while the request waits in the queue
-            spans = self._vad.submit(inference.filter_spans, samples, request) if request.vad_filter else None
+            work = task.side_work(request)  # e.g. the whole clip's speech spans, found while queued
+            side = self._side.submit(work) if work is not None else None
         except RuntimeError:  # shut down between the check above and now
             self._release()
             raise errors.internal("the AI service is shut down") from None
-        item = _Request(spec, samples, request, ticket, spans)
+        item = _Request(spec, task, request, ticket, side)
         if not self._enqueue(item):
             self._release()
             raise errors.internal("the AI service is shut down")
@@ -136,7 +136,7 @@ class AiService:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(item.future, loop=loop), remaining)
         except TimeoutError:
-            ticket.cancel.set()  # the engine stops at its next step; the slot frees when it does
+            ticket.cancel.set()  # the model stops at its next step; the slot frees when it does
             self.stats["timed_out"] += 1
             raise errors.timeout(f"inference took longer than {self.settings.timeout_s:g} s") from None
         except asyncio.CancelledError:
@@ -170,15 +170,9 @@ class AiService:
         def join() -> None:
             for worker in workers:
                 worker.join()
-            self._vad.shutdown(wait=True)
+            self._side.shutdown(wait=True)
 
         await asyncio.get_running_loop().run_in_executor(None, join)
-
-    def _prepare(self, spec: catalog.ModelSpec, inputs: Any) -> tuple[Any, Any]:
-        from . import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
-
-        request = schemas.parse_inputs(spec, inputs, self.settings)
-        return request, audio.decode_audio(request.audio, self.settings.max_audio_seconds)
 
     # -- capacity -----------------------------------------------------------------------------
 
@@ -240,15 +234,15 @@ class AiService:
                     taken.append(self._queue.popleft())
                 return taken
             # Joining a running batch: only requests that can start at once, so that no one's
-            # transcription waits for another's vad_filter pass (an idle worker takes them anyway).
-            taken = [item for item in self._queue if item.spans is None or item.spans.done()][:room]
+            # run waits for another's side work (an idle worker takes them anyway).
+            taken = [item for item in self._queue if item.side is None or item.side.done()][:room]
             for item in taken:
                 self._queue.remove(item)
             return taken
 
     def _work(self) -> None:
         """A worker: take requests, advance all it holds by one window per round, answer each
-        as soon as its transcription is done."""
+        as soon as its job is done."""
         active: list[_Request] = []
         turn = 0
         while True:
@@ -261,17 +255,17 @@ class AiService:
             if not active:
                 continue
             # One model per round (a batch shares one model); several models take turns.
-            engines: dict[int, list[_Request]] = {}
+            models: dict[int, list[_Request]] = {}
             for item in active:
-                engines.setdefault(id(item.engine), []).append(item)
-            group = list(engines.values())[turn % len(engines)]
+                models.setdefault(id(item.model), []).append(item)
+            group = list(models.values())[turn % len(models)]
             turn += 1
             with self._lock:
                 self._busy += 1
                 # the encoder's threads, shared out between the workers busy now
                 threads = max(1, self.settings.threads // self._busy)
             try:
-                group[0].engine.run_round([item.prepared.job for item in group], threads)
+                group[0].task.run_round(group[0].model, [item.job for item in group], threads)
             except Exception as exc:  # a bug: fail this round's requests, keep serving
                 log.exception("Workers AI batch failed")
                 for item in group:
@@ -283,7 +277,7 @@ class AiService:
                     self._busy -= 1
             still = []
             for item in active:
-                if item.prepared.job.finished:
+                if item.job.finished:
                     self._complete(item)
                 else:
                     still.append(item)
@@ -292,31 +286,25 @@ class AiService:
                 _release_free_memory()
 
     def _start(self, item: _Request) -> bool:
-        """Load the model and start the transcription; False if the request is already answered."""
+        """Load the model and start the request's job; False if the request is already answered."""
         try:
             if item.ticket.cancel.is_set():  # timed out or the caller went away while queued
                 raise errors.aborted()
             if time.monotonic() > item.ticket.deadline:
                 raise errors.timeout("request expired while queued")
-            from . import inference
-
-            item.engine = self._load_sync(item.spec)
-            item.prepared = inference.prepare(
-                item.spec, item.engine, item.samples, item.request, item.ticket.cancel, item.spans
-            )
+            item.model = self._load_sync(item.spec)
+            item.job = item.task.start(item.model, item.spec, item.request, item.ticket.cancel, item.side)
         except Exception as exc:  # noqa: BLE001 -- answered with Cloudflare's shape
             self._fail(item, exc)
             return False
-        if item.prepared.job is None:  # nothing to transcribe (silence)
+        if item.job.finished:  # nothing to run (Whisper: silence)
             self._complete(item)
             return False
         return True
 
     def _complete(self, item: _Request) -> None:
-        from . import inference
-
         try:
-            result = inference.finish(item.prepared)
+            result = item.task.finish(item.job)
         except Exception as exc:  # noqa: BLE001
             self._fail(item, exc)
             return
@@ -327,7 +315,7 @@ class AiService:
         if isinstance(exc, errors.AiError):
             self.stats["aborted" if exc.code == 3008 else "failed"] += 1
             if exc.code == 3008 and item.ticket.client_gone:
-                stage = "while transcribing" if item.prepared is not None else "while queued"
+                stage = "while running" if item.job is not None else "while queued"
                 self._count_cancelled(item.spec.id, stage, item.ticket.admitted)
         else:  # never leak a traceback to the caller; keep it in the log
             self.stats["failed"] += 1
@@ -357,7 +345,7 @@ class AiService:
         )
 
     def _answer(self, item: _Request, result: Any = None, error: BaseException | None = None) -> None:
-        item.samples = item.prepared = None  # let the audio go before the caller wakes
+        item.request = item.job = None  # let the inputs (audio: MBs) go before the caller wakes
         self._release()
         if not item.future.done():
             if error is not None:
@@ -366,10 +354,8 @@ class AiService:
                 item.future.set_result(result)
 
     def _load_sync(self, spec: catalog.ModelSpec) -> Any:
-        from . import engine
-
         with self._loader:
-            return engine.get_engine(spec, self.settings)
+            return catalog.task_of(spec).load(spec, self.settings)
 
 
 def _release_free_memory() -> None:
@@ -402,8 +388,8 @@ _services_lock = threading.Lock()
 def get_service(settings: AiSettings | None = None) -> AiService:
     """The process-wide service for ``settings`` (default: from the environment).
 
-    One service per distinct settings value; all share the process-wide model cache in
-    :mod:`flarelet.bindings.ai.engine`, so a dev-server reload never reloads a model.
+    One service per distinct settings value; all share the tasks' process-wide model caches, so a
+    dev-server reload never reloads a model.
     """
     settings = settings if settings is not None else AiSettings.from_options()
     with _services_lock:

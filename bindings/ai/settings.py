@@ -36,14 +36,14 @@ DEFAULT_MAX_AUDIO_SECONDS = 30 * 60.0
 #: Threads for the encoder's large matrix products (the decoder's small per-token operations always
 #: run on one). Two is the sweet spot on small machines: 1.6x faster encoding when the second core
 #: is free, and never slower than one when it is busy, because OpenMP threads sleep rather than
-#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.engine; research/whisper-weights.md §6.2).
+#: spin (``OMP_WAIT_POLICY=PASSIVE``, set by flarelet.bindings.ai.asr.engine).
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 #: Requests admitted beyond the first (transcribed together, up to ``max_batch`` per worker, or
 #: waiting); one more is refused with 3040/429. Each holds its decoded audio (~4 MB a minute).
 DEFAULT_QUEUE_SIZE = 32
 #: Wall-clock limit of one request (queue wait + decoding + inference), then 3007/408.
 DEFAULT_TIMEOUT_S = 600.0
-#: Weight format on the CPU (flarelet.bindings.ai.engine.QUANTIZE_MODES): "int8" (default) quantizes most
+#: Weight format on the CPU (flarelet.bindings.ai.asr.engine.QUANTIZE_MODES): "int8" (default) quantizes most
 #: linear layers (fastest: per token the decoder is bound by reading its weights; the layers whose
 #: inputs have outliers stay float, and the word error rate on the English test clips is no worse
 #: than fp32's -- but single words can differ from fp32's, and a batch mate can move a word, since
@@ -52,6 +52,13 @@ DEFAULT_TIMEOUT_S = 600.0
 #: Ignored on a GPU (fp16 there). README "Speed".
 DEFAULT_QUANTIZE = "int8"
 QUANTIZE_MODES = ("fp16", "int8", "none")
+#: Which Whisper backend runs the models: "lean" (default) = flarelet's own encoder/decoder on the
+#: checkpoint's weights (flarelet.bindings.ai.asr.engine: batching across requests, int8/fp16,
+#: several times faster on a CPU); "transformers" = transformers' own WhisperForConditionalGeneration
+#: and its generate (flarelet.bindings.ai.asr.transformers_engine): any checkpoint transformers
+#: runs, at transformers' speed, one request at a time. README "Workers AI".
+DEFAULT_ENGINE = "lean"
+ENGINES = ("lean", "transformers")
 #: Inference workers: threads sharing the loaded model, each transcribing its own batch. Two keep
 #: both cores of a small machine busy under load (one encodes while the other decodes; the
 #: encoder's threads are shared out between busy workers) -- bench/concurrency.py, README "Speed".
@@ -72,6 +79,7 @@ ENV_VARS: dict[str, str] = {
     "FLARELET_AI_TIMEOUT": "timeout_s",
     "FLARELET_AI_DEVICE": "device",
     "FLARELET_AI_QUANTIZE": "quantize",
+    "FLARELET_AI_ENGINE": "engine",
     "FLARELET_AI_WORKERS": "workers",
     "FLARELET_AI_MAX_BATCH": "max_batch",
     "FLARELET_AI_BATCH_WINDOW_MS": "batch_window_ms",
@@ -124,6 +132,7 @@ class AiSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     device: str = "auto"
     quantize: str = DEFAULT_QUANTIZE
+    engine: str = DEFAULT_ENGINE
     workers: int = DEFAULT_WORKERS
     max_batch: int = DEFAULT_MAX_BATCH
     batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS
@@ -144,6 +153,8 @@ class AiSettings:
             raise SettingsError("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.quantize not in QUANTIZE_MODES:
             raise SettingsError("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        if self.engine not in ENGINES:
+            raise SettingsError("engine", f"must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         _check_positive("workers", self.workers, int)
         _check_positive("max_batch", self.max_batch, int)
         if (
@@ -167,6 +178,7 @@ class AiSettings:
                 self.timeout_s,
                 self.device,
                 self.quantize,
+                self.engine,
                 self.workers,
                 self.max_batch,
                 self.batch_window_ms,
@@ -263,7 +275,7 @@ def _coerce(key: str, name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
             return float(value)
-        if name in ("device", "quantize"):
+        if name in ("device", "quantize", "engine"):
             return str(value).lower()
     except (TypeError, ValueError, json.JSONDecodeError) as exc:
         raise SettingsError(key, f"invalid value {value!r}: {exc}") from None

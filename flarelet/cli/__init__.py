@@ -107,6 +107,12 @@ def _add_dev(subparsers: Any) -> None:
     dev.add_argument("--api-token", help="API token accepted by the local Workers AI REST API")
     dev.add_argument("--account-id", help="account id of the local Workers AI REST API")
     dev.add_argument("--preload", action="store_true", help="load the AI binding's models at start, not on first use")
+    dev.add_argument(
+        "--no-install",
+        dest="install_deps",
+        action="store_false",
+        help="do not install the worker's declared dependencies (pyproject.toml / requirements.txt)",
+    )
     dev.add_argument("--no-watch", dest="watch", action="store_false", help="do not reload when files change")
     dev.add_argument("--no-crons", dest="crons", action="store_false", help="do not run cron triggers on schedule")
     dev.add_argument("--test-scheduled", action="store_true", help="accepted for wrangler compatibility (always on)")
@@ -142,7 +148,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return _error(str(exc))
     config_path = config_paths[0]
     persist_to = args.persist_to or (config_path.parent / ".wrangler" / "state")
-    options: dict[str, Any] = {"preload": bool(args.preload)}
+    options: dict[str, Any] = {"preload": bool(args.preload), "install_deps": bool(args.install_deps)}
     if args.api_token is not None:
         options["api_token"] = args.api_token
     if args.account_id is not None:

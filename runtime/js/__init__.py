@@ -47,6 +47,8 @@ EXPORTS: dict[str, str] = {
     "FormData": "fetch_api:FormData",
     "Blob": "fetch_api:Blob",
     "File": "fetch_api:File",
+    "HTMLRewriter": "flarelet.runtime.html_rewriter:HTMLRewriter",
+    "caches": "flarelet.runtime.cache:caches",
 }
 
 

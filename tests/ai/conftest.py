@@ -124,6 +124,40 @@ def inputs_for(model: str, data: bytes, **extra: Any) -> dict[str, Any]:
     return {"audio": list(data), **extra}
 
 
+#: the Whisper backends (settings ``engine``) the real-speech tests run on
+ENGINES = ("lean", "transformers")
+
+
+@pytest.fixture(scope="session")
+def engine_services(ai_settings: AiSettings) -> dict[str, AiService]:
+    return {}
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def transcribe_on(
+    request: pytest.FixtureRequest,
+    service: AiService,
+    engine_services: dict[str, AiService],
+    clip: Callable[[str], bytes],
+) -> Callable[..., Awaitable[dict]]:
+    """:func:`transcribe` on each backend in turn (``transcribe_on.engine`` says which)."""
+    engine = request.param
+    if engine == service.settings.engine:
+        svc = service
+    else:
+        svc = engine_services.setdefault(engine, AiService(service.settings.replace(engine=engine)))
+    memo: dict[tuple, dict] = {}
+
+    async def run(model: str, name: str, **extra: Any) -> dict:
+        key = (model, name, json.dumps(extra, sort_keys=True))
+        if key not in memo:
+            memo[key] = await svc.run(model, inputs_for(model, clip(name), **extra))
+        return memo[key]
+
+    run.engine = engine  # type: ignore[attr-defined]
+    return run
+
+
 @pytest.fixture(scope="session")
 def transcribe(service: AiService, clip: Callable[[str], bytes]) -> Callable[..., Awaitable[dict]]:
     memo: dict[tuple, dict] = {}
@@ -167,7 +201,7 @@ def synth(tmp_path_factory) -> Callable[[str], np.ndarray]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        from flarelet.bindings.ai.audio import decode_audio
+        from flarelet.bindings.ai.asr.audio import decode_audio
 
         return decode_audio(out.read_bytes())
 

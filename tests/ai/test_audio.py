@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flarelet.bindings.ai import errors
-from flarelet.bindings.ai.audio import SAMPLE_RATE, decode_audio
+from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 
 from .conftest import wav_bytes
 
@@ -152,7 +152,7 @@ def test_no_ffmpeg_binary_needed(clip, tmp_path):
     src = tmp_path / "a.mp3"
     src.write_bytes(clip("whatstheweatherlike.mp3"))
     code = (
-        "import sys, pathlib; from flarelet.bindings.ai.audio import decode_audio; "
+        "import sys, pathlib; from flarelet.bindings.ai.asr.audio import decode_audio; "
         f"a = decode_audio(pathlib.Path({str(src)!r}).read_bytes()); print(a.shape[0])"
     )
     env = {**os.environ, "PATH": ""}

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from flarelet.bindings.ai import catalog, errors
-from flarelet.bindings.ai import engine as engine_mod
+from flarelet.bindings.ai.asr import engine as engine_mod
+from flarelet.bindings.ai.asr.weights import ensure_weights
 from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
 from flarelet.bindings.ai.plugin import DEFAULT_PRELOAD, AiPlugin
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
-from flarelet.bindings.ai.weights import ensure_weights
 from flarelet.bindings.jsobject import JsDict, JsException
 from flarelet.bindings.registry import BindingContext, ConfigSectionError, load_plugin
 
@@ -245,7 +245,7 @@ async def test_preload_and_process_wide_model_cache(ai_settings, tmp_path):
     plugin.create({"binding": "AI"}, context)
     await plugin.start(context)
     folder = ensure_weights("tiny.en", ai_settings.models_dir)
-    key = (str(folder.resolve()), ai_settings.device, ai_settings.threads, ai_settings.quantize)
+    key = (str(folder.resolve()), ai_settings.device, ai_settings.threads, ai_settings.quantize, ai_settings.engine)
     loaded = engine_mod._engines[key]
     # a second service (a dev-server reload builds new bindings) reuses the loaded model
     again = await asyncio.get_running_loop().run_in_executor(

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai import weights
-from flarelet.bindings.ai.convert import CONVERTER_VERSION
-from flarelet.bindings.ai.weights import (
+from flarelet.bindings.ai.asr import weights
+from flarelet.bindings.ai.asr.convert import CONVERTER_VERSION
+from flarelet.bindings.ai.asr.weights import (
     BUNDLED,
     MARKER,
     REQUIRED_FILES,
@@ -96,8 +96,10 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
     from transformers import WhisperForConditionalGeneration
     from transformers.generation.utils import GenerationMixin
 
-    from flarelet.bindings.ai.audio import decode_audio
-    from flarelet.bindings.ai.engine import TranscribeOptions, load_engine
+    from flarelet.bindings.ai.asr.audio import decode_audio
+    from flarelet.bindings.ai.asr.engine import load_engine
+    from flarelet.bindings.ai.asr.options import TranscribeOptions
+    from flarelet.bindings.ai.asr.work import DecodeWork
 
     # One CT2 thread: its OpenMP pool spinning beside torch's would only slow both down.
     ct = ctranslate2.models.Whisper(str(ct2_dirs[name]), device="cpu", compute_type="float32", intra_threads=1)
@@ -106,10 +108,10 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
     for n, (clip_name, language) in enumerate(CLIPS[name]):
         mel = engine.log_mel(decode_audio(clip(clip_name)))[:, :3000]
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))
-        sot = engine.sot_sequence(language, "transcribe")
+        sot = engine.vocab.sot_sequence(language, "transcribe")
 
         # 1. plain greedy, no timestamps: CT2 generate vs transformers generate (first clip)
-        prompt = sot + [engine.no_timestamps]
+        prompt = sot + [engine.vocab.no_timestamps]
         ct_ids = ct.generate(
             features, [prompt], beam_size=1, max_length=448, suppress_blank=True, suppress_tokens=[-1]
         )[0].sequences_ids[0]
@@ -127,7 +129,7 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
                     begin_suppress_tokens=hf.generation_config.begin_suppress_tokens,
                     forced_decoder_ids=None,
                 )
-            hf_ids = [t for t in out[0, len(prompt) :].tolist() if t != engine.eot]
+            hf_ids = [t for t in out[0, len(prompt) :].tolist() if t != engine.vocab.eot]
             assert hf_ids == ct_ids, clip_name
 
         # 2. the engine's own decoder (timestamp rules, KV cache) vs CT2 with timestamps
@@ -141,7 +143,8 @@ def test_greedy_ids_equal_ctranslate2(name, converted, ct2_dirs, clip):
             return_no_speech_prob=True,
             max_initial_timestamp_index=50,
         )[0]
-        mine = engine._decode_window(engine.encode(mel), sot, len(sot), 0.0, TranscribeOptions(), None)
+        work = DecodeWork(engine.window(engine.encode(mel)), sot, len(sot), 0.0, TranscribeOptions(), None)
+        mine = engine.decode_rows([work])[0]
         assert mine.tokens == r.sequences_ids[0], clip_name
         assert mine.no_speech_prob == pytest.approx(r.no_speech_prob, abs=1e-4)
 
@@ -162,11 +165,11 @@ def test_crash_mid_conversion_never_looks_complete(tmp_path):
         f"""
         import os, sys
         from pathlib import Path
-        import flarelet.bindings.ai.convert as convert
+        import flarelet.bindings.ai.asr.convert as convert
         def crash(*args, **kwargs):
             os._exit(9)  # like a kill -9 / power cut: no cleanup code runs
         convert.build_generation_config = crash
-        from flarelet.bindings.ai.weights import ensure_weights
+        from flarelet.bindings.ai.asr.weights import ensure_weights
         ensure_weights("tiny.en", Path({str(models)!r}), progress=False)
         """
     )
@@ -185,7 +188,7 @@ def test_crash_mid_conversion_never_looks_complete(tmp_path):
 
 
 def test_exception_mid_conversion_cleans_up(tmp_path, monkeypatch):
-    import flarelet.bindings.ai.convert as convert
+    import flarelet.bindings.ai.asr.convert as convert
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -229,7 +232,7 @@ def test_converter_needs_no_torch(tmp_path):
         real = importlib.util.find_spec
         importlib.util.find_spec = lambda name, *a, **k: None if name.split(".")[0] in BLOCK else real(name, *a, **k)
         from pathlib import Path
-        from flarelet.bindings.ai.weights import ensure_weights, is_complete
+        from flarelet.bindings.ai.asr.weights import ensure_weights, is_complete
         folder = ensure_weights("tiny.en", Path({str(tmp_path)!r}), progress=True)
         assert is_complete(folder)
         assert "torch" not in sys.modules

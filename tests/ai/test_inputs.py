@@ -8,7 +8,8 @@ import base64
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai import errors, schemas
+from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.asr import schemas
 from flarelet.bindings.ai.catalog import MODELS
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings

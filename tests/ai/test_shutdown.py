@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai.audio import decode_audio
+from flarelet.bindings.ai.asr.audio import decode_audio
 
 from .conftest import wav_bytes
 

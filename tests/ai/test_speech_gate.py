@@ -1,11 +1,11 @@
-"""The lazy silence gate (flarelet.bindings.ai.vad.SpeechGate): right answers, and reading little on speech."""
+"""The lazy silence gate (flarelet.bindings.ai.asr.vad.SpeechGate): right answers, and reading little on speech."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from flarelet.bindings.ai import vad
-from flarelet.bindings.ai.audio import SAMPLE_RATE, decode_audio
+from flarelet.bindings.ai.asr import vad
+from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 
 
 class CountingVad:

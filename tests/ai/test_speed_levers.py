@@ -17,12 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flarelet.bindings.ai import engine as engine_mod
 from flarelet.bindings.ai import errors
-from flarelet.bindings.ai.audio import decode_audio
+from flarelet.bindings.ai.asr import engine as engine_mod
+from flarelet.bindings.ai.asr.alignment import dtw, median_filter
+from flarelet.bindings.ai.asr.audio import decode_audio
+from flarelet.bindings.ai.asr.options import TranscribeOptions
+from flarelet.bindings.ai.asr.results import Transcription
+from flarelet.bindings.ai.asr.weights import ensure_weights
+from flarelet.bindings.ai.asr.work import Job
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings, SettingsError
-from flarelet.bindings.ai.weights import ensure_weights
 
 from .conftest import TINY, inputs_for, wer
 
@@ -38,11 +42,11 @@ ENGLISH = [
 LONG = "librivox_sonnet001.mp3"  # 53 s: two windows, the second conditioned on the first
 
 
-def _text(result: engine_mod.Transcription) -> str:
+def _text(result: Transcription) -> str:
     return "".join(s.text for s in result.segments)
 
 
-def _words(result: engine_mod.Transcription) -> list[tuple[str, float, float]]:
+def _words(result: Transcription) -> list[tuple[str, float, float]]:
     return [(w.word, w.start, w.end) for s in result.segments for w in s.words]
 
 
@@ -123,15 +127,15 @@ def test_median_network_equals_numpy_median(shape):
     rng = np.random.default_rng(0)
     x = rng.random(shape).astype(np.float32)
     x[..., ::4] = 0.5  # ties
-    assert np.array_equal(engine_mod.median_filter(x, 7), _reference_median(x, 7))
-    assert np.array_equal(engine_mod.median_filter(x, 5), _reference_median(x, 5))
+    assert np.array_equal(median_filter(x, 7), _reference_median(x, 7))
+    assert np.array_equal(median_filter(x, 5), _reference_median(x, 5))
 
 
 @pytest.mark.parametrize("n, m", [(12, 60), (1, 7), (7, 1), (20, 20), (3, 40)])
 def test_skewed_dtw_equals_the_reference_loop(n, m):
     rng = np.random.default_rng(n * 100 + m)
     for cost in (rng.random((n, m)).astype(np.float32), np.round(rng.random((n, m)) * 2).astype(np.float32) / 2):
-        fast, ref = engine_mod.dtw(cost), _reference_dtw(cost)
+        fast, ref = dtw(cost), _reference_dtw(cost)
         assert np.array_equal(fast[0], ref[0]) and np.array_equal(fast[1], ref[1])
 
 
@@ -185,10 +189,10 @@ def test_lean_encoder_and_decoder_match_transformers(tiny_folder, engines, audio
         ref = hf.model.encoder(torch.from_numpy(mel[None])).last_hidden_state
         mine = engine.encode(mel)
         assert torch.allclose(mine, ref, atol=1e-4, rtol=0)
-        prompt = [engine.sot, engine.no_timestamps]
+        prompt = [engine.vocab.sot, engine.vocab.no_timestamps]
         out = hf.model.decoder(input_ids=torch.tensor([prompt]), encoder_hidden_states=ref)
         ref_logits = hf.proj_out(out.last_hidden_state)[0]
-        from flarelet.bindings.ai.decoder import DecodeBatch
+        from flarelet.bindings.ai.asr.decoder import DecodeBatch
 
         batch = DecodeBatch(engine.lean, [engine.window(mine).cross], 16)
         logits = batch.prefill([prompt], [[0, 1]])[0]
@@ -199,7 +203,7 @@ def test_lean_encoder_and_decoder_match_transformers(tiny_folder, engines, audio
         while len(hf_ids) < 40:
             out = hf.model.decoder(input_ids=torch.tensor([prompt + hf_ids]), encoder_hidden_states=ref)
             token = int(torch.argmax(hf.proj_out(out.last_hidden_state)[0, -1]))
-            if token == engine.eot:
+            if token == engine.vocab.eot:
                 break
             hf_ids.append(token)
     ids: list[int] = []
@@ -208,7 +212,7 @@ def test_lean_encoder_and_decoder_match_transformers(tiny_folder, engines, audio
         logits = batch.prefill([prompt], [[len(prompt) - 1]])[0, 0]
         while len(ids) < 40:
             token = int(torch.argmax(logits))
-            if token == engine.eot:
+            if token == engine.vocab.eot:
                 break
             ids.append(token)
             logits = batch.step(torch.tensor([token]))[0]
@@ -221,8 +225,8 @@ def test_lean_encoder_and_decoder_match_transformers(tiny_folder, engines, audio
 def test_fp16_weights_transcribe_exactly_as_fp32(name, engines, audio):
     """Whisper's weights are published in fp16: storing them so is lossless."""
     a, b = engines("none"), engines("fp16")
-    ra = a.transcribe(audio(name), engine_mod.TranscribeOptions())
-    rb = b.transcribe(audio(name), engine_mod.TranscribeOptions())
+    ra = a.transcribe(audio(name), TranscribeOptions())
+    rb = b.transcribe(audio(name), TranscribeOptions())
     assert _text(rb) == _text(ra)
     assert [(w, pytest.approx(s, abs=0.021), pytest.approx(e, abs=0.021)) for w, s, e in _words(ra)] == _words(rb)
 
@@ -239,7 +243,7 @@ def test_int8_stays_within_word_error_thresholds(engines, audio, manifest):
         ref = _reference(manifest, name)
         texts = {}
         for label, eng in (("fp16", fp16), ("int8", int8)):
-            texts[label] = _text(eng.transcribe(audio(name), engine_mod.TranscribeOptions()))
+            texts[label] = _text(eng.transcribe(audio(name), TranscribeOptions()))
             errs[label] += wer(ref, texts[label]) * len(ref.split())
         total += len(ref.split())
         score = wer(ref, texts["int8"])
@@ -271,8 +275,8 @@ def _count_batch_sizes(engine: engine_mod.WhisperEngine) -> list[int]:
     return sizes
 
 
-def _run_together(engine: engine_mod.WhisperEngine, clips: list[np.ndarray]) -> list[engine_mod.Transcription]:
-    jobs = [engine_mod.Job(engine.transcribe_steps(a, engine_mod.TranscribeOptions())) for a in clips]
+def _run_together(engine: engine_mod.WhisperEngine, clips: list[np.ndarray]) -> list[Transcription]:
+    jobs = [Job(engine.transcribe_steps(a, TranscribeOptions())) for a in clips]
     while not all(j.finished for j in jobs):
         engine.run_round(jobs)
     return [j.result() for j in jobs]
@@ -293,7 +297,7 @@ def test_batched_transcripts_equal_unbatched_ones(engines, audio):
         del engine.decode_rows
     assert max(sizes) == len(names)  # really decoded as one batch
     for name, batched in zip(names, together):
-        alone = engine.transcribe(audio(name), engine_mod.TranscribeOptions())
+        alone = engine.transcribe(audio(name), TranscribeOptions())
         assert _text(batched) == _text(alone), name
         assert len(_words(batched)) == len(_words(alone))
         for (w1, s1, e1), (w2, s2, e2) in zip(_words(batched), _words(alone)):
@@ -303,19 +307,19 @@ def test_batched_transcripts_equal_unbatched_ones(engines, audio):
 @pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["int8", "fp16"])
 def test_scripted_token_step_equals_the_eager_one(engines, audio, quantize):
-    """The per-token TorchScript graph (flarelet.bindings.ai.token_step) is the eager decoder step, bit for
+    """The per-token TorchScript graph (flarelet.bindings.ai.asr.token_step) is the eager decoder step, bit for
     bit: one row; three rows of two windows at different lengths (masked, per-row cache writes);
     beams sharing one window."""
     import torch
 
-    from flarelet.bindings.ai.decoder import DecodeBatch
+    from flarelet.bindings.ai.asr.decoder import DecodeBatch
 
     engine = engines(quantize)
     lean = engine.lean
     assert lean.plan is not None
     mels = [engine.log_mel(audio(n))[:, :3000] for n in ("jfk.flac", "katiesteve_mono.wav")]
     a, b = [w.cross for w in engine.encode_windows(mels)]
-    prompt = engine.sot_sequence("en", "transcribe")
+    prompt = engine.vocab.sot_sequence("en", "transcribe")
     cases = {
         "one row": ([a], [prompt]),
         "rows at different lengths": ([a, b, a], [prompt, prompt + [50365, 440, 1110], prompt + [50365]]),
@@ -344,50 +348,14 @@ def test_int8_batched_is_near_unbatched(engines, audio):
     engine = engines("int8")
     names = ["jfk.flac", "librispeech_1221-135766-0001.wav", "picovoice_test_en.wav"]
     for name, batched in zip(names, _run_together(engine, [audio(n) for n in names])):
-        alone = engine.transcribe(audio(name), engine_mod.TranscribeOptions())
+        alone = engine.transcribe(audio(name), TranscribeOptions())
         assert wer(_text(alone), _text(batched)) <= 0.10, name
-
-
-@pytest.mark.slow
-def test_batched_timestamp_rules_equal_the_one_row_rules(engines):
-    """The vectorised logit rules (used for batches) mask exactly what openai's one-row rules do."""
-    import torch
-
-    engine = engines("fp16")
-    tb, eot = engine.timestamp_begin, engine.eot
-    rng = np.random.default_rng(3)
-    histories = [
-        [],
-        [tb],
-        [tb, 400],
-        [tb, 400, tb + 20],
-        [tb, 400, tb + 20, tb + 20],
-        [500, 600],
-        [tb + 3, 7, 8, tb + 9],
-    ]
-    window = engine.window(engine.encode(engine.log_mel(np.zeros(16000, np.float32))[:, :3000]))
-    rows = []
-    for h in histories:
-        work = engine_mod.DecodeWork(window, [engine.sot, *h], 1, 0.0, engine_mod.TranscribeOptions(), None)
-        row = engine_mod._Row(work, engine)
-        row.forced = 0  # histories were "generated", so begin-suppression applies to the empty one only
-        rows.append(row)
-    logits = torch.from_numpy(rng.normal(0, 3, (len(rows), engine.vocab_size)).astype(np.float32))
-    logits[:, tb:] += 2.0  # make the "timestamps win" rule fire on some rows
-    batched = logits.clone()
-    engine._apply_rules_rows(batched, rows)
-    for i, (h, row) in enumerate(zip(histories, rows)):
-        single = logits[i].clone()
-        engine._apply_rules(single, h, at_begin=not h, max_initial=row.max_initial)
-        assert torch.equal(torch.isinf(single), torch.isinf(batched[i])), h
-        assert torch.equal(single[~torch.isinf(single)], batched[i][~torch.isinf(batched[i])])
-    assert eot < tb
 
 
 @pytest.mark.slow
 def test_beam_search_rows_give_a_good_transcript(engines, audio, manifest):
     engine = engines("fp16")
-    result = engine.transcribe(audio("jfk.flac"), engine_mod.TranscribeOptions(beam_size=5))
+    result = engine.transcribe(audio("jfk.flac"), TranscribeOptions(beam_size=5))
     assert wer(manifest["jfk.flac"]["reference"], _text(result)) <= 0.10
     assert all(s.temperature == 0.0 and s.avg_logprob < 0 for s in result.segments)
 
@@ -416,7 +384,7 @@ async def test_concurrent_requests_share_batches_and_each_gets_its_own_result(ai
     assert max(sizes) > 1, sizes  # they really shared decoder passes
     for name, result in zip(names, results):
         assert wer(manifest[name]["reference"], result["text"]) <= 0.10, (name, result["text"])
-        alone = engine.transcribe(decode_audio(clip(name)), engine_mod.TranscribeOptions(speech_spans=None))
+        alone = engine.transcribe(decode_audio(clip(name)), TranscribeOptions(speech_spans=None))
         assert result["text"].strip() == _text(alone).strip(), name
     assert svc.stats["completed"] == len(names) and svc.in_flight == 0
 
@@ -500,7 +468,7 @@ def test_cuda_engine_runs_in_fp16(tiny_folder, audio, manifest):
     engine = engine_mod.WhisperEngine(tiny_folder, device="auto", quantize="int8")
     assert engine.device.type == "cuda" and engine.quantize == "none"
     assert next(engine.encoder.parameters()).dtype == torch.float16
-    result = engine.transcribe(audio("jfk.flac"), engine_mod.TranscribeOptions())
+    result = engine.transcribe(audio("jfk.flac"), TranscribeOptions())
     assert wer(manifest["jfk.flac"]["reference"], _text(result)) <= 0.10
 
 
@@ -517,7 +485,7 @@ def test_manifest_has_the_clips_these_tests_use(manifest):
 def test_wide_policy_follows_the_faster_mode_and_notices_load():
     """Measures both modes first, then uses the faster one, probing the other a few steps in every
     PROBE_EVERY; when the machine gets busy (the wide mode slows down) it switches back."""
-    from flarelet.bindings.ai.decoder import WidePolicy
+    from flarelet.bindings.ai.asr.decoder import WidePolicy
 
     policy = WidePolicy()
     cost = {False: 0.0075, True: 0.0058}  # idle machine: wide is faster

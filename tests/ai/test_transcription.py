@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import webvtt
 
-from flarelet.bindings.ai.audio import SAMPLE_RATE, decode_audio
+from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 
 from .conftest import BASE, TINY, cer, wav_bytes, wer
 from .test_audio import encode
@@ -57,24 +57,24 @@ OTHER = [
 
 
 @pytest.mark.parametrize("name", TINY_EXACT)
-async def test_tiny_en_wer_at_most_10_percent(name, transcribe, manifest):
-    result = await transcribe(TINY, name)
+async def test_tiny_en_wer_at_most_10_percent(name, transcribe_on, manifest):
+    result = await transcribe_on(TINY, name)
     score = wer(manifest[name]["reference"], result["text"])
-    print(f"WER tiny.en {name}: {score:.3f}  {result['text']!r}")
+    print(f"WER tiny.en {name} ({transcribe_on.engine}): {score:.3f}  {result['text']!r}")
     assert score <= 0.10
 
 
 @pytest.mark.parametrize("model, name, threshold", OTHER)
-async def test_wer(model, name, threshold, transcribe, manifest):
-    result = await transcribe(model, name)
+async def test_wer(model, name, threshold, transcribe_on, manifest):
+    result = await transcribe_on(model, name)
     score = wer(manifest[name]["reference"], result["text"])
-    print(f"WER {model} {name}: {score:.3f}  {result['text']!r}")
+    print(f"WER {model} {name} ({transcribe_on.engine}): {score:.3f}  {result['text']!r}")
     assert score <= threshold
 
 
-async def test_chinese_cer(transcribe, manifest):
+async def test_chinese_cer(transcribe_on, manifest):
     name = "aishell_BAC009S0764W0121.wav"
-    result = await transcribe(BASE, name)
+    result = await transcribe_on(BASE, name)
     score = cer(manifest[name]["reference"], result["text"])
     print(f"CER base {name}: {score:.3f}  {result['text']!r}")
     assert score <= 0.20
@@ -118,8 +118,8 @@ def _seconds(stamp: str) -> float:
 
 
 @pytest.mark.parametrize("model, name", [(TINY, n) for n in TINY_EXACT] + [(m, n) for m, n, _ in OTHER])
-async def test_shape_timestamps_and_vtt(model, name, transcribe, manifest, clip):
-    result = await transcribe(model, name)
+async def test_shape_timestamps_and_vtt(model, name, transcribe_on, manifest, clip):
+    result = await transcribe_on(model, name)
     duration = decode_audio(clip(name)).shape[0] / SAMPLE_RATE
     check_classic_shape(result, duration)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import webvtt
 
-from flarelet.bindings.ai.audio import SAMPLE_RATE, decode_audio
+from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 
 from .conftest import TURBO, wav_bytes, wer
 

@@ -110,7 +110,13 @@ class Default(WorkerEntrypoint):
 
 @pytest.fixture(scope="module")
 def asgi_server(serve_worker):
-    return serve_worker(ASGI_WORKER, '[vars]\nNAME = "asgi-worker"\n')
+    # a worker sees only the packages it declares; --no-install takes declared ones from flarelet's environment
+    return serve_worker(
+        ASGI_WORKER,
+        '[vars]\nNAME = "asgi-worker"\n',
+        files={"requirements.txt": "starlette\n"},
+        options={"install_deps": False},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +228,12 @@ class Default(WorkerEntrypoint):
 
 @pytest.fixture(scope="module")
 def frameworks_server(serve_worker):
-    return serve_worker(FRAMEWORKS_WORKER, '[vars]\nGREETING = "hi from env"\n')
+    return serve_worker(
+        FRAMEWORKS_WORKER,
+        '[vars]\nGREETING = "hi from env"\n',
+        files={"pyproject.toml": '[project]\nname = "frameworks"\ndependencies = ["fastapi", "flask"]\n'},
+        options={"install_deps": False},
+    )
 
 
 def test_fastapi_app_runs_as_cloudflare_documents(frameworks_server):

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.asr.output_schemas import OutputSchemaError, validate_output
 from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
 from flarelet.bindings.ai.catalog import MODELS
 from flarelet.bindings.ai.fake import DEFAULT_TEXT, AiCall, FakeAi
-from flarelet.bindings.ai.output_schemas import OutputSchemaError, validate_output
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
 from flarelet.bindings.jsobject import JsDict

@@ -1,4 +1,4 @@
-"""``flarelet.bindings.ai.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
+"""``flarelet.bindings.ai.asr.output_schemas`` agrees with Cloudflare's published output schemas and the engine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from flarelet.bindings.ai import catalog
-from flarelet.bindings.ai.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
+from flarelet.bindings.ai.asr import models as asr_models
+from flarelet.bindings.ai.asr.output_schemas import OUTPUT_MODELS, OutputSchemaError, output_model, validate_output
 
 
 def published_keys(schema: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def model_keys(model: type[BaseModel]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("flavor", ["classic", "turbo"])
 def test_same_fields_as_cloudflares_schema(flavor: str) -> None:
-    schema = catalog.CLASSIC_OUTPUT_SCHEMA if flavor == "classic" else catalog.TURBO_OUTPUT_SCHEMA
+    schema = asr_models.CLASSIC_OUTPUT_SCHEMA if flavor == "classic" else asr_models.TURBO_OUTPUT_SCHEMA
     assert model_keys(OUTPUT_MODELS[flavor]) == published_keys(schema)
     required = [n for n, f in OUTPUT_MODELS[flavor].model_fields.items() if f.is_required()]
     assert required == schema["required"] == ["text"]

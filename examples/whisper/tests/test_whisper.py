@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from flarelet.bindings.ai import errors
+from flarelet.bindings.ai.asr.output_schemas import validate_output
 from flarelet.bindings.ai.fake import FakeAi
-from flarelet.bindings.ai.output_schemas import validate_output
 
 SAMPLE = Path(__file__).resolve().parent.parent / "public" / "enrollment_audio_katie.wav"
 

@@ -1,0 +1,571 @@
+"""Whisper's text decoder, lean: incremental, batched decoding on the transformers weights.
+
+Why not call ``WhisperDecoder.forward`` per token (what ``generate`` does): on a small CPU model the
+per-token cost is mostly framework overhead -- cache objects, mask builders, output dataclasses,
+three separate q/k/v projections -- and the 51864-wide output projection. This module runs the same
+arithmetic with
+
+* fused projections: self-attention q/k/v in one linear, cross-attention k/v in one linear, and
+  the ``1/sqrt(head_dim)`` query scaling folded into the weights (a power of two, so exact);
+* static key/value caches (one tensor per batch, written in place, no concatenation per token);
+* cross-attention keys/values computed once per 30 s window (:meth:`LeanDecoder.cross_kv`) and
+  kept with the window, so temperature fallback and the word-timestamp pass reuse them;
+* rows that decode against *different* windows in one batch (several requests, one pass): the
+  projections, the feed-forward layers and the output projection -- the weight-bound parts --
+  run once for all rows; only cross-attention, which reads each row's own window, runs per row;
+* weights stored as the ``quantize`` setting says: fp32; fp16 with fp32 arithmetic (fbgemm's fp16
+  GEMM; exact for Whisper's fp16-published weights and half the bytes -- at one row per step the
+  decoder is bound by reading its weights, 73 MB a token for tiny.en in fp32); or int8 dynamic
+  quantization (a quarter of the bytes, small accuracy cost; layer norms folded into the int8
+  layers they feed, :func:`fold_layer_norm`);
+* in those two CPU formats, a token's pass through all layers is one TorchScript graph
+  (:mod:`flarelet.bindings.ai.asr.token_step`): the same kernels without ~100 Python-level calls a token.
+
+In fp32 the results equal transformers' decoder (same operations; the folded scaling is exact),
+which ``tests/ai/test_speed_levers.py`` checks.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import token_step
+
+
+def _dynamic_qconfig():
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+    except ImportError as exc:  # a torch without torch.ao.quantization
+        raise RuntimeError(f"int8 quantization is not available in this torch: {exc}") from None
+    engines = torch.backends.quantized.supported_engines
+    if "fbgemm" not in engines and "x86" not in engines:
+        raise RuntimeError("int8 quantization needs torch's fbgemm/x86 CPU backend")
+    return per_channel_dynamic_qconfig
+
+
+def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """An int8 dynamically quantized linear layer for ``weight`` ``[out, in]`` (fbgemm):
+    weights int8 per output channel, activations quantized per call. ``weight`` is read, not
+    copied, so quantizing a shared (tied) weight costs no float copy."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    qconfig = _dynamic_qconfig()
+    out_f, in_f = weight.shape
+    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    float_layer.qconfig = qconfig
+    with warnings.catch_warnings():  # torch.ao.quantization announces its successor (torchao)
+        warnings.simplefilter("ignore")
+        return DynamicLinear.from_float(float_layer)
+
+
+def fp16_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A linear layer with fp16 weights and fp32 arithmetic (fbgemm's fp16 GEMM): half the weight
+    memory traffic of fp32, and exact for Whisper's weights, which are published in fp16."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import float16_dynamic_qconfig
+
+    _dynamic_qconfig()
+    out_f, in_f = weight.shape
+    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    float_layer.qconfig = float16_dynamic_qconfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DynamicLinear.from_float(float_layer)
+
+
+def quantize_linears(module: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
+    """Replace ``module``'s ``nn.Linear`` layers (in place) by :func:`int8_linear` ones, except
+    those whose name ends with one of ``skip`` (layers whose inputs have outliers)."""
+    _dynamic_qconfig()
+    for name, child in list(module.named_modules()):
+        for attr, sub in list(child.named_children()):
+            full = f"{name}.{attr}" if name else attr
+            if isinstance(sub, nn.Linear) and not any(full.endswith(x) for x in skip):
+                setattr(child, attr, int8_linear(sub.weight, sub.bias))
+    return module
+
+
+def fold_layer_norm(
+    ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linear(ln(x))`` as ``linear'(plain_ln(x))``: the norm's scale and shift moved into the
+    linear layer (``W' = W diag(gamma)``, ``b' = b + W beta``). Algebraically the same; done before
+    int8 quantization because gamma is what gives a normalised activation its outlier channels
+    (up to 17x in Whisper), and per-tensor int8 activations lose the small channels beside them."""
+    w = weight * ln.weight[None, :]
+    b = weight @ ln.bias
+    return w, b if bias is None else b + bias
+
+
+def _plain_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
+    return nn.LayerNorm(ln.normalized_shape, eps=ln.eps, elementwise_affine=False)
+
+
+#: Decoder layers kept in float under ``linears="int8"``: the cross-attention key/value projection
+#: (fp32: it runs once per 30 s window, as one large product, not per token, so int8 saves nothing
+#: there, and its input -- the encoder's output -- has outlier channels) and the feed-forward output
+#: layer (fp16 weights, exact: its input, after GELU, has outliers too). Pooled word error rate on 8
+#: English clips, tiny.en: fp32 4.9 %, all-int8 8.2 % (one sonnet window skips two lines), these
+#: two in float 4.2 % (README "Speed").
+INT8_FLOAT_LAYERS = ("ckv", "fc2")
+
+
+class _Layer(nn.Module):
+    """One decoder layer: projections fused, in fp32, fp16 or int8 (layer norms folded into the
+    int8 layers they feed, see :func:`fold_layer_norm`; :data:`INT8_FLOAT_LAYERS` stay fp16)."""
+
+    def __init__(self, sd: dict[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
+        super().__init__()
+
+        # taken out of the state dict as they are used, so fp32 sources go as soon as converted
+        def w(name: str) -> torch.Tensor:
+            return sd.pop(prefix + name + ".weight")
+
+        def b(name: str) -> torch.Tensor:
+            return sd.pop(prefix + name + ".bias")
+
+        s = (d // heads) ** -0.5  # 1/8 for 64-wide heads: folding it into the weights is exact
+        zeros = torch.zeros(d, dtype=sd[prefix + "fc1.weight"].dtype)
+        make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
+        make_float = fp16_linear if kind == "int8" else make
+        ln1, ln2, ln3 = (
+            _norm(sd, prefix + "self_attn_layer_norm"),
+            _norm(sd, prefix + "encoder_attn_layer_norm"),
+            _norm(sd, prefix + "final_layer_norm"),
+        )
+        fc2_w, fc2_b = w("fc2"), b("fc2")
+        qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
+        qkv_b = torch.cat([b("self_attn.q_proj") * s, zeros, b("self_attn.v_proj")])
+        cq_w, cq_b = w("encoder_attn.q_proj") * s, b("encoder_attn.q_proj") * s
+        fc1_w, fc1_b = w("fc1"), b("fc1")
+        if kind == "int8":
+            qkv_w, qkv_b = fold_layer_norm(ln1, qkv_w, qkv_b)
+            cq_w, cq_b = fold_layer_norm(ln2, cq_w, cq_b)
+            fc1_w, fc1_b = fold_layer_norm(ln3, fc1_w, fc1_b)
+            ln1, ln2, ln3 = _plain_norm(ln1), _plain_norm(ln2), _plain_norm(ln3)
+        self.ln1, self.ln2, self.ln3 = ln1, ln2, ln3
+        self.qkv = make(qkv_w, qkv_b)
+        self.cq = make(cq_w, cq_b)
+        # cross-attention keys/values read the encoder output (no norm in front)
+        kv_w = torch.cat([w("encoder_attn.k_proj"), w("encoder_attn.v_proj")])
+        kv_b = torch.cat([zeros, b("encoder_attn.v_proj")])
+        self.ckv = (_linear if "ckv" in INT8_FLOAT_LAYERS and kind == "int8" else make)(kv_w, kv_b)
+        self.out1 = make(w("self_attn.out_proj"), b("self_attn.out_proj"))
+        self.out2 = make(w("encoder_attn.out_proj"), b("encoder_attn.out_proj"))
+        self.fc1 = make(fc1_w, fc1_b)
+        self.fc2 = (make_float if "fc2" in INT8_FLOAT_LAYERS else make)(fc2_w, fc2_b)
+        self.bind()
+
+    def bind(self) -> None:
+        """(Re)bind the per-token functions (:func:`direct`) to this layer's modules."""
+        self.f_qkv, self.f_out1, self.f_cq = direct(self.qkv), direct(self.out1), direct(self.cq)
+        self.f_out2, self.f_fc1, self.f_fc2 = direct(self.out2), direct(self.fc1), direct(self.fc2)
+
+
+def direct(module: nn.Module):
+    """``module`` as a plain function of its input: for torch's dynamic quantized linear layers,
+    their kernel bound to the packed weights -- the module wrapper costs ~10 us a call (attribute
+    lookups, hooks, a dtype check), a sixth of what a small layer's kernel takes at one token per
+    step. Float modules are returned as they are (so ``.to(device)`` keeps working for them)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    if not isinstance(module, DynamicLinear):
+        return module
+    packed = module._packed_params._packed_params
+    if module._packed_params.dtype == torch.qint8:
+        op = torch.ops.quantized.linear_dynamic
+        return lambda x: op(x, packed, True)  # reduce_range=True, as the module does
+    op16 = torch.ops.quantized.linear_dynamic_fp16
+    return lambda x: op16(x, packed)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    out_f, in_f = weight.shape
+    layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.detach(), requires_grad=False)
+    return layer
+
+
+def _norm(sd: Mapping[str, torch.Tensor], name: str) -> nn.LayerNorm:
+    weight = sd[name + ".weight"]
+    norm = nn.LayerNorm(weight.shape[0], device="meta")
+    norm.weight = nn.Parameter(weight, requires_grad=False)
+    norm.bias = nn.Parameter(sd[name + ".bias"], requires_grad=False)
+    return norm
+
+
+class LeanDecoder(nn.Module):
+    """Whisper's text decoder from a transformers-format state dict (``model.decoder.*``; the
+    entries it converts are taken out of ``sd``, so their float originals can go).
+
+    ``linears``: ``"fp32"``, ``"fp16"`` or ``"int8"`` for the layers' projections and feed-forward
+    layers. ``proj``: the output projection (tied to the token embedding, vocab x d: the largest
+    weight read per token) in ``"fp32"``, ``"fp16"`` (fp16 weights, fp32 arithmetic; exact for
+    Whisper's fp16-published weights) or ``"int8"``. Unless fp32, the embedding table is kept in
+    fp16 for lookups (exact for the same reason).
+    """
+
+    def __init__(self, sd: dict[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32") -> None:
+        super().__init__()
+        p = "model.decoder."
+        self.d = int(config.d_model)
+        self.heads = int(config.decoder_attention_heads)
+        self.head_dim = self.d // self.heads
+        self.n_ctx = int(config.max_target_positions)
+        self.linears, self.proj_kind = linears, proj
+        with torch.no_grad():
+            self.positions = nn.Parameter(sd[p + "embed_positions.weight"], requires_grad=False)
+            self.ln = _norm(sd, p + "layer_norm")
+            self.layers = nn.ModuleList(
+                [_Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))]
+            )
+            table = sd.pop(p + "embed_tokens.weight")
+            out = sd.pop("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
+            if proj == "fp32":
+                self.embed = nn.Embedding.from_pretrained(table, freeze=True)
+                self.proj = _linear(out, None)
+            else:
+                self.embed = nn.Embedding.from_pretrained(table.to(torch.float16), freeze=True)
+                if proj == "int8":
+                    self.proj = int8_linear(*fold_layer_norm(self.ln, out, None))
+                    self.ln = _plain_norm(self.ln)
+                else:
+                    self.proj = fp16_linear(out, None)
+        self.plan = token_step.StepPlan.of(self.layers)  # one scripted graph per token, where the kernels allow
+
+    # -- per window -------------------------------------------------------------------------------
+
+    def cross_kv(self, enc: torch.Tensor) -> CrossKV:
+        """Cross-attention keys and values of one encoder output ``[1, frames, d]``."""
+        _, frames, _ = enc.shape
+        kv = torch.stack([layer.ckv(enc[0]) for layer in self.layers])  # [layers, frames, 2d]
+        kv = kv.view(len(self.layers), frames, 2, self.heads, self.head_dim)
+        return CrossKV(
+            keys_t=kv[:, :, 0].permute(0, 2, 3, 1).contiguous(),  # [layers, heads, head_dim, frames]
+            values=kv[:, :, 1].permute(0, 2, 1, 3).contiguous(),  # [layers, heads, frames, head_dim]
+        )
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    def forward_tokens(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        cross: Sequence[CrossKV],
+        mask: torch.Tensor | None,
+        kv_len: int,
+        attention_layers: Sequence[int] = (),
+        position: int | None = None,
+    ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+        """Run ``ids`` ``[B, T]`` through the decoder; returns the final hidden states ``[B, T, d]``.
+
+        ``positions`` ``[B, T]``: absolute positions (where keys/values are written in the caches
+        ``[layers, B, heads, ctx, head_dim]``). ``T > 1`` is a prefill from position 0. Attention
+        reads the first ``kv_len`` cache slots, through ``mask`` ``[B, 1, T, kv_len]`` (True =
+        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s :meth:`cross_kv`. For layers in
+        ``attention_layers`` the cross-attention weights (per row ``[heads, T, frames]``) are
+        returned too (the word-timestamp alignment heads). ``position``: for ``T == 1``, the one
+        position every row is at, when they all are (the cache write is then a plain slice).
+        """
+        B, T = ids.shape
+        x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
+        maps: dict[int, list[torch.Tensor]] = {}
+        rows = torch.arange(B, device=ids.device) if T == 1 and position is None else None
+        shared = all(c is cross[0] for c in cross)  # beams of one window
+        for li, layer in enumerate(self.layers):
+            h = layer.ln1(x)
+            qkv = layer.f_qkv(h).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            ck, cv = cache_k[li], cache_v[li]
+            if T == 1 and position is not None:
+                ck[:, :, position] = k[:, :, 0]
+                cv[:, :, position] = v[:, :, 0]
+            elif T == 1:
+                ck[rows, :, positions[:, 0]] = k[:, :, 0]
+                cv[rows, :, positions[:, 0]] = v[:, :, 0]
+            else:
+                ck[:, :, :T] = k
+                cv[:, :, :T] = v
+            a = F.scaled_dot_product_attention(
+                q, ck[:, :, :kv_len], cv[:, :, :kv_len], attn_mask=mask, is_causal=mask is None and T > 1, scale=1.0
+            )
+            x = x + layer.f_out1(a.transpose(1, 2).reshape(B, T, self.d))
+
+            h = layer.ln2(x)
+            q = layer.f_cq(h).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+            # Cross-attention as two matrix products over keys stored transposed: at one query per
+            # row this reads each window's keys and values once, straight through (the fused
+            # attention kernel walks them in blocks: 1.4x slower here, where these reads are a
+            # third of a token's cost).
+            if li in attention_layers:
+                outs = []
+                maps[li] = []
+                for b in range(B):
+                    w = torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1)
+                    maps[li].append(w)
+                    outs.append(w @ cross[b].values[li])
+                a = torch.stack(outs)
+            elif B == 1 or shared:
+                a = torch.softmax(q @ cross[0].keys_t[li], dim=-1) @ cross[0].values[li]
+            else:
+                a = torch.stack(
+                    [torch.softmax(q[b] @ cross[b].keys_t[li], dim=-1) @ cross[b].values[li] for b in range(B)]
+                )
+            x = x + layer.f_out2(a.transpose(1, 2).reshape(B, T, self.d))
+
+            h = layer.ln3(x)
+            x = x + layer.f_fc2(F.gelu(layer.f_fc1(h)))
+        return self.ln(x), maps
+
+    def forward_token(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        cross: Sequence[CrossKV],
+        mask: torch.Tensor | None,
+        kv_len: int,
+        position: int | None = None,
+    ) -> torch.Tensor:
+        """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
+        :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
+        (:mod:`flarelet.bindings.ai.asr.token_step`), else eagerly."""
+        fn = token_step.SCRIPTED if self.plan is not None else None
+        if fn is None:
+            hidden, _ = self.forward_tokens(
+                ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position
+            )
+            return hidden[:, 0]
+        shared = len(cross) == 1 or all(c is cross[0] for c in cross)
+        rows = cross[:1] if shared else cross
+        x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
+        plan = self.plan
+        with torch.jit.optimized_execution(False):  # see token_step.SCRIPTED
+            x = fn(
+                x,
+                positions,
+                -1 if position is None else position,
+                mask,
+                kv_len,
+                cache_k,
+                cache_v,
+                [c.keys_t for c in rows],
+                [c.values for c in rows],
+                plan.packed,
+                plan.int8,
+                plan.norms,
+                self.heads,
+                plan.eps,
+            )
+        return self.ln(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.proj(hidden).float()
+
+
+class WidePolicy:
+    """Whether a decoding step runs its output projection (vocab x d: the largest weight a step
+    reads) on the extra threads now: measured, not assumed.
+
+    Why measured: on an idle 2-core machine a step takes ~15 % less with the second core reading
+    half of that weight (tiny.en int8: 7.5 -> 6.4 ms a step; 63 s clip end to end 3.00 -> 2.76 s,
+    interleaved runs); but while anything else keeps that core busy, the split waits for a time
+    slice and the step takes 1.5x as long (7.8 -> 11.6 ms). So both modes' step times are tracked
+    (moving averages), the faster one is used, and the other is re-tried for a few steps out of
+    every ``PROBE_EVERY``, so a change in the machine's load is noticed within a second or so of
+    decoding. (Splitting the cross-attention reads too looked 10 % better in isolation and was
+    6 % worse end to end: not done.)
+    """
+
+    PROBE_EVERY = 64
+    PROBE_STEPS = 3  # the first warms the other mode up; the mean of the rest replaces its average
+    ALPHA = 0.2  # moving average of the mode in use
+
+    def __init__(self) -> None:
+        self.avg: dict[bool, float | None] = {False: None, True: None}
+        self.steps = 0
+        self._probe: list[float] = []
+
+    def _probing(self) -> bool:
+        return self.steps % self.PROBE_EVERY < self.PROBE_STEPS
+
+    def wide(self) -> bool:
+        self.steps += 1
+        narrow, wide = self.avg[False], self.avg[True]
+        if narrow is None or wide is None:
+            return narrow is not None  # measure each mode once to start with
+        best = wide <= narrow
+        return (not best) if self._probing() else best
+
+    def record(self, wide: bool, seconds: float) -> None:
+        old = self.avg[wide]
+        if old is None:
+            self.avg[wide] = seconds
+        elif self._probing():
+            phase = self.steps % self.PROBE_EVERY
+            if phase == 0:
+                self._probe = []
+            else:
+                self._probe.append(seconds)
+            if phase == self.PROBE_STEPS - 1 and self._probe:  # a fresh measurement, not a blend
+                self.avg[wide] = sum(self._probe) / len(self._probe)
+        else:
+            self.avg[wide] = old + self.ALPHA * (seconds - old)
+
+
+#: one per process: all decoding shares the machine whose load it measures
+WIDE_POLICY = WidePolicy()
+
+
+class _threads:
+    """``torch.set_num_threads(n)`` for a block, then back (OpenMP's setting is per OS thread, so
+    this touches only the calling worker)."""
+
+    __slots__ = ("n", "prev")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.prev = 0
+
+    def __enter__(self) -> None:
+        if self.n > 1:
+            self.prev = torch.get_num_threads()
+            if self.prev != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.n > 1 and self.prev != self.n:
+            torch.set_num_threads(self.prev)
+
+
+class CrossKV:
+    """One window's cross-attention keys (transposed) and values, for every decoder layer."""
+
+    __slots__ = ("keys_t", "values")
+
+    def __init__(self, keys_t: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys_t = keys_t  # [layers, heads, head_dim, frames]
+        self.values = values  # [layers, heads, frames, head_dim]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+
+class DecodeBatch:
+    """Key/value caches of ``B`` rows decoding together, each against its own window."""
+
+    def __init__(self, lean: LeanDecoder, cross: Sequence[CrossKV], max_len: int, threads: int = 1) -> None:
+        """``threads``: CPU threads for the wide operations -- whole prompts (many tokens at once),
+        and per step the output projection when :data:`WIDE_POLICY` finds that faster -- while the
+        per-token layers stay on one (the engine's thread policy)."""
+        self.lean = lean
+        self.threads = threads if lean.positions.device.type == "cpu" else 1
+        self.cross = list(cross)
+        self.B = len(self.cross)
+        ref = self.cross[0]
+        shape = (len(lean.layers), self.B, lean.heads, min(max_len, lean.n_ctx), lean.head_dim)
+        # zeros, not empty: rows at different lengths attend through a mask, and a masked slot
+        # still enters the product with weight 0 -- 0 x NaN (leftover memory) is NaN
+        self.k = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+        self.v = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+        self.lengths = torch.zeros(self.B, dtype=torch.long, device=ref.device)
+        self.device = ref.device
+
+    def forward_prompts(
+        self, prompts: Sequence[Sequence[int]], attention_layers: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+        """Feed each row's whole prompt from position 0 (rows padded to the longest); returns the
+        hidden states ``[B, P, d]`` and the cross-attention maps of ``attention_layers``."""
+        B = self.B
+        P = max(len(p) for p in prompts)
+        ids = torch.zeros(B, P, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+        ids = ids.to(self.device)
+        lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=self.device)
+        positions = torch.arange(P, device=self.device).expand(B, P)
+        mask = None
+        if bool((lengths != P).any()):
+            causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
+            keys = torch.arange(P, device=self.device)[None, :] < lengths[:, None]
+            # padding queries would see no key at all (NaN); let them see themselves
+            mask = (causal[None] & keys[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[None]
+            mask = mask[:, None]
+        with _threads(self.threads):
+            hidden, maps = self.lean.forward_tokens(
+                ids, positions, self.k, self.v, self.cross, mask, P, attention_layers
+            )
+        self.lengths = lengths
+        return hidden, maps
+
+    def logits(self, hidden: torch.Tensor, wide: bool = True) -> torch.Tensor:
+        with _threads(self.threads if wide else 1):
+            return self.lean.logits(hidden)
+
+    def prefill(self, prompts: Sequence[Sequence[int]], pick: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Feed each row's prompt; return the logits ``[B, len(pick[b]), vocab]`` at the positions
+        ``pick[b]`` of row ``b`` (all rows pick the same number of positions)."""
+        hidden, _ = self.forward_prompts(prompts)
+        index = torch.tensor([list(p) for p in pick], dtype=torch.long, device=self.device)
+        return self.logits(hidden[torch.arange(self.B, device=self.device)[:, None], index])
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row ``[B]``; return the next logits ``[B, vocab]``."""
+        # rows that finished stay until the batch shrinks; keep their (ignored) writes in bounds
+        pos = self.lengths.clamp(max=self.k.shape[3] - 1)
+        K = int(pos.max()) + 1
+        mask = None
+        uniform = self.B == 1 or not bool((pos != K - 1).any())
+        if not uniform:  # rows at different lengths
+            mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+        wide = self.threads > 1 and WIDE_POLICY.wide()
+        started = time.perf_counter()
+        hidden = self.lean.forward_token(
+            tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
+        )
+        logits = self.logits(hidden, wide)
+        if self.threads > 1:
+            WIDE_POLICY.record(wide, time.perf_counter() - started)
+        self.lengths = pos + 1
+        return logits
+
+    def reorder(self, sources: Sequence[int]) -> None:
+        """Row ``b`` continues from row ``sources[b]`` (beam search): copy the caches over."""
+        idx = torch.tensor(list(sources), dtype=torch.long, device=self.device)
+        K = int(self.lengths.max())
+        self.k[:, :, :, :K] = self.k[:, idx, :, :K]
+        self.v[:, :, :, :K] = self.v[:, idx, :, :K]
+        self.lengths = self.lengths.index_select(0, idx)
+        self.cross = [self.cross[i] for i in sources]
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Drop finished rows, so the remaining ones stop paying for them."""
+        idx = torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        self.k = self.k.index_select(1, idx)
+        self.v = self.v.index_select(1, idx)
+        self.lengths = self.lengths.index_select(0, idx)
+        self.cross = [self.cross[i] for i in rows]
+        self.B = len(self.cross)
