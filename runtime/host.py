@@ -710,7 +710,7 @@ class WorkerHost:
                 f"(CF-EW-Via), above the limit of {self.max_subrequest_depth} "
                 "([flarelet] max_subrequest_depth)\n".encode(),
             )
-        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream))
+        token = outbound.subrequest_scope.set(outbound.SubrequestScope(request.url, hops, self.upstream, self.assets))
         try:
             return await self._serve_worker(request, ctx, path, query)
         finally:

@@ -16,7 +16,9 @@ loopback alias on the same port) go to the *origin*, as on Cloudflare, where a W
 sits in front of an origin server: ``--upstream URL`` says where that is locally (wrangler's
 ``--local-upstream``). Without one there is nothing behind the worker, and fetching its own
 origin would only call itself again, so the subrequest fails with a :class:`FetchError` naming the
-loop. Every subrequest carries a ``CF-EW-Via`` hop count (Cloudflare's loop-protection header);
+loop -- except for a GET/HEAD of a path the worker's static assets serve, which the dev server answers
+before any worker code runs (as ``wrangler dev`` does): that one is sent to the dev server itself.
+Every subrequest carries a ``CF-EW-Via`` hop count (Cloudflare's loop-protection header);
 :meth:`WorkerHost.serve` refuses a request whose count is above ``max_subrequest_depth``.
 """
 
@@ -27,6 +29,7 @@ import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from .headers import Headers
 from .request import Request
@@ -68,6 +71,8 @@ class SubrequestScope:
     hops: int = 0
     #: where requests to the worker's own origin go (``--upstream``), or ``None``
     upstream: str | None = None
+    #: the worker's static assets (``[assets]``), or ``None``: an own-origin path they serve is no loop
+    assets: Any = None
 
 
 #: set by :meth:`WorkerHost.serve` for the request being handled
@@ -104,6 +109,10 @@ def _route(request: Request, scope: SubrequestScope | None) -> str:
     if scope is None or not is_own_origin(url, scope.origin):
         return url
     if scope.upstream is None:
+        if _served_by_assets(request, scope.assets):
+            # the dev server answers this path from the assets before any worker code runs (as wrangler dev
+            # does): sent to ourselves over loopback, the request is logged and served like any other
+            return url
         scheme, host, port = origin_of(scope.origin)
         raise FetchError(
             f"fetch({url}) targets this worker's own origin ({scheme}://{host}:{port}). On Cloudflare that "
@@ -113,6 +122,16 @@ def _route(request: Request, scope: SubrequestScope | None) -> str:
     rest = url.split("://", 1)[1]
     slash = rest.find("/")
     return scope.upstream.rstrip("/") + (rest[slash:] if slash >= 0 else "/")
+
+
+def _served_by_assets(request: Request, assets: Any) -> bool:
+    """Whether the dev server would answer ``request`` from static assets without running the worker."""
+    if assets is None or request.method not in ("GET", "HEAD"):
+        return False
+    rest = request.url.split("://", 1)[-1]
+    slash = rest.find("/")
+    path = unquote(rest[slash:].split("?", 1)[0].split("#", 1)[0]) if slash >= 0 else "/"
+    return not assets.worker_first(path) and assets.resolve(path) is not None
 
 
 _client: Any = None

@@ -50,6 +50,28 @@ def test_self_request_without_upstream_fails_naming_the_loop(serve_worker, caplo
     assert "Traceback" not in r.text and "Traceback" in caplog.text
 
 
+ASSET_FETCHER = r"""
+from workers import Response, fetch
+
+
+async def on_fetch(request):
+    base = request.url.split("/", 3)
+    reply = await fetch(f"{base[0]}//{base[2]}/{request.url.split('?want=', 1)[1]}")
+    return Response(f"{reply.status} {await reply.text()}")
+"""
+
+
+def test_own_origin_path_served_by_static_assets_is_fetched_as_wrangler_dev_serves_it(serve_worker):
+    """Assets answer before the worker, so fetching one from the worker's own origin cannot loop."""
+    srv = serve_worker(
+        ASSET_FETCHER, toml='[assets]\ndirectory = "./public"\n', files={"public/sample.txt": "hello asset"}
+    )
+    r = httpx.get(srv.url + "/x?want=sample.txt", timeout=30)
+    assert r.status_code == 200 and r.text == "200 hello asset"
+    r = httpx.get(srv.url + "/x?want=not-an-asset", timeout=30)  # would reach the worker again: the loop error
+    assert r.status_code == 500 and "targets this worker's own origin" in r.text
+
+
 def test_loopback_aliases_of_the_worker_count_as_its_own_origin(serve_worker):
     srv = serve_worker(PROXY)
     port = srv.url.rsplit(":", 1)[1]
