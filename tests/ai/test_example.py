@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "whisper"
 
 
-def test_docs_example_on_its_bundled_sample(serve_worker, manifest):
+def test_docs_example_from_its_own_origin(serve_worker, manifest):
     with serve_worker(EXAMPLE, "--preload", timeout=180) as worker:
         reply = httpx.get(worker.url + "/", timeout=300)
         assert reply.status_code == 200, reply.text
@@ -28,6 +28,7 @@ def test_docs_example_on_its_bundled_sample(serve_worker, manifest):
         reference = manifest["enrollment_audio_katie.wav"]["reference"]
         assert wer(reference, response["text"]) <= 0.05
         assert response["words"][-1]["end"] <= 18.35  # the header's "30 minutes" was not believed
+        worker.wait_for_log("GET /enrollment_audio_katie.wav 200")
 
         tiny = httpx.get(worker.url + "/", params={"model": "@cf/openai/whisper-tiny-en"}, timeout=300).json()
         assert wer(reference, tiny["response"]["text"]) <= 0.10

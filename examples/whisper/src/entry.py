@@ -2,9 +2,8 @@
 
 GET / fetches an audio file, sends its bytes to ``@cf/openai/whisper`` as ``{"audio": [0..255, ...]}``
 and returns ``{"input": {"audio": []}, "response": <the model output>}`` -- the docs example line by
-line. The audio is this worker's static asset ``public/enrollment_audio_katie.wav`` (read through the
-``ASSETS`` binding: a subrequest to the worker's own URL would go to the zone's origin on Cloudflare,
-not to its assets) unless the ``AUDIO_URL`` var names another file (the docs fetch it from GitHub).
+line. The audio comes from this worker's own origin (``public/enrollment_audio_katie.wav``) unless
+the ``AUDIO_URL`` var names another file (the docs fetch it from GitHub).
 
 ?model=@cf/openai/whisper-tiny-en picks another Whisper model.
 """
@@ -19,14 +18,10 @@ SAMPLE = "/enrollment_audio_katie.wav"
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         url = urlparse(request.url)
-        audio_url = getattr(self.env, "AUDIO_URL", None)
+        audio_url = getattr(self.env, "AUDIO_URL", None) or f"{url.scheme}://{url.netloc}{SAMPLE}"
         model = parse_qs(url.query).get("model", ["@cf/openai/whisper"])[0]
 
-        if audio_url:
-            res = await fetch(audio_url)
-        else:
-            audio_url = f"{url.scheme}://{url.netloc}{SAMPLE}"
-            res = await self.env.ASSETS.fetch(audio_url)
+        res = await fetch(audio_url)
         if not res.ok:
             return Response(f"could not fetch {audio_url}: HTTP {res.status}", status=502)
         blob = await res.bytes()

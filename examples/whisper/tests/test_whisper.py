@@ -43,7 +43,7 @@ async def test_with_fake_ai(worker):
     result = (await resp.json())["response"]
     assert result["text"] == "Hello from the test."
     assert result["word_count"] == 4
-    # What the worker sent: the sample file's bytes, read from its static assets, as a byte list.
+    # What the worker sent: the sample file's bytes, fetched from its own origin, as a byte list.
     call = fake.last_call
     assert call.model == "@cf/openai/whisper"
     assert call.audio == SAMPLE.read_bytes()
