@@ -31,6 +31,7 @@ PLUGIN_PATHS: dict[str, str] = {
     "d1_databases": "flarelet.bindings.d1:plugin",
     "r2_buckets": "flarelet.bindings.r2:plugin",
     "queues": "flarelet.bindings.queues:plugin",
+    "durable_objects": "flarelet.bindings.durable_objects.plugin:plugin",
     "services": "flarelet.bindings.services.plugin:plugin",
     "workflows": "flarelet.bindings.workflows.plugin:plugin",
 }
@@ -52,6 +53,13 @@ class WorkerHost(Protocol):
 
     async def dispatch_queue(self, queue: str, messages: Sequence[Any]) -> Any:
         """Run the worker's ``queue`` handler on a batch; returns the per-message outcome."""
+        ...
+
+    #: the worker's ``env`` (what Durable Objects are constructed with)
+    env: Any
+
+    def env_scope(self) -> Any:
+        """A context manager under which ``workers.env`` is this worker's env (Durable Object events)."""
         ...
 
     def lookup_worker(self, name: str) -> WorkerHost | None:
@@ -140,6 +148,7 @@ class BindingPlugin(Protocol):
     # async def start(self, ctx: BindingContext) -> None: after the worker is loaded (ctx.host is set)
     # async def aclose(self[, ctx: BindingContext]) -> None: on shutdown; flush and close storage (with ``ctx``:
     #     only what was built for that context -- one plugin object serves every worker of the process)
+    # def code_reloaded(self, ctx) -> None: the worker's code was re-imported (drop live instances)
 
 
 def load_plugin(key: str) -> BindingPlugin | None:

@@ -48,12 +48,33 @@ from typing import Any
 from flarelet.runtime.app import DEFAULT_CF
 from flarelet.runtime.context import ExecutionContext
 from flarelet.runtime.env import Env
+from flarelet.runtime.headers import Headers
 from flarelet.runtime.host import WorkerHost
 from flarelet.runtime.outbound import outbound_service
 from flarelet.runtime.request import Request
 from flarelet.runtime.response import Response, dumps_json
+from flarelet.runtime.websocket import LocalClient, WebSocketClosed
 
-__all__ = ["Worker", "ScheduledResult", "QueueResult", "DEFAULT_URL", "DEFAULT_WAIT_UNTIL_TIMEOUT_S"]
+
+class WebSocketUpgradeError(Exception):
+    """The worker answered a WebSocket upgrade with something other than a 101 and a socket."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"the worker refused the WebSocket upgrade: {status} {body[:200]}")
+        self.status = status
+        self.body = body
+
+
+__all__ = [
+    "Worker",
+    "ScheduledResult",
+    "QueueResult",
+    "DEFAULT_URL",
+    "DEFAULT_WAIT_UNTIL_TIMEOUT_S",
+    "LocalClient",
+    "WebSocketClosed",
+    "WebSocketUpgradeError",
+]
 
 #: The origin requests are addressed to when ``fetch`` gets a path (``wrangler dev``'s default).
 DEFAULT_URL = "http://localhost:8787"
@@ -358,6 +379,54 @@ class Worker:
         finally:
             outbound_service.reset(token)
         return response
+
+    async def websocket(self, input: str | Request = "/", *, headers: Any = None) -> LocalClient:  # noqa: A002
+        """Open a WebSocket to the worker, in process: the upgrade request goes through
+        :meth:`fetch`'s path; a 101 with a ``web_socket`` gives a client (``send``, ``await
+        receive()``, ``close``), anything else raises :class:`WebSocketUpgradeError` with the response."""
+        merged = Headers(headers)
+        merged.set("upgrade", "websocket")
+        merged.set("connection", "Upgrade")
+        if not merged.has("sec-websocket-version"):
+            merged.set("sec-websocket-version", "13")
+        response = await self.fetch(input, headers=merged, wait_until=False)
+        end = response.web_socket if response.status == 101 else None
+        if end is None:
+            raise WebSocketUpgradeError(response.status, await response.text())
+        return LocalClient(end, response)
+
+    def durable_object(self, binding: str, name: str | None = None, *, id: str | None = None) -> Any:  # noqa: A002
+        """A stub of ``env.<binding>``'s object named ``name`` (``idFromName``) or with hex ``id``."""
+        namespace = self.env[binding]
+        if name is not None:
+            return namespace.getByName(name)
+        if id is not None:
+            return namespace.get(namespace.idFromString(id))
+        raise TypeError("durable_object() needs a name or an id")
+
+    async def run_in_durable_object(self, stub: Any, callback: Callable[[Any, Any], Any]) -> Any:
+        """``cloudflare:test``'s ``runInDurableObject``: ``callback(instance, ctx)`` runs as an event
+        of that object (its gates apply); returns what the callback returns."""
+        await self._ensure_started()
+        slot = stub._namespace.slot(stub.id)
+        return await slot.deliver(lambda obj: callback(obj, slot.state))
+
+    async def run_durable_object_alarm(self, stub: Any) -> bool:
+        """``cloudflare:test``'s ``runDurableObjectAlarm``: run the object's alarm now if one is set."""
+        await self._ensure_started()
+        slot = stub._namespace.slot(stub.id)
+        when = slot.storage.alarm_time()
+        if when is None:
+            return False
+        slot.schedule_alarm(None, 0)
+        await slot._run_alarm(when, 0)
+        return True
+
+    def list_durable_object_ids(self, binding: str) -> list[str]:
+        """``cloudflare:test``'s ``listDurableObjectIds``: ids with storage or a live instance."""
+        namespace = self.env[binding]
+        found = set(namespace.persisted_ids()) | {slot.id.toString() for slot in namespace.slots()}
+        return sorted(found)
 
     async def scheduled(self, cron: str = "", scheduled_time: float | _dt.datetime | None = None) -> ScheduledResult:
         """Run the ``scheduled`` handler (and its ``waitUntil`` work) as the cron trigger ``cron`` would.

@@ -42,6 +42,10 @@ DEFAULT_CF: dict[str, Any] = FALLBACK_CF
 #: work still runs), so its queued or running work -- a transcription -- stops.
 REQUEST_TASK_KEY = "flarelet.request_task"
 
+_NOT_AN_UPGRADE = (
+    "Worker tried to return a WebSocket in a response to a request which did not contain the header "
+    '"Upgrade: websocket".'
+)
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -154,7 +158,7 @@ class DevApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003, "reason": "WebSockets are not supported by flarelet"})
+            await self._websocket(scope, receive, send)
 
     # -- plugin routes --------------------------------------------------------------------------
     def _plugin_routes(self) -> list[Any]:
@@ -246,6 +250,8 @@ class DevApp:
         ctx = host.dispatcher.new_context()
         try:
             response = await host.serve(request, ctx, path=path, query=query)
+            if response._status == 101:  # a WebSocket for a request that asked for none
+                response = Response(_NOT_AN_UPGRADE, status=500)
             status = await self._send(send, response, method)
         except asyncio.CancelledError:  # the client went away (REQUEST_TASK_KEY): nobody to answer
             ctx.flush()  # waitUntil work already handed over still runs, as on Cloudflare
@@ -253,6 +259,51 @@ class DevApp:
             return
         ctx.flush()
         self._log(method, path, status, started)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An upgrade request: the worker answers it like any request; a 101 with ``web_socket``
+        accepts the connection and bridges that end to it, anything else is sent as the refusal."""
+        started = time.perf_counter()
+        path: str = scope["path"]
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        host_header = next((v.decode("latin-1") for k, v in raw_headers if k == b"host"), "")
+        if not host_header:
+            server = scope.get("server") or ("127.0.0.1", 8787)
+            host_header = f"{server[0]}:{server[1]}"
+        names = {k for k, _ in raw_headers}
+        if b"upgrade" not in names:
+            raw_headers.append((b"upgrade", b"websocket"))
+        raw_path = scope.get("raw_path")
+        target = raw_path.decode("latin-1") if raw_path else path
+        query = scope["query_string"].decode("latin-1")
+        scheme = "https" if scope.get("scheme") == "wss" else "http"
+        url = f"{scheme}://{host_header}{target}" + (f"?{query}" if query else "")
+        request = Request._incoming(url, "GET", raw_headers, None, dict(DEFAULT_CF))
+        ctx = self.host.dispatcher.new_context()
+        response = await self.host.serve(request, ctx, path=path, query=query)
+        end = response.web_socket if response._status == 101 else None
+        if end is None:
+            await self._refuse_websocket(scope, send, response)
+            ctx.flush()
+            self._log("GET", path, response._status, started)
+            return
+        from .websocket import serve_bridged
+
+        self._log("GET", path, 101, started)
+        ctx.flush()
+        await serve_bridged(end, receive, send, response)
+
+    async def _refuse_websocket(self, scope: Scope, send: Send, response: Response) -> None:
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            body = response._body if isinstance(response._body, bytes) else await response.bytes()
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response._headers._items]
+            await send({"type": "websocket.http.response.start", "status": response._status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body or b""})
+            return
+        await send({"type": "websocket.close", "code": 1008, "reason": f"the worker answered {response._status}"})
 
     def _log(self, method: str, path: str, status: int, started: float) -> None:
         request_log = self.request_log

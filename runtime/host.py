@@ -48,7 +48,7 @@ from flarelet.wrangler_compat.devvars import DevVars, load_dev_vars
 from . import cache as cache_api
 from . import deps, outbound, workers_sdk
 from .assets import AssetsBinding, AssetServer
-from .context import ExecutionContext
+from .context import ExecutionContext, env_scope
 from .dispatch import WorkerDispatcher
 from .env import Env
 from .errors import error_response
@@ -386,6 +386,11 @@ class WorkerHost:
         options["dev_vars"] = dict(self.dev_vars.values)
         options["cli_vars"] = dict(self.cli_vars)
         options.setdefault("env_name", self.env_name)
+        options["worker_name"] = self.config.name or "worker"
+        raw = self.config.raw.data
+        env_section = (raw.get("env") or {}).get(self.env_name) if self.env_name else None
+        migrations = env_section.get("migrations") if isinstance(env_section, dict) else None
+        options["migrations"] = migrations if migrations is not None else raw.get("migrations")
         return BindingContext(config_dir=self.config.dir, persist_to=self.persist_to, options=options, log=log)
 
     def _check_main(self) -> None:
@@ -509,6 +514,10 @@ class WorkerHost:
             return False
         self.dispatcher.worker = worker
         self.dispatcher.load_error = None
+        for item in self.plugins:
+            hook = getattr(item.plugin, "code_reloaded", None)
+            if hook is not None:
+                hook(self.ctx)
         return True
 
     async def reload_config(self) -> bool:
@@ -588,6 +597,10 @@ class WorkerHost:
             if hook is not None:
                 found.extend(hook(self.ctx) or [])
         return found
+
+    def env_scope(self) -> Any:
+        """``flarelet.bindings.registry.WorkerHost``: ``workers.env`` is this worker's env inside."""
+        return env_scope(self.env)
 
     # -- other workers ------------------------------------------------------------------------
     @property

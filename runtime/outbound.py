@@ -182,6 +182,10 @@ async def fetch(resource: str | Request, **options: Any) -> Response:
             return answered
         request = forwarded
     target = _route(request, scope)
+    if (request.headers.get("upgrade") or "").lower() == "websocket":
+        from .websocket_client import connect_websocket
+
+        return await connect_websocket(request, target)
     body = await request.bytes() if request._body is not None else None
     client = _get_client()
     import httpx

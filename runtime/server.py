@@ -27,6 +27,7 @@ from .app import DevApp, RequestLog
 from .cron import CronScheduler
 from .host import WorkerHost
 from .reload import Reloader
+from .websocket import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("flarelet")
 
@@ -52,7 +53,8 @@ def uvicorn_config(app: Any) -> Any:
         server_header=False,
         timeout_keep_alive=30,
         backlog=2048,
-        ws="none",
+        ws="websockets-sansio",
+        ws_max_size=MAX_MESSAGE_BYTES,
         proxy_headers=False,
     )
 

@@ -21,6 +21,8 @@ from http import HTTPMethod
 from types import ModuleType, SimpleNamespace
 from typing import Any, Literal, Protocol, TypedDict, Union
 
+from flarelet.bindings.durable_objects.state import WebSocketRequestResponsePair
+
 from .body import Blob, File, FormData, FormDataValue
 from .context import ExecutionContext, current_context, current_env
 from .env import Env
@@ -29,6 +31,7 @@ from .html_rewriter import HTMLRewriter
 from .outbound import fetch
 from .request import Request
 from .response import FetchResponse, Response
+from .websocket import WebSocket, WebSocketPair
 
 __all__ = [
     "Blob",
@@ -48,6 +51,9 @@ __all__ = [
     "Request",
     "RequestInitCfProperties",
     "Response",
+    "WebSocket",
+    "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
     "WorkflowEntrypoint",
     "env",
@@ -100,7 +106,10 @@ class WorkerEntrypoint:
 
 
 class DurableObject:
-    """Base class so Durable Object code imports; flarelet does not host Durable Objects yet."""
+    """Base of a Durable Object class: built once per id with ``ctx`` (its state) and ``env``.
+
+    flarelet hosts these through ``[[durable_objects.bindings]]`` (``flarelet.bindings.durable_objects``).
+    """
 
     def __init__(self, ctx: Any, env: Env) -> None:
         self.ctx = ctx

@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flarelet.bindings.jsobject import JsException, to_js_dict
+from flarelet.bindings.jsobject import ByteStream, JsException, to_js_dict
 
 from . import errors
 from .service import AiService
+from .streaming import AiStream
 
 log = logging.getLogger("flarelet.ai")
 
@@ -40,6 +41,14 @@ class InferenceUpstreamError(JsException):
     @classmethod
     def from_ai_error(cls, exc: errors.AiError) -> InferenceUpstreamError:
         return cls(f"{exc.code}: {exc.description}", exc.name, exc.code, exc.status)
+
+
+def _streams(model: Any) -> bool:
+    """Whether ``model``'s task can answer ``stream: true`` (unknown ids fail later with 5007)."""
+    from . import catalog
+
+    spec = catalog.MODELS.get(model) if isinstance(model, str) else None
+    return spec is not None and hasattr(catalog.task_of(spec), "streams")
 
 
 class Ai:
@@ -66,7 +75,7 @@ class Ai:
                         5019, 405, f"the {key} option is not supported by the local Workers AI binding", "InvalidInput"
                     )
                 )
-        if isinstance(inputs, Mapping) and inputs.get("stream"):
+        if isinstance(inputs, Mapping) and inputs.get("stream") and not _streams(model):
             raise self._fail(
                 errors.bad_input("Error: streaming is not supported by speech-recognition models at '/stream'")
             )
@@ -76,6 +85,8 @@ class Ai:
             raise self._fail(exc) from None
         self.lastRequestHttpStatusCode = 200
         self.lastRequestInternalStatusCode = None
+        if isinstance(result, AiStream):  # a ReadableStream of server-sent events, usable as a Response body
+            return ByteStream(result.chunks())
         return to_js_dict(result)
 
     async def models(self, params: Mapping[str, Any] | None = None) -> list[Any]:

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["BUILTIN_TASKS", "MODELS", "TASKS", "ModelSpec", "TaskInfo", "register", "resolve", "task_of", "unregister"]
 
 #: Modules of the built-in model tasks, each with ``register()``.
-BUILTIN_TASKS = ("flarelet.bindings.ai.asr.task",)
+BUILTIN_TASKS = (
+    "flarelet.bindings.ai.asr.task",
+    "flarelet.bindings.ai.text.task",
+    "flarelet.bindings.ai.embeddings.task",
+)
 
 
 #: every model served here, by id

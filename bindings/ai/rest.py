@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from . import catalog, errors
 from .errors import AiError, json_type
 from .rest_auth import RestCredentials, RestError, method_not_allowed, no_route, unknown_path
+from .rest_openai import OpenAiRoutes
+from .streaming import AiStream
 
 if TYPE_CHECKING:
     from flarelet.bindings.registry import BindingContext
@@ -210,6 +212,8 @@ class RestApi:
         else:
             inputs = parse_inputs(body, content_type)
         result = await self.service.run(model, inputs)
+        if isinstance(result, AiStream):  # stream: true -- raw server-sent events, no envelope
+            return StreamingResponse(result, media_type=AiStream.media_type, headers={"cache-control": "no-cache"})
         return v4_response(envelope(result))
 
     async def models_search(self, request: Request) -> Response:
@@ -255,6 +259,7 @@ class RestApi:
             Route("/accounts/{account_id}/ai/models/search", _v4(self.models_search), methods=["GET"]),
             Route("/accounts/{account_id}/ai/models/schema", _v4(self.model_schema), methods=["GET"]),
             Route("/openapi.json", _v4(self.openapi), methods=["GET"]),
+            *OpenAiRoutes(self).routes(_v4),
         ]
 
     def asgi(self) -> Starlette:

@@ -47,6 +47,7 @@ from typing import Any
 
 from . import catalog, errors
 from .settings import AiSettings
+from .streaming import AiStream
 from .tasks import Task
 
 log = logging.getLogger("flarelet.ai")
@@ -74,6 +75,8 @@ class _Request:
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     job: Any = None  # the task's job once a worker has started it
     model: Any = None
+    #: the caller asked for server-sent events: each round's bytes go here (a task with ``drain``)
+    stream: AiStream | None = None
 
 
 class AiService:
@@ -129,9 +132,24 @@ class AiService:
             self._release()
             raise errors.internal("the AI service is shut down") from None
         item = _Request(spec, task, request, ticket, side)
+        streams = getattr(task, "streams", None)
+        if streams is not None and streams(request):
+            item.stream = AiStream(loop, ticket.cancel, ticket.deadline)
         if not self._enqueue(item):
             self._release()
             raise errors.internal("the AI service is shut down")
+        if item.stream is not None:
+            # Answer once the first bytes exist: a refusal before them (a too-long prompt, a load
+            # failure, the time limit) is then an ordinary error, not a broken stream.
+            try:
+                return await item.stream.start()
+            except asyncio.CancelledError:
+                ticket.cancel.set()
+                raise
+            except errors.AiError as exc:
+                if exc.code == 3007:
+                    self.stats["timed_out"] += 1
+                raise
         remaining = max(0.0, ticket.deadline - time.monotonic())
         try:
             return await asyncio.wait_for(asyncio.wrap_future(item.future, loop=loop), remaining)
@@ -275,6 +293,9 @@ class AiService:
             finally:
                 with self._lock:
                     self._busy -= 1
+            for item in group:  # streamed requests: this round's bytes leave now
+                if item.stream is not None and item.job is not None:
+                    item.stream.push(item.task.drain(item.job))
             still = []
             for item in active:
                 if item.job.finished:
@@ -304,6 +325,8 @@ class AiService:
 
     def _complete(self, item: _Request) -> None:
         try:
+            if item.stream is not None:
+                item.stream.push(item.task.drain(item.job))
             result = item.task.finish(item.job)
         except Exception as exc:  # noqa: BLE001
             self._fail(item, exc)
@@ -347,6 +370,8 @@ class AiService:
     def _answer(self, item: _Request, result: Any = None, error: BaseException | None = None) -> None:
         item.request = item.job = None  # let the inputs (audio: MBs) go before the caller wakes
         self._release()
+        if item.stream is not None:
+            item.stream.close(error)
         if not item.future.done():
             if error is not None:
                 item.future.set_exception(error)

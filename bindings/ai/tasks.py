@@ -16,6 +16,11 @@ catalog entry) for the rest, in this order:
    job's ``finished`` is true; a task that cannot batch finishes them one by one;
 5. :meth:`Task.finish` gives the output in Cloudflare's shape (or raises its error).
 
+A task that can stream (text generation) also has ``streams(request) -> bool`` (the caller asked
+for server-sent events) and ``drain(job) -> list[bytes]`` (the bytes made since the last call):
+the service then answers with a :class:`~flarelet.bindings.ai.streaming.AiStream` once the first
+bytes exist, and after every round sends what ``drain`` gives; ``finish`` only reports the job's error.
+
 A new task implements this in its own folder (``bindings/ai/<task>/``) and registers itself with
 :func:`flarelet.bindings.ai.catalog.register`; see ``tests/ai/test_task_registry.py`` for a
 complete toy task going through the service and the REST API.

@@ -49,6 +49,9 @@ EXPORTS: dict[str, str] = {
     "File": "fetch_api:File",
     "HTMLRewriter": "flarelet.runtime.html_rewriter:HTMLRewriter",
     "caches": "flarelet.runtime.cache:caches",
+    "WebSocket": "flarelet.runtime.websocket:WebSocket",
+    "WebSocketPair": "flarelet.runtime.websocket:WebSocketPair",
+    "WebSocketRequestResponsePair": "flarelet.bindings.durable_objects.state:WebSocketRequestResponsePair",
 }
 
 

@@ -26,7 +26,8 @@ from flarelet.bindings.ai.rest_auth import RestCredentials
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
 
-TOY_TASK = TaskInfo(id="toy-text-embeddings", name="Text Embeddings", description="A test-only toy task.")
+#: Not "Text Embeddings": that task name is the real BGE task's (bindings/ai/embeddings).
+TOY_TASK = TaskInfo(id="toy-text-embeddings", name="Toy Embeddings", description="A test-only toy task.")
 TOY = "@cf/flarelet-test/toy-embeddings"
 DIM = 4
 TOKEN = "toy-task-token-0123456789abcdefghij"
@@ -157,7 +158,7 @@ async def test_bad_input_of_a_new_task_is_5006_through_env_ai_as_cloudflare_does
     assert info.value.message == "5006: AiError: Bad input: Error: Type mismatch of '/text', 'number' not in 'string'"
     result = await ai.run(TOY, {"text": "ok"})
     assert result.shape == [1, DIM]
-    assert [m["name"] for m in await ai.models({"task": "text embeddings"})] == [TOY]
+    assert [m["name"] for m in await ai.models({"task": "toy embeddings"})] == [TOY]
 
 
 def test_whisper_models_stay_registered_beside_the_new_task(toy):
@@ -194,12 +195,12 @@ def test_a_registered_task_is_served_by_the_rest_api(toy, settings):
         api = f"{base}/client/v4/accounts/{ACCOUNT}/ai"
         ok = httpx.post(f"{api}/run/{TOY}", json={"text": "hello"}, headers=auth)
         bad = httpx.post(f"{api}/run/{TOY}", json={"txt": "hello"}, headers=auth)
-        search = httpx.get(f"{api}/models/search", params={"task": "Text Embeddings"}, headers=auth)
+        search = httpx.get(f"{api}/models/search", params={"task": "Toy Embeddings"}, headers=auth)
         schema = httpx.get(f"{api}/models/schema", params={"model": TOY}, headers=auth)
         openapi = httpx.get(f"{base}/client/v4/openapi.json")
     assert ok.status_code == 200 and ok.json()["result"] == {"shape": [1, DIM], "data": [embed("hello")]}
     assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == 5006
     assert [m["name"] for m in search.json()["result"]] == [TOY]
-    assert search.json()["result"][0]["task"]["name"] == "Text Embeddings"
+    assert search.json()["result"][0]["task"]["name"] == "Toy Embeddings"
     assert schema.json()["result"]["input"]["required"] == ["text"]
     assert f"/accounts/{{account_id}}/ai/run/{TOY}" in openapi.json()["paths"]

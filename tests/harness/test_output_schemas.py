@@ -54,6 +54,8 @@ def test_same_fields_as_cloudflares_schema(flavor: str) -> None:
 
 def test_each_catalog_model_has_an_output_model() -> None:
     for model_id, spec in catalog.MODELS.items():
+        if spec.task.name != "Automatic Speech Recognition":  # asr's output models are Whisper's only
+            continue
         assert output_model(model_id) is OUTPUT_MODELS[spec.flavor]
 
 

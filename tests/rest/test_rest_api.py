@@ -189,7 +189,7 @@ def test_unknown_model_is_5007_and_sdk_raises_bad_request(server: str, rest: Any
     body = _error(resp, 400, 5007)
     assert body["errors"][0]["message"] == "No such model @cf/x/y or task"
     with pytest.raises(cloudflare.BadRequestError) as info:
-        _sdk(server, rest.TOKEN).ai.run("@cf/meta/llama-3-8b-instruct", account_id=rest.ACCOUNT, prompt="hi")
+        _sdk(server, rest.TOKEN).ai.run("@cf/meta/llama-99-unknown", account_id=rest.ACCOUNT, prompt="hi")
     assert info.value.body["errors"][0]["code"] == 5007  # type: ignore[index]
 
 
@@ -315,7 +315,11 @@ def _search(base: str, rest: Any, **params: Any) -> httpx.Response:
 
 
 def test_models_search_lists_the_catalog_with_result_info(server: str, rest: Any) -> None:
-    body = _search(server, rest).json()
+    from flarelet.bindings.ai import catalog
+
+    everything = _search(server, rest, per_page=1000).json()
+    assert {m["name"] for m in everything["result"]} == set(catalog.MODELS)  # text and embedding ids too
+    body = _search(server, rest, task="Automatic Speech Recognition").json()
     assert body["success"] is True and body["errors"] == [] and body["messages"] == []
     names = [m["name"] for m in body["result"]]
     assert set(names) == {"@cf/openai/whisper", rest.TINY, rest.TURBO}
@@ -326,17 +330,18 @@ def test_models_search_lists_the_catalog_with_result_info(server: str, rest: Any
 
 
 def test_models_search_filters_and_pages(server: str, rest: Any) -> None:
-    assert [m["name"] for m in _search(server, rest, search="TINY").json()["result"]] == [rest.TINY]
+    assert [m["name"] for m in _search(server, rest, search="WHISPER-TINY").json()["result"]] == [rest.TINY]
     assert _search(server, rest, search="multilingual").json()["result"][0]["name"] == "@cf/openai/whisper"
     assert len(_search(server, rest, task="automatic speech recognition").json()["result"]) == 3
-    assert _search(server, rest, task="Text Generation").json()["result"] == []
-    assert len(_search(server, rest, author="openai").json()["result"]) == 3
-    assert _search(server, rest, author="meta").json()["result"] == []
+    assert _search(server, rest, task="Translation").json()["result"] == []
+    openai_ids = {m["name"] for m in _search(server, rest, author="openai").json()["result"]}
+    assert {"@cf/openai/whisper", rest.TINY, rest.TURBO} <= openai_ids
+    assert all(m["name"].startswith("@cf/meta/") for m in _search(server, rest, author="meta").json()["result"])
     assert rest.TINY not in [m["name"] for m in _search(server, rest, hide_experimental="true").json()["result"]]
-    page2 = _search(server, rest, per_page=2, page=2).json()
+    page2 = _search(server, rest, task="Automatic Speech Recognition", per_page=2, page=2).json()
     assert page2["result_info"] == {"page": 2, "per_page": 2, "count": 1, "total_count": 3}
     assert _search(server, rest, page=9).json()["result"] == []
-    assert len(_search(server, rest, source="1").json()["result"]) == 3
+    assert len(_search(server, rest, task="Automatic Speech Recognition", source="1").json()["result"]) == 3
     assert _search(server, rest, source="2").json()["result"] == []
     for bad in (
         {"page": "0"},
@@ -359,7 +364,10 @@ def test_models_search_filters_and_pages(server: str, rest: Any) -> None:
 
 def test_sdk_lists_models_through_every_page(server: str, rest: Any) -> None:
     client = _sdk(server, rest.TOKEN)
-    names = [m["name"] for m in client.ai.models.list(account_id=rest.ACCOUNT, per_page=1)]
+    names = [
+        m["name"]
+        for m in client.ai.models.list(account_id=rest.ACCOUNT, per_page=1, task="Automatic Speech Recognition")
+    ]
     assert sorted(names) == sorted(["@cf/openai/whisper", rest.TINY, rest.TURBO])
     schema = client.ai.models.schema.get(account_id=rest.ACCOUNT, model=rest.TURBO)
     assert schema.to_dict()["input"]["required"] == ["audio"]

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
+from flarelet.bindings.ai import catalog
 from flarelet.bindings.ai.rest import ai_settings_from_options, announce, banner, routes
 from flarelet.bindings.ai.rest_auth import DEFAULT_ACCOUNT_ID, RestCredentials, generated_token
 from flarelet.bindings.ai.settings import AiSettings
@@ -98,7 +99,7 @@ def test_routes_mount_the_api_beside_a_worker(rest: Any, tmp_path: Path, capsys:
             f"{base}/client/v4/accounts/{rest.ACCOUNT}/ai/models/search",
             headers={"Authorization": f"Bearer {rest.TOKEN}"},
         )
-        assert resp.status_code == 200 and len(resp.json()["result"]) == 3
+        assert resp.status_code == 200 and resp.json()["result_info"]["total_count"] == len(catalog.MODELS)
         assert httpx.get(f"{base}/client/v4/openapi.json").json()["servers"] == [{"url": f"{base}/client/v4"}]
         assert (
             httpx.get(f"{base}/client/v4/accounts/{rest.ACCOUNT}/ai/models/search").json()["errors"][0]["code"] == 9106
