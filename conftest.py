@@ -5,9 +5,10 @@ test fails the run, unless it carries ``@pytest.mark.gpu``: those depend on whet
 GPU, so one of each pair always skips. Why: a green summary with "97 skipped" once hid that every
 real-audio test had not run; a test that cannot run under CI is a broken set-up, not a pass.
 
-``@pytest.mark.external(env="NAME")`` marks tests of code that is not in this repository (a
-checkout of Cloudflare's examples named by ``$NAME``): they are deselected -- counted as such in the
-summary, not skipped -- unless ``$NAME`` is set, and then they must pass like any other.
+``@pytest.mark.external(env="NAME")`` (or ``env=("A", "B")``) marks tests of code that is not in this
+repository (a checkout of Cloudflare's examples named by ``$NAME``): they are deselected -- counted as
+such in the summary, not skipped -- unless one of the variables is set, and then they must pass like
+any other.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, external = [], []
     for item in items:
         mark = item.get_closest_marker("external")
-        (external if mark is not None and not os.environ.get(mark.kwargs.get("env", "")) else keep).append(item)
+        names = mark.kwargs.get("env", ()) if mark is not None else ()
+        names = (names,) if isinstance(names, str) else tuple(names)
+        (external if mark is not None and not any(os.environ.get(n) for n in names) else keep).append(item)
     if external:
         config.hook.pytest_deselected(items=external)
         items[:] = keep
