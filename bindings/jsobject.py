@@ -11,6 +11,7 @@ against flarelet runs unchanged on Cloudflare.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import inspect
 import json
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class JsDict(dict):
+class JsDict(dict[str, Any]):
     """A ``dict`` with attribute access to its keys (``python_from_rpc``'s ``JsDict``)."""
 
     def __getattr__(self, name: str) -> Any:
@@ -204,7 +205,7 @@ class ByteStream:
         return (await self.bytes()).decode("utf-8", errors="replace")
 
     @classmethod
-    def from_bytes(cls, data: bytes, chunk_size: int = 64 * 1024) -> ByteStream:
+    def from_bytes(cls, data: builtins.bytes, chunk_size: int = 64 * 1024) -> ByteStream:
         async def gen() -> AsyncIterator[bytes]:
             for start in range(0, len(data), chunk_size):
                 yield data[start : start + chunk_size]

@@ -129,7 +129,8 @@ def encode_body(body: Any, content_type: str | None, method: str) -> _Body:
     if content_type == "bytes":
         if not isinstance(body, (bytes, memoryview)):
             raise JsTypeError(
-                f'Content Type "bytes" requires a value of type ArrayBuffer (bytes), but received: {type(body).__name__}'
+                'Content Type "bytes" requires a value of type ArrayBuffer (bytes), '
+                f"but received: {type(body).__name__}"
             )
         return _Body("bytes", bytes(body), len(body))
     cloned = _clone(body)
@@ -481,7 +482,8 @@ class WorkerQueue:
         if len(messages) > limits.max_batch_messages:
             raise JsException(
                 "Error",
-                f"Queue sendBatch failed: batch message count of {len(messages)} exceeds limit of {limits.max_batch_messages}",
+                f"Queue sendBatch failed: batch message count of {len(messages)} "
+                f"exceeds limit of {limits.max_batch_messages}",
             )
         batch_delay = self._delay("sendBatch", opts.get("delaySeconds"))
         prepared: list[tuple[_Queued, int]] = []

@@ -58,6 +58,9 @@ class WorkerHost(Protocol):
     #: the worker's ``env`` (what Durable Objects are constructed with)
     env: Any
 
+    #: the worker's own binding context (a Durable Object class is served by its worker's plugin state)
+    ctx: BindingContext
+
     def env_scope(self) -> Any:
         """A context manager under which ``workers.env`` is this worker's env (Durable Object events)."""
         ...

@@ -15,7 +15,7 @@ import builtins
 import json as _json
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 BodyStream = AsyncIterator[bytes | str]
@@ -85,7 +85,7 @@ def _part_bytes(part: Any) -> builtins.bytes:
     return builtins.bytes(part)
 
 
-FormDataValue = Union[str, Blob]
+FormDataValue = str | Blob
 
 
 class FormData:
@@ -341,10 +341,11 @@ class BodyReader:
         self._used = True
         return self._body
 
-    def _stream(self) -> BodyStream:
+    def _stream(self) -> AsyncIterator[builtins.bytes]:
+        """The body as bytes chunks (a source's ``str`` chunks are encoded here)."""
         body = self._take()
 
-        async def gen() -> BodyStream:
+        async def gen() -> AsyncIterator[builtins.bytes]:
             if body is None:
                 return
             if isinstance(body, builtins.bytes):
@@ -402,7 +403,7 @@ class BodyStreamReader:
 
     def __init__(self, owner: BodyReader) -> None:
         self._owner = owner
-        self._iter: BodyStream | None = None
+        self._iter: AsyncIterator[builtins.bytes] | None = None
 
     def __aiter__(self) -> BodyStreamReader:
         return self
@@ -412,7 +413,7 @@ class BodyStreamReader:
             self._iter = self._owner._stream()
         return chunk_bytes(await self._iter.__anext__())
 
-    def _stream(self) -> BodyStream:
+    def _stream(self) -> AsyncIterator[builtins.bytes]:
         if self._iter is None:
             self._iter = self._owner._stream()
         return self._iter

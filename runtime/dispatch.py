@@ -159,7 +159,7 @@ class WorkerDispatcher:
         token_env = current_env.set(self.env)
         token_space = active_space.set(self.space)
         try:
-            instance = cls(ctx, self.env)
+            instance: Any = cls(ctx, self.env)  # the Worker's subclass defines run()
             result = instance.run(event, step)
             if inspect.isawaitable(result):
                 result = await result
@@ -251,8 +251,8 @@ class WorkerDispatcher:
         except Exception as exc:  # noqa: BLE001
             self._log_event_failure("scheduled", exc)
             outcome = "exception"
-        for exc in await ctx.settle():
-            self.log.error("Uncaught exception in waitUntil() of scheduled event", exc_info=exc)
+        for failure in await ctx.settle():
+            self.log.error("Uncaught exception in waitUntil() of scheduled event", exc_info=failure)
             outcome = "exception"
         return {"outcome": outcome, "noRetry": controller._no_retry}
 
@@ -266,8 +266,8 @@ class WorkerDispatcher:
         except Exception as exc:  # noqa: BLE001
             self._log_event_failure("queue", exc)
             outcome = "exception"
-        for exc in await ctx.settle():
-            self.log.error("Uncaught exception in waitUntil() of queue event", exc_info=exc)
+        for failure in await ctx.settle():
+            self.log.error("Uncaught exception in waitUntil() of queue event", exc_info=failure)
             outcome = "exception"
         return batch.result(outcome)
 

@@ -198,7 +198,7 @@ class WorkerModule:
         return self.functions.get(event)
 
     def call(self, event: str, ctx: Any, env: Any, args: tuple[Any, ...]) -> Any:
-        """Call the ``event`` handler with as many of ``args`` as it accepts (``relaxed_call``).
+        """Call the ``event`` handler with as many of ``args`` as it accepts (workerd's ``relaxed_call``).
 
         Raises ``LookupError`` when the worker has no such handler.
         """
@@ -300,8 +300,3 @@ def positional_arity(fn: Callable[..., Any], most: int) -> int:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return most
     return min(most, sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)))
-
-
-def relaxed_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """Call ``fn`` with as many of ``args`` as it accepts (workerd's ``relaxed_call``)."""
-    return fn(*args[: positional_arity(fn, len(args))])

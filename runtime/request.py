@@ -32,6 +32,13 @@ class Request(BodyReader):
     """A Fetch API request (``workers.Request``)."""
 
     __slots__ = ("_url", "_method", "_headers", "_raw_headers", "_body", "_used", "_cf", "redirect")
+    _url: str
+    _method: str
+    #: None until first read when built by :meth:`_incoming` (parsed lazily from ``_raw_headers``)
+    _headers: Headers | None
+    _raw_headers: list[tuple[bytes, bytes]] | None
+    _cf: Mapping[str, Any] | None
+    redirect: str
 
     def __init__(
         self,

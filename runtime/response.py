@@ -11,7 +11,7 @@ import builtins
 import json as _json
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 from .body import BodyReader, BodyStream, coerce_body
 from .headers import Headers
@@ -28,7 +28,7 @@ def dumps_json(data: Any) -> builtins.bytes:
 class _JsonMethod:
     """``Response.json(data)`` on the class, ``await response.json()`` on an instance."""
 
-    def __get__(self, obj: Response | None, cls: type) -> Callable[..., Any]:
+    def __get__(self, obj: Response | None, cls: type[FetchResponse]) -> Callable[..., Any]:
         if obj is None:
             return cls.from_json
         return obj._read_json
@@ -77,7 +77,7 @@ class FetchResponse(BodyReader):
     @classmethod
     def _from_parts(
         cls, status: int, headers: Headers, body: builtins.bytes | BodyStream | None, status_text: str = ""
-    ) -> Response:
+    ) -> Self:
         """Internal constructor with no validation (responses built by flarelet itself)."""
         resp = cls.__new__(cls)
         resp._status = status
@@ -147,7 +147,7 @@ class FetchResponse(BodyReader):
     @classmethod
     def from_json(
         cls, data: Any, status: int | HTTPStatus = HTTPStatus.OK, status_text: str = "", headers: Any = None
-    ) -> Response:
+    ) -> Self:
         try:
             payload = dumps_json(data)
         except (TypeError, ValueError) as exc:
@@ -158,13 +158,13 @@ class FetchResponse(BodyReader):
         return cls(payload, status=status, status_text=status_text, headers=hdrs)
 
     @classmethod
-    def redirect(cls, url: str, status: int | HTTPStatus = HTTPStatus.FOUND) -> Response:
+    def redirect(cls, url: str, status: int | HTTPStatus = HTTPStatus.FOUND) -> Self:
         code = int(status)
         if code not in _REDIRECT_STATUSES:
             raise ValueError(f"Invalid redirect status {code} (expected one of 301, 302, 303, 307, 308).")
         return cls(None, status=code, headers={"location": str(url)})
 
-    def clone(self) -> Response:
+    def clone(self) -> Self:
         copy = type(self)._from_parts(self._status, self._headers.copy(), self._clone_body(), self._status_text)
         copy.url = self.url
         copy.redirected = self.redirected

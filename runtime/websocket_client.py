@@ -42,6 +42,7 @@ def _keep(task: asyncio.Future[Any]) -> None:
 async def connect_websocket(request: Request, target: str | None = None) -> Response:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+    from websockets.typing import Subprotocol
 
     url = target or request.url
     if url.startswith("http://"):
@@ -54,7 +55,7 @@ async def connect_websocket(request: Request, target: str | None = None) -> Resp
         conn = await connect(
             url,
             additional_headers=[(k, v) for k, v in headers if k.lower() != "sec-websocket-protocol"],
-            subprotocols=[p.strip() for p in protocols.split(",")] if protocols else None,
+            subprotocols=[Subprotocol(p.strip()) for p in protocols.split(",")] if protocols else None,
             max_size=MAX_MESSAGE_BYTES,
             open_timeout=OPEN_TIMEOUT_S,
             compression=None,

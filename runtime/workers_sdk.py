@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Iterator
 from http import HTTPMethod
 from types import ModuleType, SimpleNamespace
-from typing import Any, Literal, Protocol, TypedDict, Union
+from typing import Any, Literal, Protocol, TypedDict
 
 from flarelet.bindings.durable_objects.state import WebSocketRequestResponsePair
 
@@ -68,8 +68,8 @@ __all__ = [
 ]
 
 JSBody = Any
-Body = Union[str, FormData, bytes, JSBody, None]
-BlobValue = Union[str, bytes, Blob]
+Body = str | FormData | bytes | JSBody | None
+BlobValue = str | bytes | Blob
 BlobEnding = Literal["transparent", "native"]
 
 
@@ -250,11 +250,11 @@ def install() -> ModuleType:
     workers = _public_module(
         "workers", sys.modules[__name__], __all__, "Cloudflare's Python Workers SDK, as flarelet provides it"
     )
-    workers.__path__ = []  # type: ignore[attr-defined] - a package: `import workers.wsgi` works
+    workers.__path__ = []  # a package: `import workers.wsgi` works
     asgi_module = _public_module(
         "asgi", asgi, ["fetch", "entrypoint", "request_to_scope", "Options", "ASGI"], asgi.__doc__
     )
-    asgi_module.__getattr__ = asgi.__getattr__  # type: ignore[attr-defined] - `asgi.env` (FastAPI dependency)
+    asgi_module.__getattr__ = asgi.__getattr__  # type: ignore[method-assign]  # module __getattr__ (PEP 562): `asgi.env` (FastAPI dependency)
     wsgi_module = _public_module(
         "workers.wsgi", wsgi, ["fetch", "entrypoint", "build_environ", "Options"], wsgi.__doc__
     )

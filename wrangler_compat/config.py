@@ -16,6 +16,7 @@ Binding sections (``ai``, ``kv_namespaces``...) are not validated here: their pl
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -291,7 +292,7 @@ def _check_json(value: Any, key: str) -> None:
 
 
 # -- files ----------------------------------------------------------------------------------------
-def find_config(target: Path | str | None = None) -> Path:
+def find_config(target: str | os.PathLike[str] | None = None) -> Path:
     """The config file for ``target`` (a config file, or a folder searched upwards)."""
     start = Path(target or ".").expanduser()
     if start.is_file():

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +62,7 @@ RECORD_ENV = "FLARELET_AI_RECORD"
 CASSETTE_VERSION = 1
 
 #: what a canned response may be: an output, an error to raise, or a function of the call
-Canned = Union[Mapping[str, Any], errors.AiError, Callable[["AiCall"], Any]]
+Canned = Mapping[str, Any] | errors.AiError | Callable[["AiCall"], Any]
 
 _active_call: contextvars.ContextVar[AiCall | None] = contextvars.ContextVar("flarelet_fake_ai_call", default=None)
 
@@ -182,6 +182,7 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
     length = duration if duration and duration > 0 else float(max(1, len(text.split())))
     tokens = text.split()
     step = length / max(1, len(tokens))
+    words: list[dict[str, Any]]
     if spec.flavor == "classic":
         words = [
             {"word": w, "start": float(np.float32(i * step)), "end": float(np.float32((i + 1) * step))}
@@ -221,7 +222,8 @@ def canned_output(spec: catalog.ModelSpec, text: str, duration: float | None, la
 
 
 class _FakeService:
-    """Stands where :class:`~flarelet.bindings.ai.service.AiService` stands behind :class:`Ai`: same checks, canned answers."""
+    """Stands where :class:`~flarelet.bindings.ai.service.AiService` stands behind :class:`Ai`: same checks, canned
+    answers."""
 
     def __init__(self, owner: FakeAi, settings: AiSettings, decode_audio: bool) -> None:
         self.owner = owner

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flarelet.bindings.registry import BindingContext, BindingInfo, ConfigSectionError
 
 from . import catalog
 from .settings import AiSettings, SettingsError
+
+if TYPE_CHECKING:
+    from .service import AiService
 
 log = logging.getLogger("flarelet.ai")
 
@@ -31,7 +34,7 @@ class AiPlugin:
     key = "ai"
 
     def __init__(self) -> None:
-        self._service = None
+        self._service: AiService | None = None
         self._preload: tuple[str, ...] = ()
 
     def settings(self, ctx: BindingContext) -> AiSettings:

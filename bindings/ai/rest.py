@@ -74,7 +74,9 @@ REST_CONFIG_KEYS = ("api_token", "api_tokens", "account_id")
 class AiBackend(Protocol):
     """What the REST API needs from the AI service (``flarelet.bindings.ai.service.AiService``)."""
 
-    async def run(self, model: str, inputs: dict[str, Any] | bytes) -> dict[str, Any]: ...
+    async def run(self, model: str, inputs: Any) -> dict[str, Any] | AiStream:
+        """A model's output, or an :class:`AiStream` when the request asked for ``stream: true``."""
+        ...
 
     def models(self) -> list[dict[str, Any]]: ...
 
@@ -113,7 +115,8 @@ def ai_settings_from_options(options: Mapping[str, Any]) -> AiSettings:
     """:class:`AiSettings` from harness options, leaving out the REST-only keys of ``[flarelet.ai]``."""
     from .settings import AiSettings
 
-    flarelet = options.get("flarelet") if isinstance(options.get("flarelet"), Mapping) else {}
+    section = options.get("flarelet")
+    flarelet = section if isinstance(section, Mapping) else {}
     table = flarelet.get("ai") or {}
     if not isinstance(table, Mapping):
         raise ValueError("[flarelet.ai] must be a table")

@@ -43,12 +43,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import catalog, errors
 from .settings import AiSettings
 from .streaming import AiStream
-from .tasks import Task
+from .tasks import StreamingTask, Task
 
 log = logging.getLogger("flarelet.ai")
 
@@ -100,7 +100,7 @@ class AiService:
 
     # -- public API ---------------------------------------------------------------------------
 
-    async def run(self, model: str, inputs: Any) -> dict:
+    async def run(self, model: str, inputs: Any) -> dict[str, Any] | AiStream:
         """Run ``model`` on ``inputs`` (a JSON-like dict, or raw bytes = the REST binary body).
 
         Returns the model output in Cloudflare's shape; raises :class:`errors.AiError`.
@@ -247,7 +247,7 @@ class AiService:
                     if left <= 0:
                         break
                     self._wake.wait(left)
-                taken = []
+                taken: list[_Request] = []
                 while self._queue and len(taken) < room:
                     taken.append(self._queue.popleft())
                 return taken
@@ -295,7 +295,7 @@ class AiService:
                     self._busy -= 1
             for item in group:  # streamed requests: this round's bytes leave now
                 if item.stream is not None and item.job is not None:
-                    item.stream.push(item.task.drain(item.job))
+                    item.stream.push(cast(StreamingTask, item.task).drain(item.job))
             still = []
             for item in active:
                 if item.job.finished:
@@ -326,7 +326,7 @@ class AiService:
     def _complete(self, item: _Request) -> None:
         try:
             if item.stream is not None:
-                item.stream.push(item.task.drain(item.job))
+                item.stream.push(cast(StreamingTask, item.task).drain(item.job))
             result = item.task.finish(item.job)
         except Exception as exc:  # noqa: BLE001
             self._fail(item, exc)

@@ -252,7 +252,8 @@ def _ai_table(options: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _check_positive(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    # (int, float) first: ``kind`` is one or both of them, and the comparison needs a number
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isinstance(value, kind) or value <= 0:
         raise SettingsError(name, f"must be a positive number, got {value!r}")
 
 

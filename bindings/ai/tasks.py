@@ -75,3 +75,15 @@ class Task(Protocol):
     def input_model(self, spec: ModelSpec) -> Any:
         """The pydantic model of ``spec``'s JSON inputs for the OpenAPI document, or None."""
         ...
+
+
+class StreamingTask(Task, Protocol):
+    """A task that can answer with server-sent events (see the module docstring)."""
+
+    def streams(self, request: Any) -> bool:
+        """Whether the caller asked for server-sent events."""
+        ...
+
+    def drain(self, job: Any) -> list[bytes]:
+        """The bytes ``job`` made since the last call."""
+        ...

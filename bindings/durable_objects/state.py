@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +126,3 @@ class DurableObjectState:
 
     def getHibernatableWebSocketEventTimeout(self) -> int | None:  # noqa: N802
         return self._slot.event_timeout_ms
-
-
-def now_ms() -> float:
-    return time.time() * 1000.0

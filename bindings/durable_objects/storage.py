@@ -410,7 +410,8 @@ class ObjectStorage:
 
     def list_sync(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         opts = merge_options(options, kwargs)
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if opts.get("start") is not None:
             where.append("key >= ?")
             params.append(_check_key(opts["start"], self._limits))

@@ -24,9 +24,6 @@ from flarelet.bindings.r2.statements import ABORTED, COMPLETED, IN_PROGRESS, UPS
 from flarelet.bindings.storage.blobs import BlobStore
 from flarelet.bindings.storage.sqlite import SqliteStore, transaction
 
-if TYPE_CHECKING:
-    from flarelet.bindings.r2.bucket import R2Bucket
-
 
 def opaque_id() -> str:
     """An upload id or part etag: opaque to the Worker, shaped as Miniflare's (128 random bytes,
@@ -41,15 +38,17 @@ class MultipartOperations:
     _blobs: BlobStore
     limits: R2Limits
 
-    def _key(self, action: str, key: Any) -> bytes: ...
+    if TYPE_CHECKING:  # defined by R2Bucket
 
-    def _now_ms(self) -> int: ...
+        def _key(self, action: str, key: Any) -> bytes: ...
 
-    async def _delete_blobs(self, blob_ids: Sequence[str]) -> None: ...
+        def _now_ms(self) -> int: ...
 
-    async def _write_blob(
-        self, action: str, value: Any, algorithms: Sequence[str], max_size: int
-    ) -> tuple[str, int, dict[str, str]]: ...
+        async def _delete_blobs(self, blob_ids: Sequence[str]) -> None: ...
+
+        async def _write_blob(
+            self, action: str, value: Any, algorithms: Sequence[str], max_size: int
+        ) -> tuple[str, int, dict[str, str]]: ...
 
     async def createMultipartUpload(self, key: str, options: Any = None, **kwargs: Any) -> R2MultipartUpload:
         """Start a multipart upload; add parts with ``uploadPart``, finish with ``complete``."""
@@ -158,7 +157,7 @@ class MultipartOperations:
     async def _complete(self, key: str, upload_id: str, parts: Sequence[Any]) -> R2Object:
         action = "completeMultipartUpload"
         raw = self._key(action, key)
-        selected: list[tuple[int, str]] = []
+        selected: list[tuple[Any, str]] = []  # partNumber as the Worker gave it: matched as is
         for part in parts:
             opts = merge_options(part, {})
             selected.append((opts.get("partNumber"), str(opts.get("etag"))))
@@ -282,7 +281,7 @@ class MultipartOperations:
 class R2MultipartUpload:
     """``createMultipartUpload()``'s result: ``key``, ``uploadId``, ``uploadPart``, ``complete``, ``abort``."""
 
-    def __init__(self, bucket: R2Bucket, key: str, upload_id: str) -> None:
+    def __init__(self, bucket: MultipartOperations, key: str, upload_id: str) -> None:
         self._bucket = bucket
         self.key = key
         self.uploadId = upload_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import secrets
 import weakref
@@ -82,8 +83,9 @@ class R2Object:
 
     def writeHttpMetadata(self, headers: Any) -> None:
         """Copy ``httpMetadata`` onto response headers (``content-type``, ``cache-control``...)."""
+        metadata: Mapping[str, Any] = self.httpMetadata or {}
         for field_name, header in HEADER_FOR_FIELD.items():
-            value = (self.httpMetadata or {}).get(field_name)
+            value = metadata.get(field_name)
             if value is None:
                 continue
             if field_name == "cacheExpiry":
@@ -172,7 +174,7 @@ class R2ObjectBody(R2Object):
         except json.JSONDecodeError as exc:
             raise json_syntax_error(text, exc) from None
 
-    async def blob(self) -> bytes:
+    async def blob(self) -> builtins.bytes:
         return await self.arrayBuffer()
 
 

@@ -67,7 +67,8 @@ class StoragePlugin:
 
     def create(self, section: Any, ctx: registry.BindingContext) -> list[registry.BindingInfo]:
         infos = []
-        for entry in validate_entries(self.key, section, self.entry_model):
+        entries: list[Any] = validate_entries(self.key, section, self.entry_model)  # each has ``binding``
+        for entry in entries:
             store, resource = self.open_store(entry, ctx)
             self._opened.append(store)
             infos.append(registry.BindingInfo(entry.binding, self.type_label, resource, store))

@@ -64,16 +64,15 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="TOKEN",
         help=(
-            "accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, "
-            "else a random one printed at start)"
+            "accepted Bearer token (repeatable; default: FLARELET_API_TOKEN, [flarelet.ai] api_tokens, else a "
+            "random one printed at start)"
         ),
     )
     serve.add_argument(
         "--account-id",
         default=None,
         help=(
-            "the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, "
-            "else any 32-hex id)"
+            "the only account id answered (default: FLARELET_ACCOUNT_ID, [flarelet.ai] account_id, else any 32-hex id)"
         ),
     )
     serve.add_argument(

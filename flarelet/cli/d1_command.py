@@ -325,7 +325,7 @@ def cmd_migrations_apply(args: argparse.Namespace) -> int:
         status: list[list[str]] = []
         for migration in pending:
             sql = migration.read_text(encoding="utf-8")
-            queries = [(s, ()) for s in split_statements(sql)]
+            queries: list[tuple[str, Sequence[Any]]] = [(s, ()) for s in split_statements(sql)]
             queries.append((f'INSERT INTO "{db.migrations_table}" (name) VALUES (?);', (migration.name,)))
             try:
                 _run(conn, engine, queries)

@@ -329,9 +329,10 @@ def active() -> CacheStorage:
         found = _by_env.get(id(env))
         if found is not None:
             return found
-    if _fallback[0] is None:
-        _fallback[0] = CacheStorage()
-    return _fallback[0]
+    fallback = _fallback[0]
+    if fallback is None:
+        fallback = _fallback[0] = CacheStorage()
+    return fallback
 
 
 class _CachesProxy:

@@ -35,6 +35,7 @@ import logging
 import site
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ log = logging.getLogger("flarelet")
 _original_import = builtins.__import__
 _local = threading.local()
 #: the name-to-distribution map of flarelet's environment (~0.4-1 s to build: only when needed)
-_dists: dict[str, list[str]] | None = None
+_dists: Mapping[str, list[str]] | None = None
 
 
 def _distributions_of(top: str) -> list[str]:

@@ -71,7 +71,17 @@ class Tokenizer(HTMLParser):
 
     #: raw text (script, style) and escapable raw text (title, textarea) elements, plus the
     #: legacy ones, whose content is text up to their end tag, as the HTML tokenizer reads it
-    CDATA_CONTENT_ELEMENTS = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes")
+    #: (typeshed marks HTMLParser's attribute Final, yet the parser reads it through ``self``: overriding is supported)
+    CDATA_CONTENT_ELEMENTS = (  # type: ignore[misc]
+        "script",
+        "style",
+        "title",
+        "textarea",
+        "xmp",
+        "iframe",
+        "noembed",
+        "noframes",
+    )
 
     def __init__(self) -> None:
         self._pending: list[Token] = []

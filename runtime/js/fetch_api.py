@@ -108,7 +108,7 @@ class Response(_Response):
         )
 
     @classmethod
-    def redirect(cls, url: Any, status: int = 302) -> _Response:  # type: ignore[override]
+    def redirect(cls, url: Any, status: int = 302) -> _Response:  # type: ignore[override]  # a workers Response
         return _Response.redirect(str(url), status)
 
     @classmethod

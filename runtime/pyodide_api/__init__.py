@@ -32,7 +32,7 @@ def install() -> ModuleType:
     pyodide = ModuleType("pyodide", "Pyodide's Python API, as flarelet provides it to Python Workers")
     pyodide.__flarelet__ = True  # type: ignore[attr-defined]
     pyodide.__version__ = PYODIDE_VERSION  # type: ignore[attr-defined]
-    pyodide.__path__ = []  # type: ignore[attr-defined] - a package, so `import pyodide.ffi` works
+    pyodide.__path__ = []  # a package, so `import pyodide.ffi` works
     ffi_module = _module("pyodide.ffi", ffi, ffi.__all__, "pyodide.ffi as flarelet provides it")
     http_module = _module("pyodide.http", http, http.__all__, "pyodide.http as flarelet provides it")
     pyodide.ffi = ffi_module  # type: ignore[attr-defined]

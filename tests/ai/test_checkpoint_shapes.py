@@ -136,3 +136,26 @@ def test_both_backends_transcribe_any_shape_in_cloudflares_output(name, checkpoi
         shaped = output.turbo(result, result.duration)
         assert shaped["transcription_info"]["language"] == "en"
         assert all(0.0 <= s["start"] <= s["end"] <= result.duration + 0.5 for s in shaped["segments"]), backend
+
+
+def test_transformers_backend_refuses_options_generate_lacks_with_5006(checkpoints, speech):
+    from flarelet.bindings.ai.errors import AiError
+
+    hf = load_engine(checkpoints["english-only"], "cpu", 1, backend="transformers")
+    for options, field in (
+        (TranscribeOptions(prefix="And so"), "'/prefix'"),
+        (TranscribeOptions(hallucination_silence_threshold=1.0), "'/hallucination_silence_threshold'"),
+    ):
+        with pytest.raises(AiError) as info:
+            hf.transcribe(speech, options)
+        assert info.value.code == 5006 and field in info.value.description
+
+
+def test_a_folder_that_is_not_whisper_is_refused_clearly_by_both_backends(tmp_path):
+    from flarelet.bindings.ai.errors import AiError
+
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    for backend in ("lean", "transformers"):
+        with pytest.raises(AiError) as info:
+            load_engine(tmp_path, "cpu", 1, backend=backend)
+        assert "is not a Whisper checkpoint (model_type 'bert'" in info.value.description

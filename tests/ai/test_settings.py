@@ -125,3 +125,15 @@ def test_settings_are_hashable_and_compare_by_value(tmp_path):
     b = AiSettings(cache_dir=str(tmp_path), model_paths={"x": Path("/a")})
     assert a == b and hash(a) == hash(b)
     assert a.replace(threads=a.threads + 1) != a
+
+
+def test_engine_setting_from_the_table_the_environment_and_bad_values():
+    assert AiSettings.from_options({}, environ={}).engine == s.DEFAULT_ENGINE == "lean"
+    table = {"flarelet": {"ai": {"engine": "Transformers"}}}
+    assert AiSettings.from_options(table, environ={}).engine == "transformers"
+    assert AiSettings.from_options(table, environ={"FLARELET_AI_ENGINE": "lean"}).engine == "lean"  # env wins
+    with pytest.raises(SettingsError) as info:
+        AiSettings.from_options({}, environ={"FLARELET_AI_ENGINE": "ctranslate2"})
+    assert info.value.key == "engine" and "lean, transformers" in info.value.message
+    # services are keyed by settings: the engine is part of their identity
+    assert hash(AiSettings(engine="lean")) != hash(AiSettings(engine="transformers"))

@@ -312,8 +312,12 @@ def test_scripted_token_step_equals_the_eager_one(engines, audio, quantize):
     beams sharing one window."""
     import torch
 
+    from flarelet.bindings.ai.asr import token_step
     from flarelet.bindings.ai.asr.decoder import DecodeBatch
 
+    # the graph really compiled: if scripting fails the decoder falls back to eager, and this test would
+    # compare the eager step with itself (a changed annotation in token_step.py once did exactly that)
+    assert isinstance(token_step.SCRIPTED, torch.jit.ScriptFunction)
     engine = engines(quantize)
     lean = engine.lean
     assert lean.plan is not None

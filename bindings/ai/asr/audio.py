@@ -58,7 +58,7 @@ def decode_audio(data: bytes, max_seconds: float | None = None, source: str = AU
         stream = next((s for s in container.streams if s.type == "audio"), None)
         if stream is None:
             raise errors.bad_input(f"Error: {source} contains no audio stream")
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO"  # type: ignore[attr-defined]  # AudioStream forwards it to its codec; av's stubs miss it
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
             for frame in _frames(container, stream):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ DTYPES: dict[int, np.dtype] = {
     4: np.dtype("<f2"),
     # 5 = bfloat16: numpy has none; handled by _bf16_to_f32
 }
-_LEGACY_ITEM_DTYPES = {4: np.dtype("<f4"), 2: np.dtype("<i2"), 1: np.dtype("i1")}
+_LEGACY_ITEM_DTYPES: dict[int, np.dtype[Any]] = {4: np.dtype("<f4"), 2: np.dtype("<i2"), 1: np.dtype("i1")}
 MAX_BINARY_VERSION = 6
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,7 @@ def fp16_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
     if bias is not None:
         float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-    float_layer.qconfig = float16_dynamic_qconfig
+    float_layer.qconfig = float16_dynamic_qconfig  # type: ignore[assignment]  # read by from_float; not a declared attribute
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DynamicLinear.from_float(float_layer)
@@ -231,14 +231,21 @@ class LeanDecoder(nn.Module):
         with torch.no_grad():
             self.positions = nn.Parameter(sd[p + "embed_positions.weight"], requires_grad=False)
             self.ln = _norm(sd, p + "layer_norm")
-            self.layers = nn.ModuleList(
-                [_Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears) for i in range(int(config.decoder_layers))]
+            # a ModuleList (registered as a submodule) that the type checker sees as the _Layers it holds
+            self.layers = cast(
+                "Sequence[_Layer]",
+                nn.ModuleList(
+                    [
+                        _Layer(sd, f"{p}layers.{i}.", self.d, self.heads, linears)
+                        for i in range(int(config.decoder_layers))
+                    ]
+                ),
             )
             table = sd.pop(p + "embed_tokens.weight")
             out = sd.pop("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
             if proj == "fp32":
                 self.embed = nn.Embedding.from_pretrained(table, freeze=True)
-                self.proj = _linear(out, None)
+                self.proj: nn.Module = _linear(out, None)
             else:
                 self.embed = nn.Embedding.from_pretrained(table.to(torch.float16), freeze=True)
                 if proj == "int8":
@@ -279,7 +286,8 @@ class LeanDecoder(nn.Module):
         ``positions`` ``[B, T]``: absolute positions (where keys/values are written in the caches
         ``[layers, B, heads, ctx, head_dim]``). ``T > 1`` is a prefill from position 0. Attention
         reads the first ``kv_len`` cache slots, through ``mask`` ``[B, 1, T, kv_len]`` (True =
-        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s :meth:`cross_kv`. For layers in
+        attend) when given, else all of them (``T == 1``) or causally (prefill). ``cross[b]`` is row ``b``'s
+        :meth:`cross_kv`. For layers in
         ``attention_layers`` the cross-attention weights (per row ``[heads, T, frames]``) are
         returned too (the word-timestamp alignment heads). ``position``: for ``T == 1``, the one
         position every row is at, when they all are (the cache write is then a plain slice).
@@ -348,8 +356,9 @@ class LeanDecoder(nn.Module):
         """One token per row: ``ids``/``positions`` ``[B]`` -> final hidden states ``[B, d]``;
         :meth:`forward_tokens`' arithmetic, as one TorchScript graph where :attr:`plan` allows
         (:mod:`flarelet.bindings.ai.asr.token_step`), else eagerly."""
-        fn = token_step.SCRIPTED if self.plan is not None else None
-        if fn is None:
+        plan = self.plan
+        fn = token_step.SCRIPTED if plan is not None else None
+        if fn is None or plan is None:
             hidden, _ = self.forward_tokens(
                 ids[:, None], positions[:, None], cache_k, cache_v, cross, mask, kv_len, position=position
             )
@@ -357,7 +366,6 @@ class LeanDecoder(nn.Module):
         shared = len(cross) == 1 or all(c is cross[0] for c in cross)
         rows = cross[:1] if shared else cross
         x = self.embed(ids).to(self.positions.dtype) + self.positions[positions]
-        plan = self.plan
         with torch.jit.optimized_execution(False):  # see token_step.SCRIPTED
             x = fn(
                 x,

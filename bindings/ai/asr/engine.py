@@ -215,6 +215,26 @@ class WhisperEngine:
         return scheduler.transcribe(self, audio, options)
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse, with a clear message, a folder that is not a Hugging Face Whisper checkpoint (any
+    standard Whisper shape loads: tiny ... large-v3's 128 mel bins, distil-whisper's decoders)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise errors.internal(f"{folder} is not a Hugging Face Whisper model folder (config.json: {exc})") from None
+    if config.get("model_type") != "whisper":
+        raise errors.internal(
+            f"{folder} is not a Whisper checkpoint (model_type {config.get('model_type')!r} in config.json)"
+        )
+    missing = [n for n in ("generation_config.json", "preprocessor_config.json") if not (folder / n).is_file()]
+    if not any((folder / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+        missing.append("tokenizer.json or vocab.json")
+    if missing:
+        raise errors.internal(f"{folder}: a Whisper folder needs {', '.join(missing)} (save them with the model)")
+
+
 def _device(torch: Any, device: str) -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -253,6 +273,7 @@ def load_engine(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    check_folder(Path(folder))
     key = (str(Path(folder).resolve()), device, threads, quantize, backend)
     with _engines_lock:
         engine = _engines.get(key)

@@ -50,7 +50,10 @@ CLASSIC_INPUT_SCHEMA: dict[str, Any] = {
             "properties": {
                 "audio": {
                     "type": "array",
-                    "description": "An array of integers that represent the audio data constrained to 8-bit unsigned integer values",
+                    "description": (
+                        "An array of integers that represent the audio data constrained to 8-bit "
+                        "unsigned integer values"
+                    ),
                     "items": {"type": "number", "description": "A value between 0 and 255"},
                 }
             },
@@ -100,27 +103,44 @@ TURBO_INPUT_SCHEMA: dict[str, Any] = {
         },
         "prefix": {
             "type": "string",
-            "description": "The prefix appended to the beginning of the output of the transcription and can guide the transcription result.",
+            "description": (
+                "The prefix appended to the beginning of the output of the transcription and can guide "
+                "the transcription result."
+            ),
         },
         "beam_size": {
             "type": "integer",
-            "description": "The number of beams to use in beam search decoding. Higher values may improve accuracy at the cost of speed.",
+            "description": (
+                "The number of beams to use in beam search decoding. Higher values may improve accuracy "
+                "at the cost of speed."
+            ),
         },
         "condition_on_previous_text": {
             "type": "boolean",
-            "description": "Whether to condition on previous text during transcription. Setting to false may help prevent hallucination loops.",
+            "description": (
+                "Whether to condition on previous text during transcription. Setting to false may help "
+                "prevent hallucination loops."
+            ),
         },
         "no_speech_threshold": {
             "type": "number",
-            "description": "Threshold for detecting no-speech segments. Segments with no-speech probability above this value are skipped.",
+            "description": (
+                "Threshold for detecting no-speech segments. Segments with no-speech probability above "
+                "this value are skipped."
+            ),
         },
         "compression_ratio_threshold": {
             "type": "number",
-            "description": "Threshold for filtering out segments with high compression ratio, which often indicate repetitive or hallucinated text.",
+            "description": (
+                "Threshold for filtering out segments with high compression ratio, which often indicate "
+                "repetitive or hallucinated text."
+            ),
         },
         "log_prob_threshold": {
             "type": "number",
-            "description": "Threshold for filtering out segments with low average log probability, indicating low confidence.",
+            "description": (
+                "Threshold for filtering out segments with low average log probability, indicating low confidence."
+            ),
         },
         "hallucination_silence_threshold": {
             "type": "number",
@@ -163,7 +183,9 @@ TURBO_OUTPUT_SCHEMA: dict[str, Any] = {
         },
         "vtt": {
             "type": "string",
-            "description": "The transcription in WebVTT format, which includes timing and text information for use in subtitles.",
+            "description": (
+                "The transcription in WebVTT format, which includes timing and text information for use in subtitles."
+            ),
         },
     },
     "required": ["text"],

@@ -69,7 +69,7 @@ def to_vtt(cues: list[tuple[float, float, str]]) -> str:
 
 def classic(result: Transcription) -> dict[str, Any]:
     _clean_times(result.segments, result.duration)
-    words = []
+    words: list[dict[str, Any]] = []
     raw = []
     for seg in result.segments:
         for w in seg.words:
@@ -93,7 +93,7 @@ def turbo(result: Transcription, duration_after_vad: float | None = None) -> dic
     cues: list[tuple[float, float, str]] = []
     count = 0
     for seg in result.segments:
-        words = [
+        words: list[dict[str, Any]] = [
             {"word": w.word, "start": round(w.start, 2), "end": round(w.end, 2)} for w in seg.words if w.word.strip()
         ]
         count += len(words) if words else len(seg.text.split())

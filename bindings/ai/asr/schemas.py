@@ -119,7 +119,9 @@ ByteArrayAudio = Annotated[
     WithJsonSchema(
         {
             "type": "array",
-            "description": "An array of integers that represent the audio data constrained to 8-bit unsigned integer values",
+            "description": (
+                "An array of integers that represent the audio data constrained to 8-bit unsigned integer values"
+            ),
             "items": {"type": "integer", "minimum": 0, "maximum": 255},
         }
     ),
@@ -268,7 +270,8 @@ def _parse_turbo(inputs: dict, limit: int) -> AsrRequest:
             raise errors.bad_input(f"Error: {exc} at '/audio/{exc.index}'") from None
     else:
         raise errors.bad_input(
-            f"Error: Type mismatch of '/audio', '{json_type(value)}' not in 'string' (base64) or 'object' ({{body, contentType}})"
+            f"Error: Type mismatch of '/audio', '{json_type(value)}' not in 'string' (base64) "
+            "or 'object' ({body, contentType})"
         )
     return _checked(
         AsrRequest(

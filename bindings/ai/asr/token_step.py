@@ -27,8 +27,16 @@ log = logging.getLogger("flarelet.ai")
 #: cross-attention query, its output, feed-forward in, feed-forward out
 LINEARS = ("qkv", "out1", "cq", "out2", "fc1", "fc2")
 
+#: The packed-weights annotations below name ``torch.classes.quantized.LinearPackedParamsBase``, a TorchScript class
+#: that exists only at run time (mypy cannot see it: hence the ignores). TorchScript reads these annotations from
+#: the source and needs that exact class: an alias to ``Any`` makes scripting fail and the decoder run eagerly.
 
-def _linear(x: torch.Tensor, packed: torch.classes.quantized.LinearPackedParamsBase, int8: bool) -> torch.Tensor:
+
+def _linear(
+    x: torch.Tensor,
+    packed: torch.classes.quantized.LinearPackedParamsBase,  # type: ignore[name-defined]
+    int8: bool,
+) -> torch.Tensor:
     if int8:
         return torch.ops.quantized.linear_dynamic(x, packed, True)  # reduce_range, as the module does
     return torch.ops.quantized.linear_dynamic_fp16(x, packed)
@@ -44,7 +52,7 @@ def token_layers(
     cache_v: torch.Tensor,
     keys_t: list[torch.Tensor],
     values: list[torch.Tensor],
-    packed: list[torch.classes.quantized.LinearPackedParamsBase],
+    packed: list[torch.classes.quantized.LinearPackedParamsBase],  # type: ignore[name-defined]
     int8: list[bool],
     norms: list[torch.Tensor | None],
     heads: int,
@@ -142,6 +150,6 @@ class StepPlan:
                 if eps is not None and ln.eps != eps:
                     return None
                 eps = ln.eps
-        if not kinds or any(k != kinds[0] for k in kinds):
+        if not kinds or eps is None or any(k != kinds[0] for k in kinds):
             return None
         return cls(packed, kinds[0], norms, float(eps))

@@ -62,7 +62,7 @@ class GenerateJob:
 
 
 @functools.cache
-def _recording_model_class() -> type:
+def _recording_model_class() -> type[Any]:
     """``WhisperForConditionalGeneration`` that writes down, for each decoding attempt ``generate``
     judges, the temperature, average log-probability and no-speech probability it judged."""
     from transformers import WhisperForConditionalGeneration
@@ -183,12 +183,13 @@ class TransformersEngine:
     def _features(self, audio: np.ndarray) -> tuple[Any, Any]:
         """Log-mel of the whole clip (long-form: ``generate`` walks it), at least one 30 s window."""
         long_form = audio.shape[0] > 30 * SAMPLE_RATE
+        whole: dict[str, Any] = {"truncation": False, "padding": "longest"} if long_form else {}
         extracted = self.features(
             audio,
             sampling_rate=SAMPLE_RATE,
             return_tensors="pt",
             return_attention_mask=True,
-            **({"truncation": False, "padding": "longest"} if long_form else {}),
+            **whole,
         )
         return extracted.input_features.to(self.device, self.dtype), extracted.attention_mask.to(self.device)
 

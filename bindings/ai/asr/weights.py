@@ -33,6 +33,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 log = logging.getLogger("flarelet.ai")
 
@@ -263,7 +267,7 @@ class _Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.name = name
         self.total_bytes = total_bytes
-        self._progress = None
+        self._progress: Progress | None = None  # rich is imported only when the bar shows
         self._read = 0
         self._quarters = 0
 
@@ -272,7 +276,7 @@ class _Progress:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(
+            progress = self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 TaskProgressColumn(),
@@ -281,9 +285,9 @@ class _Progress:
                 console=Console(stderr=True),
                 transient=False,
             )
-            self._progress.start()
-            self._read_task = self._progress.add_task(f"Reading Whisper {self.name}", total=self.total_bytes, detail="")
-            self._conv = self._progress.add_task(f"Converting Whisper {self.name}", total=None, detail="")
+            progress.start()
+            self._read_task = progress.add_task(f"Reading Whisper {self.name}", total=self.total_bytes, detail="")
+            self._conv = progress.add_task(f"Converting Whisper {self.name}", total=None, detail="")
         return self
 
     def advance_bytes(self, n: int) -> None:

@@ -77,7 +77,9 @@ class TextEngine:
         """The token ids the model continues: the chat template applied, unless ``raw``."""
         if request.prompt is not None and request.raw:
             return list(self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
-        messages = request.messages if request.messages is not None else [{"role": "user", "content": request.prompt}]
+        messages: list[dict[str, Any]] = (
+            request.messages if request.messages is not None else [{"role": "user", "content": request.prompt}]
+        )
         messages = tool_format.render_history(messages)
         if request.tools:
             messages = tool_format.with_tools(messages, request.tools, self._template_has_tools())

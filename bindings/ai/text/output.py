@@ -271,9 +271,15 @@ def responses_stream(
     }
     yield typed("response.created", response=shell)
     yield typed("response.in_progress", response=shell)
-    item = {"id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    item: dict[str, Any] = {
+        "id": msg_id,
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    }
     yield typed("response.output_item.added", output_index=0, item=item)
-    part = {"type": "output_text", "text": "", "annotations": []}
+    part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
     yield typed("response.content_part.added", item_id=msg_id, output_index=0, content_index=0, part=part)
     for piece in pieces:
         yield typed(
