@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The local Workers AI service on the real recordings of shared/audio: conversion, load, latency, WER.
+"""The local Workers AI service on the real recordings of tests/data/audio: conversion, load, latency, WER.
 
 One fresh process per model (so import, load and peak RSS are honest), each doing exactly what a
 first user does:
@@ -55,7 +55,7 @@ def worker(name: str, threads: int, runs: int) -> None:
     """Runs in the child process; prints one JSON object."""
     sys.path.insert(0, str(REPO))
     helpers = _helpers()
-    audio_dir = helpers.shared_audio_dir()
+    audio_dir = REPO / "tests" / "data" / "audio"
     manifest = {e["file"]: e for e in json.loads((audio_dir / "manifest.json").read_text())["files"]}
     from flarelet.bindings.ai.asr.weights import ensure_weights
 

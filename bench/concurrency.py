@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_AUDIO = Path(os.environ.get("FLARELET_SHARED_AUDIO") or (REPO / "../shared/audio")).resolve()
+SHARED_AUDIO = REPO / "tests" / "data" / "audio"
 TOKEN = "flarelet-bench-token-0123456789"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 MODEL = "@cf/openai/whisper-tiny-en"
@@ -223,7 +223,7 @@ def load_clips(names: list[str] = CLIPS) -> list[tuple[str, bytes, float]]:
             data = path.read_bytes()
             out.append((name, data, decode_audio(data).shape[0] / 16000))
     if not out:
-        raise SystemExit(f"no clips found in {SHARED_AUDIO} (set FLARELET_SHARED_AUDIO)")
+        raise SystemExit(f"no clips found in {SHARED_AUDIO}")
     return out
 
 

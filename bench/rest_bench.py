@@ -38,7 +38,7 @@ TINY = "@cf/openai/whisper-tiny-en"
 
 
 def audio_dir() -> Path:
-    return Path(os.environ.get("FLARELET_SHARED_AUDIO") or REPO / "../shared/audio").resolve()
+    return REPO / "tests" / "data" / "audio"
 
 
 def serve(app: object) -> tuple[str, uvicorn.Server, threading.Thread]:

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_AUDIO = Path(os.environ.get("FLARELET_SHARED_AUDIO") or (REPO / "../shared/audio")).resolve()
+SHARED_AUDIO = REPO / "tests" / "data" / "audio"
 
 #: espeak-ng texts (``-v en-us -s 150``): about 10 s and 60 s of English with known words.
 C10 = (
@@ -351,7 +351,7 @@ def prepare_clips(names: list[str], folder: Path) -> list[Clip]:
         else:
             path = SHARED_AUDIO / source
             if not path.is_file():
-                print(f"skipping {name}: {path} not found (set FLARELET_SHARED_AUDIO)", file=sys.stderr)
+                print(f"skipping {name}: {path} not found", file=sys.stderr)
                 continue
             data = path.read_bytes()
             reference = manifest.get(source, {}).get("reference") or ""

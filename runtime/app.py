@@ -9,7 +9,8 @@ Per request: enforce the body-size limit (413, Cloudflare's 100 MB by default), 
 ``Request``, let :meth:`WorkerHost.serve` answer it, send the ``Response`` (streamed if its body is
 an iterator), start the request's ``waitUntil`` work, and write one log line
 ``[flarelet:info] GET / 200 OK (3ms)`` like wrangler's (control characters escaped, so a URL
-cannot forge a line or drive the terminal).
+cannot forge a line or drive the terminal). A request whose client disconnects first is cancelled and
+logged as ``GET / canceled: client disconnected (2345ms)``.
 
 Failures never pass for success: a body whose client disconnected before sending all of it
 reaches the worker as a body whose reading raises (nothing partial is ever handed out as whole);
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -43,6 +44,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: ``request.cf`` without ``[flarelet] cf``: Miniflare's offline fallback (kept under this name for callers)
 DEFAULT_CF: dict[str, Any] = FALLBACK_CF
+
+#: Where a request's task is kept in its ASGI scope, so that the server's protocol
+#: (:mod:`.http_protocol`) can cancel it when the client disconnects before the response is done.
+#: Cloudflare does the same: a request whose client went away is cancelled (its ``waitUntil``
+#: work still runs), so its queued or running work -- a transcription -- stops.
+REQUEST_TASK_KEY = "flarelet.request_task"
 
 _NOT_AN_UPGRADE = (
     "Worker tried to return a WebSocket in a response to a request which did not contain the header "
@@ -76,19 +83,76 @@ class RequestLog:
     def write(self, method: str, path: str, status: int, millis: float) -> None:
         pending = self._pending
         if not pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         pending.append(
             f"[flarelet:info] {escape_controls(method)} {escape_controls(path)} {status} "
             f"{_PHRASES.get(status, '')} ({millis:.0f}ms)\n"
         )
 
-    def _flush(self) -> None:
+    def canceled(self, method: str, path: str, millis: float) -> None:
+        """A request whose client disconnected first ("canceled" is Cloudflare's outcome name)."""
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        pending.append(f"[flarelet:info] {method} {path} canceled: client disconnected ({millis:.0f}ms)\n")
+
+    def flush(self) -> None:
         lines, self._pending = self._pending, []
+        if not lines:
+            return
         try:
             self.stream.write("".join(lines))
             self.stream.flush()
         except (OSError, ValueError):  # closed stdout: logging must never break serving
             pass
+
+
+class LoggedApp:
+    """Any ASGI app (``flarelet ai serve``'s REST API) behind what :class:`DevApp` gives a worker:
+    one request line per request in the same format, the request cancelled when its client
+    disconnects (:data:`REQUEST_TASK_KEY`), and ``on_ready`` called once start-up is complete."""
+
+    def __init__(
+        self, app: Any, *, request_log: RequestLog | None = None, on_ready: Callable[[], None] | None = None
+    ) -> None:
+        self.app = app
+        self.request_log = request_log
+        self.on_ready = on_ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+
+            async def send_ready(message: dict[str, Any]) -> None:
+                await send(message)
+                if message["type"] == "lifespan.startup.complete" and self.on_ready is not None:
+                    self.on_ready()
+
+            await self.app(scope, receive, send_ready)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        scope[REQUEST_TASK_KEY] = asyncio.current_task()
+        status_box = [0]
+
+        async def send_tracking(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        request_log = self.request_log
+        try:
+            await self.app(scope, receive, send_tracking)
+        except asyncio.CancelledError:
+            if request_log is not None and request_log.enabled:
+                request_log.canceled(scope["method"], scope["path"], (time.perf_counter() - started) * 1000.0)
+            return
+        if request_log is not None and request_log.enabled:
+            request_log.write(scope["method"], scope["path"], status_box[0], (time.perf_counter() - started) * 1000.0)
 
 
 class DevApp:
@@ -149,6 +213,7 @@ class DevApp:
     # -- requests -------------------------------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        scope[REQUEST_TASK_KEY] = asyncio.current_task()
         host = self.host
         path: str = scope["path"]
         method: str = scope["method"]
@@ -161,7 +226,11 @@ class DevApp:
                     status_box[0] = message["status"]
                 await send(message)
 
-            await route_app(scope, receive, send_tracking)
+            try:
+                await route_app(scope, receive, send_tracking)
+            except asyncio.CancelledError:
+                self._log_canceled(method, path, started)
+                return
             self._log(method, path, status_box[0], started)
             return
 
@@ -189,12 +258,15 @@ class DevApp:
             await self._too_large(send, -1, limit)
             self._log(method, path, 413, started)
             return
+        incoming: bytes | AsyncIterator[bytes | str] | None
         if isinstance(body, _Aborted):
             # a client that left before sending the body it announced: reading it must raise
             if content_length > 0 or chunked:
-                body = aborted_body(body.received, content_length if content_length >= 0 else None)
+                incoming = aborted_body(body.received, content_length if content_length >= 0 else None)
             else:
-                body = b""
+                incoming = b""
+        else:
+            incoming = body
 
         if not host_header:
             server = scope.get("server") or ("127.0.0.1", 8787)
@@ -211,13 +283,17 @@ class DevApp:
                     **FALLBACK_CF,
                     "httpProtocol": f"HTTP/{scope.get('http_version', '1.1')}",
                 }
-        request = Request._incoming(url, method, raw_headers, body or None, cf)
+        request = Request._incoming(url, method, raw_headers, incoming or None, cf)
         ctx = host.dispatcher.new_context()
-        response = await host.serve(request, ctx, path=path, query=query)
-        if response._status == 101:  # a WebSocket for a request that asked for none
-            response = Response(_NOT_AN_UPGRADE, status=500)
         try:
+            response = await host.serve(request, ctx, path=path, query=query)
+            if response._status == 101:  # a WebSocket for a request that asked for none
+                response = Response(_NOT_AN_UPGRADE, status=500)
             status = await self._send(send, response, method, ctx, request)
+        except asyncio.CancelledError:  # the client went away (REQUEST_TASK_KEY): nobody to answer
+            ctx.flush()  # waitUntil work already handed over still runs, as on Cloudflare
+            self._log_canceled(method, path, started)
+            return
         except ResponseAborted:
             ctx.flush()
             self._log(method, path, response._status, started)
@@ -274,6 +350,11 @@ class DevApp:
         request_log = self.request_log
         if request_log is not None and request_log.enabled:
             request_log.write(method, path, status, (time.perf_counter() - started) * 1000.0)
+
+    def _log_canceled(self, method: str, path: str, started: float) -> None:
+        request_log = self.request_log
+        if request_log is not None and request_log.enabled:
+            request_log.canceled(method, path, (time.perf_counter() - started) * 1000.0)
 
     @staticmethod
     async def _read_body(receive: Receive, limit: int) -> bytes | _Aborted | None:

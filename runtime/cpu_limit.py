@@ -253,8 +253,8 @@ class _Metered:
                     elif to_throw is None:
                         yielded = inner.send(send_value)
                     else:
-                        exc, to_throw = to_throw, None
-                        yielded = inner.throw(exc)
+                        thrown, to_throw = to_throw, None
+                        yielded = inner.throw(thrown)
                 finally:
                     meter._leave()
             except StopIteration as stop:

@@ -21,6 +21,10 @@ clients get 408 and are closed) and the longest silence while a body is sent
 only armed when a head or body spans more than one read, so the common one-packet request pays
 nothing for them.
 
+It also cancels the request's task when the client disconnects before its response is complete
+(:data:`flarelet.runtime.app.REQUEST_TASK_KEY`): the queued or running work of a request nobody
+waits for stops.
+
 Passed to uvicorn through its documented ``http=`` option (a protocol class, made per server by
 :func:`protocol_class`); only used when httptools is installed.
 """
@@ -34,6 +38,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .app import REQUEST_TASK_KEY
 from .limits import ServerLimits
 
 log = logging.getLogger("flarelet")
@@ -96,8 +101,22 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The client went away: cancel the request still being answered (uvicorn only marks it
+        disconnected, so a handler awaiting a transcription would run to the end for nobody)."""
         self._disarm()
+        cycle = self.cycle
+        task = cycle.scope.get(REQUEST_TASK_KEY) if cycle is not None and not cycle.response_complete else None
         super().connection_lost(exc)
+        if isinstance(task, asyncio.Task) and not task.done():
+            task.cancel("the client disconnected")
+
+    def on_message_complete(self) -> None:
+        """The request body is complete: keep reading the socket. uvicorn pauses reading while more
+        than 64 KiB of body wait for the app and leaves it paused when the last chunk crossed that
+        mark; then the client's going away (EOF) is not seen until the response is written, which
+        for a long transcription is far too late. A pipelined next request pauses reading again."""
+        super().on_message_complete()
+        self.flow.resume_reading()
 
     # -- parsing, with the head's limits ----------------------------------------------------------
     def data_received(self, data: bytes) -> None:

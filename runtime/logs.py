@@ -57,6 +57,9 @@ LEVELS: dict[str, int] = {
     "error": logging.ERROR,
     "none": logging.CRITICAL + 10,
 }
+#: the ``--log-level`` choices of every flarelet server command, wrangler's
+LOG_LEVELS: tuple[str, ...] = tuple(LEVELS)
+
 _NAMES = {
     logging.DEBUG: "debug",
     logging.INFO: "info",

@@ -37,10 +37,64 @@ from .app import DevApp, RequestLog, ResponseAborted
 from .cpu_limit import ShutdownInterrupt, watchdog
 from .cron import CronScheduler
 from .host import WorkerHost
+from .limits import ServerLimits
 from .reload import Reloader
 from .websocket import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("flarelet")
+
+
+def uvicorn_config(app: Any, limits: ServerLimits | None = None) -> Any:
+    """The uvicorn settings every flarelet server uses (module docstring: why each)."""
+    import uvicorn
+
+    limits = limits or ServerLimits()
+    has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
+    http: Any = "h11"
+    if importlib.util.find_spec("httptools") is not None:
+        from .http_protocol import protocol_class
+
+        http = protocol_class(limits)
+    return uvicorn.Config(
+        app,
+        loop="uvloop" if has_uvloop else "asyncio",
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=int(limits.keep_alive_s),
+        backlog=2048,
+        ws="websockets-sansio",
+        ws_max_size=MAX_MESSAGE_BYTES,
+        proxy_headers=False,
+    )
+
+
+def serve_app(
+    app: Any,
+    sock: socket.socket,
+    *,
+    say: Callable[[str], None],
+    log_requests: bool = True,
+    on_ready: Callable[[], None] | None = None,
+    log_stream: TextIO | None = None,
+    limits: ServerLimits | None = None,
+) -> bool:
+    """Serve any ASGI app (``flarelet ai serve``) the way ``flarelet dev`` serves a worker: same
+    server settings, request lines, disconnect cancellation and Ctrl-C handling, in the calling
+    (main) thread until interrupted. Returns whether the server had started."""
+    from .app import LoggedApp
+
+    request_log = RequestLog(log_stream, enabled=log_requests)
+    server = _make_uvicorn_server(
+        uvicorn_config(LoggedApp(app, request_log=request_log, on_ready=on_ready), limits),
+        say=say,
+        flush=request_log.flush,
+    )
+    server.run(sockets=[sock])
+    return bool(server.started)
 
 
 class PortInUseError(OSError):
@@ -62,15 +116,16 @@ class _DropAbortedStreams(logging.Filter):
 _DROP_ABORTED = _DropAbortedStreams()
 
 
-def _make_uvicorn_server(config: Any) -> Any:
-    import uvicorn
+def _make_uvicorn_server(config: Any, **graceful: Any) -> Any:
+    """fresh's two-step Ctrl-C server, which also interrupts a worker step stuck on the loop."""
+    from .shutdown import GracefulServer
 
-    class _Server(uvicorn.Server):
+    class _Server(GracefulServer):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
             _stop_stuck_worker(sig)
 
-    return _Server(config)
+    return _Server(config, **graceful)
 
 
 def _stop_stuck_worker(sig: int) -> None:
@@ -126,6 +181,7 @@ class DevServer:
         cron_clock: Callable[[], float] | None = None,
         on_ready: Callable[[str], None] | None = None,
         on_config_reloaded: Callable[[], None] | None = None,
+        say: Callable[[str], None] | None = None,
         peers: Sequence[WorkerHost] = (),
     ) -> None:
         self.host = host
@@ -141,6 +197,8 @@ class DevServer:
         self.run_crons = run_crons
         self.on_ready = on_ready
         self.on_config_reloaded = on_config_reloaded
+        #: where shutdown notices go (``flarelet dev`` prints them unless ``--log-level none``)
+        self.say = say or (lambda message: log.info("%s", message))
         self.cron: CronScheduler | None = None
         if host.config.crons and run_crons:
             kwargs = {"clock": cron_clock} if cron_clock else {}
@@ -204,34 +262,16 @@ class DevServer:
 
     # -- running ----------------------------------------------------------------------------------
     def _config(self) -> Any:
-        import uvicorn
-
-        has_uvloop = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
-        limits = self.host.limits
-        http: Any = "h11"
-        if importlib.util.find_spec("httptools") is not None:
-            from .http_protocol import protocol_class
-
-            http = protocol_class(limits)
-        return uvicorn.Config(
-            self.app,
-            loop="uvloop" if has_uvloop else "asyncio",
-            http=http,
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-            server_header=False,
-            timeout_keep_alive=limits.keep_alive_s,
-            backlog=2048,
-            ws="websockets-sansio",
-            ws_max_size=MAX_MESSAGE_BYTES,
-            proxy_headers=False,
-        )
+        return uvicorn_config(self.app, self.host.limits)
 
     def run(self) -> None:
-        """Serve until interrupted (Ctrl+C / SIGTERM), in the calling (main) thread."""
-        self._uvicorn = _make_uvicorn_server(self._config())
+        """Serve until interrupted, in the calling (main) thread: the first Ctrl-C (or SIGTERM)
+        finishes the requests in flight, the second exits at once (:mod:`.shutdown`); either
+        interrupts a worker step stuck on the event loop (module docstring)."""
+        request_log = self.app.request_log
+        self._uvicorn = _make_uvicorn_server(
+            self._config(), say=self.say, flush=request_log.flush if request_log is not None else None
+        )
         self._uvicorn.run(sockets=[self.sock])
 
     def start_in_thread(self, timeout: float = 30.0) -> DevServer:

@@ -179,22 +179,12 @@ def serve_worker():
     return _serve_worker
 
 
-def shared_audio_dir() -> Path:
-    """The real recordings: ``../shared/audio`` beside the checkout, or ``$FLARELET_SHARED_AUDIO``."""
-    env = os.environ.get("FLARELET_SHARED_AUDIO")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[1] / "../shared/audio").resolve()
+#: The real recordings the AI tests transcribe, with their references (``manifest.json``) and the
+#: attribution and licence of each clip (``README.md``). Part of the repository: nothing is read from outside it.
+AUDIO_DIR = REPO / "tests" / "data" / "audio"
 
 
 @pytest.fixture(scope="session")
 def audio_dir() -> Path:
-    """The shared audio folder. Missing audio skips locally but fails under CI (``CI`` set),
-    where ``shared/`` always lies beside the clone, so a broken path can never pass silently."""
-    path = shared_audio_dir()
-    if not (path / "manifest.json").is_file():
-        message = f"shared audio not found at {path} (set FLARELET_SHARED_AUDIO)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """The test recordings folder (``tests/data/audio``)."""
+    return AUDIO_DIR

@@ -15,6 +15,7 @@ Binding sections (``ai``, ``kv_namespaces``...) are not validated here: their pl
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -125,6 +126,12 @@ OTHER_KEYS = frozenset(
         "upload_source_maps",
     }
 )
+
+#: keys only meaningful at the top level (an environment cannot set them)
+_TOP_LEVEL_ONLY = frozenset({"env", "dev", "legacy_env", "send_metrics", "keep_vars"})
+
+#: the compatibility flag Cloudflare requires of every Python Worker
+PYTHON_WORKERS_FLAG = "python_workers"
 
 _CRON_FIELDS = 5
 
@@ -444,13 +451,11 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
     except ValidationError as exc:
         raise _validation_error(raw, exc) from None
     warnings: list[str] = []
-    unknown = [
-        k
-        for k in raw.data
-        if k not in INHERITABLE_KEYS and k not in OTHER_KEYS and k not in BINDING_KEYS and k not in _plugin_keys()
-    ]
-    if unknown:
-        warnings.append(f"Unexpected fields found in top-level field: {', '.join(repr(k) for k in unknown)}")
+    known = INHERITABLE_KEYS | OTHER_KEYS | frozenset(BINDING_KEYS) | _plugin_keys()
+    warnings += _unknown_keys(raw, (), known)
+    for env, env_data in (raw.data.get("env") or {}).items():
+        if isinstance(env_data, Mapping):
+            warnings += _unknown_keys(raw, ("env", env), known - _TOP_LEVEL_ONLY)
 
     section_data: Mapping[str, Any] = raw.data
     section: Section = top
@@ -488,6 +493,15 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
     compat_date = pick("compatibility_date")
     if compat_date is None:
         warnings.append("No compatibility_date was specified. Using today's date.")
+    compat_flags = list(pick("compatibility_flags") or [])
+    if main is not None and main.suffix == ".py" and PYTHON_WORKERS_FLAG not in compat_flags:
+        line = raw.line_of((*origin, "compatibility_flags")) if "compatibility_flags" in section_data else None
+        where = f"{_shown_path(raw.path)}:{line}" if line else _shown_path(raw.path)
+        warnings.append(
+            f'{where}: main is a Python module ({main_value}) but compatibility_flags lacks "{PYTHON_WORKERS_FLAG}": '
+            f'Cloudflare requires it to deploy a Python Worker (add compatibility_flags = ["{PYTHON_WORKERS_FLAG}"]); '
+            "flarelet runs the worker anyway"
+        )
     secrets = pick("secrets") if origin and "secrets" in section.model_fields_set else top.secrets
     return WorkerConfig(
         raw=raw,
@@ -495,7 +509,7 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
         name=name,
         main=main,
         compatibility_date=compat_date,
-        compatibility_flags=list(pick("compatibility_flags") or []),
+        compatibility_flags=compat_flags,
         crons=list(triggers.crons) if triggers else [],
         assets=pick("assets"),
         dev=top.dev or Dev(),
@@ -505,6 +519,27 @@ def load_config(target: Path | str | None = None, env_name: str | None = None) -
         binding_origin=binding_origin,
         warnings=warnings,
     )
+
+
+def _unknown_keys(raw: RawConfig, where: tuple[Any, ...], known: frozenset[str]) -> list[str]:
+    """wrangler's warning for each key nobody reads, with the line and the closest known key: a
+    typo such as ``compatibilty_date`` would otherwise pass as "no compatibility_date"."""
+    table = raw.data
+    for part in where:
+        table = table[part]
+    label = format_key(where) if where else "top-level"
+    out = []
+    for key in table:
+        if key in known:
+            continue
+        line = raw.line_of((*where, key))
+        text = f"{_shown_path(raw.path)}:{line}" if line else _shown_path(raw.path)
+        text += f": Unexpected fields found in {label} field: {key!r}"
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        if close:
+            text += f" (did you mean {close[0]!r}?)"
+        out.append(text)
+    return out
 
 
 def _plugin_keys() -> frozenset[str]:

@@ -26,12 +26,17 @@ log = logging.getLogger("flarelet.ai")
 
 class InferenceUpstreamError(JsException):
     """A failed ``env.AI.run``: ``.message`` is ``"<code>: <description>"``, ``.code`` the
-    Workers AI internal code, ``.name`` the backend error name, ``.httpCode`` the HTTP status."""
+    Workers AI internal code, ``.name`` the backend error name, ``.httpCode`` the HTTP status.
+
+    Its text (``str(exc)``, a traceback's last line) is the message alone, as workerd builds it:
+    ``InferenceUpstreamError: 5006: AiError: Bad input: ...``, not ``InvalidInput: 5006: ...``
+    (the backend name stays on ``.name``)."""
 
     def __init__(
         self, message: str, name: str = "InferenceUpstreamError", code: int | None = None, status: int | None = None
     ) -> None:
         super().__init__(name, message, code=code, httpCode=status)
+        self.args = (message,)
 
     @classmethod
     def from_ai_error(cls, exc: errors.AiError) -> InferenceUpstreamError:

@@ -240,7 +240,9 @@ class _FakeService:
         if self.decode_audio:
             from .asr import audio as audio_mod
 
-            samples = audio_mod.decode_audio(request.audio, self.settings.max_audio_seconds)  # 5006 / 3006
+            samples = audio_mod.decode_audio(  # 5006 / 3006, worded as the real service words them
+                request.audio, self.settings.max_audio_seconds, audio_mod.source_of(inputs)
+            )
             duration = audio_mod.duration(samples)
             if call is not None:
                 call.duration = duration

@@ -77,8 +77,9 @@ REST_CONFIG_KEYS = ("api_token", "api_tokens", "account_id")
 class AiBackend(Protocol):
     """What the REST API needs from the AI service (``flarelet.bindings.ai.service.AiService``)."""
 
-    async def run(self, model: str, inputs: Any) -> dict[str, Any] | AiStream:
-        """A model's output, or an :class:`AiStream` when the request asked for ``stream: true``."""
+    async def run(self, model: str, inputs: Any, admission: Any = None) -> dict[str, Any] | AiStream:
+        """A model's output, or an :class:`AiStream` when the request asked for ``stream: true``;
+        ``admission`` is a queue slot taken before the body was read (``AiService.admission``)."""
         ...
 
     def models(self) -> list[dict[str, Any]]: ...

@@ -60,6 +60,8 @@ class _Ticket:
 
     cancel: threading.Event
     deadline: float
+    admitted: float = 0.0
+    client_gone: bool = False  # cancelled because the caller went away (not a timeout)
 
 
 @dataclass
@@ -102,7 +104,8 @@ class AiService:
         # tasks' side work (Whisper's VAD): sequential and light, beside the model's threads.
         self._side = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarelet-ai-side")
         #: what happened to requests (``flarelet`` status / benches / tests): counts by outcome
-        self.stats = {"completed": 0, "failed": 0, "rejected": 0, "timed_out": 0, "aborted": 0}
+        #: (``cancelled``: aborted because the caller went away -- a client disconnect)
+        self.stats = {"completed": 0, "failed": 0, "rejected": 0, "timed_out": 0, "aborted": 0, "cancelled": 0}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -120,8 +123,12 @@ class AiService:
         # Validation (a 5 MB file is a 5-million-item list) and decoding need no model: do them off
         # the event loop and before queueing, so bad or over-long input is refused at once, even
         # while the model is busy.
+        started = time.monotonic()
         try:
             request = await loop.run_in_executor(None, task.parse_inputs, spec, inputs, self.settings)
+        except asyncio.CancelledError:  # the caller went away while its input was being decoded
+            self._count_cancelled(spec.id, "while decoding its input", started)
+            raise
         except errors.AiError:
             raise
         except Exception as exc:  # a bug or an odd input we did not foresee: Cloudflare's shape, logged
@@ -164,7 +171,9 @@ class AiService:
             self.stats["timed_out"] += 1
             raise errors.timeout(f"inference took longer than {self.settings.timeout_s:g} s") from None
         except asyncio.CancelledError:
-            ticket.cancel.set()  # the caller went away (client disconnect): stop working for it
+            ticket.client_gone = True  # the caller went away (client disconnect): stop working for it
+            ticket.cancel.set()  # running: the engine stops at its next step
+            self._drop_if_queued(item)  # queued: leaves the queue now, not when a worker reaches it
             raise
 
     def models(self) -> list[dict]:
@@ -222,7 +231,8 @@ class AiService:
                     f"{self._in_flight} requests in flight, queue_size={self.settings.queue_size}"
                 )
             self._in_flight += 1
-        return _Ticket(threading.Event(), time.monotonic() + self.settings.timeout_s)
+        now = time.monotonic()
+        return _Ticket(threading.Event(), now + self.settings.timeout_s, now)
 
     def _release(self) -> None:
         with self._lock:
@@ -352,11 +362,35 @@ class AiService:
     def _fail(self, item: _Request, exc: BaseException) -> None:
         if isinstance(exc, errors.AiError):
             self.stats["aborted" if exc.code == 3008 else "failed"] += 1
+            if exc.code == 3008 and item.ticket.client_gone:
+                stage = "while running" if item.job is not None else "while queued"
+                self._count_cancelled(item.spec.id, stage, item.ticket.admitted)
         else:  # never leak a traceback to the caller; keep it in the log
             self.stats["failed"] += 1
             log.error("Workers AI inference failed for %s", item.spec.id, exc_info=exc)
             exc = errors.internal(f"{type(exc).__name__}: {exc}")
         self._answer(item, error=exc)
+
+    def _drop_if_queued(self, item: _Request) -> None:
+        with self._wake:
+            try:
+                self._queue.remove(item)
+            except ValueError:  # a worker holds it already
+                return
+        self._fail(item, errors.aborted())
+
+    def _count_cancelled(self, model: str, stage: str, since: float) -> None:
+        """Work stopped for a caller that went away: counted, and said in the log."""
+        with self._lock:
+            self.stats["cancelled"] += 1
+            count = self.stats["cancelled"]
+        log.info(
+            "Workers AI: cancelled %s %s (its client went away after %.1f s); %d cancelled so far",
+            model,
+            stage,
+            time.monotonic() - since,
+            count,
+        )
 
     def _answer(self, item: _Request, result: Any = None, error: BaseException | None = None) -> None:
         item.request = item.job = None  # let the inputs (audio: MBs) go before the caller wakes

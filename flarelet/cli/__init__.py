@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flarelet.cli.help import examples
+from flarelet.runtime.logs import LOG_LEVELS
+
 EXTENSION_MODULES = ("flarelet.cli.ai_command", "flarelet.cli.d1_command")
-LOG_LEVELS = ("debug", "info", "log", "warn", "error", "none")
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
 
@@ -51,6 +53,11 @@ def _add_dev(subparsers: Any) -> None:
         "dev",
         help="Start a local server for developing your Worker (like `wrangler dev`)",
         description="Serve a Cloudflare Python Worker locally, offline, with its bindings.",
+        **examples(
+            "flarelet dev                                  # the wrangler config in . (or a folder above)",
+            "flarelet dev examples/whisper --preload       # load the AI models at start",
+            "flarelet dev --port 0 --var GREETING:Hi --env staging --log-level warn",
+        ),
     )
     dev.add_argument(
         "target",
@@ -194,10 +201,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _error(f"cannot listen on {ip}:{port}: {exc.strerror or exc}")
 
-    def ready(url: str) -> None:
-        # printed at every level but "none": scripts and tests read the URL from this line
+    def say(message: str) -> None:
+        # printed at every level but "none": scripts and tests read the URL from "Ready on", and
+        # the shutdown notices tell a person at the keyboard what Ctrl-C is doing
         if args.log_level != "none":
-            print(f"[flarelet:info] Ready on {url}", flush=True)
+            print(f"[flarelet:info] {message}", flush=True)
+
+    def ready(url: str) -> None:
+        say(f"Ready on {url}")
         if "ai" in host.config.bindings and verbose:  # the Workers AI REST API: token + curl line
             from flarelet.bindings.ai.rest import announce
 
@@ -215,19 +226,27 @@ def cmd_dev(args: argparse.Namespace) -> int:
         run_crons=args.crons,
         on_ready=ready,
         on_config_reloaded=reprint,
+        say=say,
         peers=workers.others,
     )
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+    server.run()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flarelet import __version__
+
     parser = argparse.ArgumentParser(
-        prog="flarelet", description="Local, offline emulator of Cloudflare Python Workers."
+        prog="flarelet",
+        description="Local, offline emulator of Cloudflare Python Workers.",
+        **examples(
+            "flarelet dev examples/hello",
+            "flarelet ai serve --preload @cf/openai/whisper-tiny-en",
+            'flarelet d1 execute DB --command "SELECT 1"',
+            "flarelet COMMAND --help",
+        ),
     )
+    parser.add_argument("-v", "--version", action="version", version=f"flarelet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_dev(subparsers)
@@ -245,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a server took over the signal (loading, building): quiet
+        return 130
     return int(result or 0)
 
 

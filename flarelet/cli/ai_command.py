@@ -12,13 +12,16 @@ start with ``--preload``).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import socket
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from flarelet.cli.help import examples
+from flarelet.runtime.logs import LOG_LEVELS
 
 DEFAULT_PORT = 8787
 DEFAULT_IP = "127.0.0.1"
@@ -28,7 +31,10 @@ CONFIG_NAMES = ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
 def register(subparsers: Any) -> None:
     """Add ``ai`` (with ``serve``) to the ``flarelet`` command line."""
     ai = subparsers.add_parser(
-        "ai", help="Workers AI tools (a local REST endpoint)", description=__doc__.split("\n\n")[0]
+        "ai",
+        help="Workers AI tools (a local REST endpoint)",
+        description=__doc__.split("\n\n")[0],
+        **examples("flarelet ai serve", "flarelet ai serve --help"),
     )
     commands = ai.add_subparsers(dest="ai_command", metavar="COMMAND")
     ai.set_defaults(func=lambda args: (ai.print_help(), 2)[1])
@@ -41,6 +47,11 @@ def register(subparsers: Any) -> None:
             "http://IP:PORT/client/v4 (the official SDK, curl, requests) and it runs unchanged. "
             "Settings come from --options, then FLARELET_* environment variables, then the "
             "[flarelet.ai] table of the config file."
+        ),
+        **examples(
+            "flarelet ai serve                                         # http://127.0.0.1:8787/client/v4",
+            "flarelet ai serve --preload @cf/openai/whisper-tiny-en --port 0",
+            "flarelet ai serve --api-token my-token --account-id f1a7e1e7000000000000000000000000",
         ),
     )
     serve.add_argument(
@@ -78,7 +89,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="wrangler config whose [flarelet.ai] table to read (default: wrangler.toml/json/jsonc here, if any)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
     serve.set_defaults(func=serve_command)
 
 
@@ -117,77 +128,62 @@ def build_options(args: argparse.Namespace, table: Mapping[str, Any]) -> dict[st
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Run the endpoint until Ctrl-C."""
-    import importlib.util
-
-    import uvicorn
-
+    """Run the endpoint until Ctrl-C, speaking as ``flarelet dev`` does: ``[flarelet:<level>]``
+    lines, ``Ready on URL``, the model lines, one line per request, the same ``--log-level``s."""
     from flarelet.bindings.ai import catalog
     from flarelet.bindings.ai.rest import ai_settings_from_options, banner, create_app, url_host
     from flarelet.bindings.ai.rest_auth import RestCredentials
     from flarelet.bindings.ai.settings import SettingsError
-    from flarelet.runtime.http_protocol import protocol_class
     from flarelet.runtime.limits import ServerLimits
+    from flarelet.runtime.logs import setup_logging
+    from flarelet.runtime.server import bind_socket, serve_app
 
+    setup_logging(args.log_level)
     options = build_options(args, load_ai_table(args.config))
     try:
         settings = ai_settings_from_options(options)
         credentials = RestCredentials.from_options(options)
     except (SettingsError, ValueError) as exc:
-        print(f"flarelet ai serve: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), 2)
     preload = list(options["preload"])
     if "all" in preload:
         preload = list(catalog.MODELS)
     unknown = [m for m in preload if m not in catalog.MODELS]
     if unknown:
-        print(
-            f"flarelet ai serve: --preload: no such model {', '.join(unknown)} (known: {', '.join(catalog.MODELS)})",
-            file=sys.stderr,
-        )
-        return 2
+        return _error(f"--preload: no such model {', '.join(unknown)} (known: {', '.join(catalog.MODELS)})", 2)
 
     host = options["ip"]
     try:
-        sock = _bind(host, options["port"])
+        sock = bind_socket(host, options["port"])
     except OSError as exc:
-        print(f"flarelet ai serve: cannot listen on {host}:{options['port']}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    port = sock.getsockname()[1]
-    app = create_app(settings, credentials=credentials, preload=preload)
-    print("\n".join(banner(credentials, f"http://{url_host(host)}:{port}")), file=sys.stderr, flush=True)
+        return _error(f"cannot listen on {host}:{options['port']}: {exc.strerror or exc}", 1)
+    url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
+    verbose = args.log_level in ("debug", "info", "log")
+
+    def say(message: str) -> None:
+        # as in flarelet dev: printed at every level but "none" (scripts read the URL from "Ready on")
+        if args.log_level != "none":
+            print(f"[flarelet:info] {message}", flush=True)
+
+    def ready() -> None:
+        say(f"Ready on {url}")
+        if verbose:
+            print("\n".join(banner(credentials, url)), file=sys.stderr, flush=True)
+
     if preload:
-        print(f"Loading {', '.join(preload)} before accepting requests...", file=sys.stderr, flush=True)
-    limits = ServerLimits()  # the dev server's header sizes and timeouts (431/414/408), Cloudflare's values
-    config = uvicorn.Config(
-        app,
-        log_level=args.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        timeout_keep_alive=limits.keep_alive_s,
-        **({"http": protocol_class(limits)} if importlib.util.find_spec("httptools") else {}),
-    )
-    server = uvicorn.Server(config)
+        logging.getLogger("flarelet").info("Preloading %s", ", ".join(preload))
+    app = create_app(settings, credentials=credentials, preload=preload)
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        # the dev server's header sizes and timeouts (431/414/408), Cloudflare's values
+        started = serve_app(app, sock, say=say, log_requests=verbose, on_ready=ready, limits=ServerLimits())
     finally:
         sock.close()
-    return 0 if server.started else 1
+    return 0 if started else 1
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+def _error(message: str, code: int) -> int:
+    print(f"flarelet: error: {message}", file=sys.stderr, flush=True)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flarelet.cli.help import examples
+
 MIGRATIONS_TABLE = "d1_migrations"
 MIGRATIONS_DIR = "migrations"
 
@@ -40,12 +42,22 @@ def register(subparsers: Any) -> None:
         "d1",
         help="Query and migrate local D1 databases (like `wrangler d1 ... --local`)",
         description=__doc__.split("\n\n")[0],
+        **examples(
+            'flarelet d1 execute DB --command "SELECT * FROM notes"',
+            "flarelet d1 migrations apply DB -c examples/storage",
+        ),
     )
     d1.set_defaults(func=lambda args: (d1.print_help(), 2)[1])
     commands = d1.add_subparsers(dest="d1_command", metavar="COMMAND")
 
     execute = commands.add_parser(
-        "execute", help="Execute a command or SQL file", description="Run SQL against the local database."
+        "execute",
+        help="Execute a command or SQL file",
+        description="Run SQL against the local database.",
+        **examples(
+            'flarelet d1 execute DB --command "SELECT * FROM notes" --json',
+            "flarelet d1 execute DB --file schema.sql -c examples/storage",
+        ),
     )
     _common(execute)
     execute.add_argument("--command", dest="sql", metavar="SQL", help="the SQL to execute")
@@ -54,17 +66,31 @@ def register(subparsers: Any) -> None:
     execute.add_argument("-y", "--yes", action="store_true", help="accepted for wrangler compatibility")
     execute.set_defaults(func=cmd_execute)
 
-    migrations = commands.add_parser("migrations", help="Interact with D1 migrations")
+    migrations = commands.add_parser(
+        "migrations",
+        help="Interact with D1 migrations",
+        **examples("flarelet d1 migrations list DB", "flarelet d1 migrations apply DB"),
+    )
     migrations.set_defaults(func=lambda args: (migrations.print_help(), 2)[1])
     sub = migrations.add_subparsers(dest="migrations_command", metavar="COMMAND")
-    listing = sub.add_parser("list", help="List unapplied migrations")
+    listing = sub.add_parser(
+        "list", help="List unapplied migrations", **examples("flarelet d1 migrations list DB -c examples/storage")
+    )
     _common(listing)
     listing.set_defaults(func=cmd_migrations_list)
-    apply = sub.add_parser("apply", help="Apply unapplied migrations, in order, each in one transaction")
+    apply = sub.add_parser(
+        "apply",
+        help="Apply unapplied migrations, in order, each in one transaction",
+        **examples("flarelet d1 migrations apply DB", "flarelet d1 migrations apply DB --env staging"),
+    )
     _common(apply)
     apply.add_argument("-y", "--yes", action="store_true", help="accepted for wrangler compatibility")
     apply.set_defaults(func=cmd_migrations_apply)
-    create = sub.add_parser("create", help="Create a new, empty migration file")
+    create = sub.add_parser(
+        "create",
+        help="Create a new, empty migration file",
+        **examples('flarelet d1 migrations create DB "add users table"'),
+    )
     _common(create)
     create.add_argument("message", help="what the migration does (becomes part of the file name)")
     create.set_defaults(func=cmd_migrations_create)

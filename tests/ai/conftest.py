@@ -1,13 +1,13 @@
-"""Fixtures for the Workers AI tests: real speech from ``shared/audio``, the real models, WER.
+"""Fixtures for the Workers AI tests: real speech from ``tests/data/audio``, the real models, WER.
 
-* ``audio_dir`` / ``manifest`` / ``clip(name)``: the shared recordings (``../shared/audio`` beside
-  the checkout, or ``$FLARELET_SHARED_AUDIO``) and their reference transcripts.
+* ``audio_dir`` / ``manifest`` / ``clip(name)``: the recordings in ``tests/data/audio`` (attribution
+  and licence per clip in its README) and their reference transcripts.
 * ``service``: one :class:`AiService` for the whole session (default settings: weights converted
   once into ``$FLARELET_CACHE`` or ``~/.cache/flarelet`` and reused by later runs), so each model
   loads once per session.
 * ``transcribe(model, clip, **inputs)``: runs a clip through the service, memoised, so several
   tests can check different properties of the same transcription without re-running it.
-* ``wer(reference, hypothesis)``: jiwer WER after the normalisation of audio README note 6.
+* ``wer(reference, hypothesis)``: jiwer WER after the normalisation in ``tests/data/audio/README.md``.
 * ``synth(text)``: espeak-ng speech as 16 kHz WAV bytes (for long, known-text audio).
 """
 
@@ -71,7 +71,7 @@ _SPELLING = {"dishonoured": "dishonored", "colour": "color", "honour": "honor"}
 
 
 def normalize(text: str) -> str:
-    """Audio README note 6: lowercase, no punctuation, Mr.->mister, for ever->forever,
+    """As ``tests/data/audio/README.md`` says: lowercase, no punctuation, Mr.->mister, for ever->forever,
     British->American spelling, digits->words."""
     t = text.lower().replace("’", "'")
     t = re.sub(r"\bmr\.?(?=\s)", "mister", t)

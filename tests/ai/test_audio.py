@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -17,6 +18,21 @@ from flarelet.bindings.ai.asr.audio import SAMPLE_RATE, decode_audio
 from .conftest import wav_bytes
 
 SPEECH = "librispeech_1221-135766-0002.wav"  # 4.825 s, 16 kHz mono
+
+
+def test_test_audio_is_the_attributed_copy_and_stays_in_the_repository(audio_dir, manifest):
+    """Every clip in tests/data/audio is listed in its manifest with the sha256 of its source, is
+    attributed in its README, and resolves inside the repository (the one link points at the docs
+    example's copy of the Katie file)."""
+    repo = audio_dir.parents[2]
+    clips = sorted(p.name for p in audio_dir.iterdir() if p.name not in {"README.md", "manifest.json"})
+    assert clips == sorted(manifest)
+    readme = (audio_dir / "README.md").read_text(encoding="utf-8")
+    for name in clips:
+        path = audio_dir / name
+        assert path.resolve().is_relative_to(repo), path
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest[name]["sha256"], name
+        assert f"`{name}`" in readme and manifest[name]["license"], name
 
 
 def encode(

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,9 @@ async def test_bad_input_raises_inference_upstream_error(ai):
     assert isinstance(exc, Exception) and isinstance(exc, JsException)
     assert exc.message == "5006: AiError: Bad input: Error: value 999 is not an integer between 0 and 255 at '/audio/2'"
     assert exc.code == 5006 and exc.name == "InvalidInput" and exc.httpCode == 400
+    # the text is workerd's message, "<code>: <description>", without the backend name in front
+    assert str(exc) == exc.message
+    assert traceback.format_exception_only(exc)[-1].endswith("InferenceUpstreamError: " + exc.message + "\n")
     assert ai.lastRequestInternalStatusCode == 5006 and ai.lastRequestHttpStatusCode == 400
     assert ai.lastRequestId
 
@@ -117,7 +121,8 @@ async def test_other_errors_through_the_binding(ai):
             "5007: No such model @cf/meta/llama-99-unknown or task",
         ),
         (([TINY, bytes(2000)]), 3006, "3006: Request is too large: audio is 2000 bytes"),
-        (([TINY, b"not audio" * 10]), 5006, "5006: AiError: Bad input: Error: '/audio' could not be decoded"),
+        (([TINY, b"not audio" * 10]), 5006, "5006: AiError: Bad input: Error: the request body could not be decoded"),
+        (([TINY, {"audio": list(b"not audio" * 10)}]), 5006, "5006: AiError: Bad input: Error: '/audio' could not be"),
         (([TINY, {"audio": [1]}, "options"]), 5006, "5006: AiError: Bad input: Error: options must be an object"),
         (([TINY, {"audio": [1]}, {"returnRawResponse": True}]), 5019, "5019: the returnRawResponse option"),
     ]

@@ -36,7 +36,7 @@ def test_docs_example_from_its_own_origin(serve_worker, manifest):
 
 @pytest.fixture
 def audio_server(audio_dir):
-    """A plain HTTP server on 127.0.0.1 serving shared/audio (stands in for GitHub's raw URL)."""
+    """A plain HTTP server on 127.0.0.1 serving tests/data/audio (stands in for GitHub's raw URL)."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(audio_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -54,3 +54,28 @@ def test_audio_url_var_fetches_elsewhere(serve_worker, audio_server, manifest):
         reply = httpx.get(worker.url + "/", params={"model": "@cf/openai/whisper-tiny-en"}, timeout=300)
         assert reply.status_code == 200, reply.text
         assert wer(manifest["jfk.flac"]["reference"], reply.json()["response"]["text"]) <= 0.10
+
+
+def test_first_use_of_a_model_is_said_in_the_log_with_progress(serve_worker, tmp_path):
+    """An empty weights cache: the first request converts and loads tiny.en, and the log says so as
+    it happens (before the request's own line), with the reading progress."""
+    with serve_worker(EXAMPLE, "--no-watch", env={"FLARELET_CACHE": str(tmp_path)}, timeout=180) as worker:
+        reply = httpx.get(worker.url + "/", params={"model": "@cf/openai/whisper-tiny-en"}, timeout=300)
+        assert reply.status_code == 200, reply.text
+        request_line = worker.wait_for_log("GET / 200 OK")
+        lines = worker.lines
+    expected = [
+        "Converting Whisper tiny.en weights (once) into",
+        "Converting Whisper tiny.en: read 25% of the weights",
+        "Converting Whisper tiny.en: read 100% of the weights",
+        "Converting Whisper tiny.en: encoder layers",
+        "Converting Whisper tiny.en: decoder layers",
+        "Converting Whisper tiny.en: writing model.safetensors",
+        "Converted Whisper tiny.en in",
+        "Loading Whisper model whisper-tiny.en from",
+        "Loaded Whisper model whisper-tiny.en from",
+    ]
+    at = [next((i for i, line in enumerate(lines) if text in line), -1) for text in expected]
+    assert -1 not in at and at == sorted(at), "\n".join(lines)
+    assert all(lines[i].startswith("[flarelet:info] ") for i in at)
+    assert at[-1] < lines.index(request_line)

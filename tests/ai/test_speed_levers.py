@@ -449,6 +449,7 @@ async def test_speed_settings_reach_the_engine(ai_settings, clip):
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_cuda_request_without_a_gpu_is_a_clear_error(tiny_folder):
     import torch
 
@@ -460,6 +461,7 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(tiny_folder):
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_cuda_engine_runs_in_fp16(tiny_folder, audio, manifest):
     import torch
 

@@ -26,6 +26,7 @@ EXAMPLES = Path(os.environ.get("FLARELET_PYTHON_WORKERS_EXAMPLES", "/nonexistent
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.external(env="FLARELET_PYTHON_WORKERS_EXAMPLES"),  # deselected unless set (conftest.py)
     pytest.mark.skipif(
         not (EXAMPLES / "09-workers-ai").is_dir(),
         reason="set FLARELET_PYTHON_WORKERS_EXAMPLES to a python-workers-examples checkout",

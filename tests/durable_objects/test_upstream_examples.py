@@ -24,6 +24,11 @@ EXAMPLES = Path(
 )
 TEMPLATES = Path(os.environ.get("FLARELET_C3_TEMPLATES", "/nonexistent"))
 
+# deselected unless one of these is set (conftest.py at the root): their code is not in this repository
+pytestmark = pytest.mark.external(
+    env=("FLARELET_PYTHON_WORKERS_EXAMPLES", "FLARELET_UPSTREAM_EXAMPLES", "FLARELET_C3_TEMPLATES")
+)
+
 
 def need(path: Path) -> Path:
     if not path.is_dir():

@@ -93,11 +93,13 @@ class Served:
 
     @property
     def base(self) -> str:
-        return re.search(r"(http://[^ ]+/client/v4)", self.lines[0]).group(1)  # type: ignore[union-attr]
+        line = next(line for line in self.lines if line.startswith("Workers AI REST API on "))
+        return re.search(r"(http://[^ ]+/client/v4)", line).group(1)  # type: ignore[union-attr]
 
 
 def start_serve(*extra: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> Served:
-    """Start the command on a free port; return once its banner (ending in the curl line) is out."""
+    """Start the command on a free port; return once it is ready and its banner (ending in the curl
+    line) is out. stdout and stderr are read together, as a terminal shows them."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     for name in ("FLARELET_API_TOKEN", "FLARELET_ACCOUNT_ID"):
         if env is None or name not in env:
@@ -106,18 +108,18 @@ def start_serve(*extra: str, cwd: Path | None = None, env: dict[str, str] | None
         [*serve_command(), "--port", "0", *extra],
         cwd=cwd or REPO,
         env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     lines: list[str] = []
     started = threading.Event()
 
     def read() -> None:  # a thread: select() on a buffered pipe misses lines already buffered
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             lines.append(line.rstrip("\n"))
-            if "Application startup complete" in line:
+            if line.startswith("curl ") and any("Ready on http://" in seen for seen in lines):
                 started.set()
 
     threading.Thread(target=read, daemon=True).start()

@@ -425,3 +425,15 @@ def test_a_body_that_never_finishes_is_3007_not_a_hang(rest: Any) -> None:
         assert body["errors"][0]["code"] == 3007
         # and the server still answers
         assert httpx.get(f"{base}/client/v4/openapi.json").status_code == 200
+
+
+def test_raw_body_that_is_not_audio_names_the_body_not_a_json_field(server: str, rest: Any) -> None:
+    """curl --data-binary sent no JSON, so the 5006 names the request body; a JSON caller's error
+    still points at its field, as Cloudflare's schema errors do ('/audio')."""
+    url = _run_url(server, rest.ACCOUNT, rest.TINY)
+    raw = httpx.post(url, content=b"not audio at all" * 8, headers=_auth(rest.TOKEN))
+    message = _error(raw, 400, 5006)["errors"][0]["message"]
+    assert message.startswith("AiError: Bad input: Error: the request body could not be decoded as audio"), message
+    assert "/audio" not in message
+    as_json = httpx.post(url, json={"audio": list(b"not audio at all" * 8)}, headers=_auth(rest.TOKEN))
+    assert "Error: '/audio' could not be decoded as audio" in _error(as_json, 400, 5006)["errors"][0]["message"]

@@ -159,3 +159,48 @@ def test_flarelet_table_and_cli_options_reach_plugins(tmp_path, monkeypatch):
     assert (ctx.options["api_token"], ctx.options["account_id"], ctx.options["preload"]) == ("t", "a", True)
     assert ctx.persist_to == tmp_path / "state" and ctx.config_dir == root
     assert "P" in host.env and host.max_body_bytes == 10
+
+
+def test_unknown_keys_warn_with_line_and_did_you_mean_as_wrangler_warns(tmp_path, monkeypatch):
+    """wrangler warns ``Unexpected fields found in top-level field`` (no error); flarelet adds the line
+    and the closest known key, so a typo is not silently read as "no compatibility_date"."""
+    monkeypatch.chdir(tmp_path)
+    root = project(
+        tmp_path,
+        "wrangler.toml",
+        """\
+        name = "t"
+        main = "src/entry.py"
+        compatibilty_date = "2025-11-02"
+        compatibility_flags = ["python_workers"]
+        frobnicate = 1
+
+        [env.staging]
+        varz = { WHO = "x" }
+        """,
+    )
+    warnings = load_config(root, "staging").warnings
+    assert (
+        "wrangler.toml:3: Unexpected fields found in top-level field: 'compatibilty_date' "
+        "(did you mean 'compatibility_date'?)"
+    ) in warnings
+    assert "wrangler.toml:5: Unexpected fields found in top-level field: 'frobnicate'" in warnings
+    assert "wrangler.toml:8: Unexpected fields found in env.staging field: 'varz' (did you mean 'vars'?)" in warnings
+    assert "No compatibility_date was specified. Using today's date." in warnings
+
+
+def test_python_worker_without_python_workers_flag_warns_as_cloudflare_requires_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = 'name = "t"\nmain = "src/entry.py"\ncompatibility_date = "2025-11-02"\n'
+    warnings = load_config(project(tmp_path, "wrangler.toml", text)).warnings
+    assert warnings == [
+        'wrangler.toml: main is a Python module (src/entry.py) but compatibility_flags lacks "python_workers": '
+        'Cloudflare requires it to deploy a Python Worker (add compatibility_flags = ["python_workers"]); '
+        "flarelet runs the worker anyway"
+    ]
+    flagged = text + 'compatibility_flags = ["python_workers"]\n'
+    assert load_config(project(tmp_path, "wrangler.toml", flagged)).warnings == []
+    other = text + 'compatibility_flags = ["nodejs_compat"]\n'
+    assert (
+        "wrangler.toml:4: main is a Python module" in load_config(project(tmp_path, "wrangler.toml", other)).warnings[0]
+    )

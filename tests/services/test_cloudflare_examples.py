@@ -20,9 +20,13 @@ EXAMPLES = Path(os.environ.get("FLARELET_PYTHON_WORKERS_EXAMPLES", "/nonexistent
 PYGMENTS_SERVER = EXAMPLES / "13-js-api-pygments" / "py"
 CLIENT = Path(__file__).parent / "projects" / "pygments_client"
 
-pytestmark = pytest.mark.skipif(
-    not PYGMENTS_SERVER.is_dir(), reason="set FLARELET_PYTHON_WORKERS_EXAMPLES to a python-workers-examples checkout"
-)
+pytestmark = [
+    pytest.mark.external(env="FLARELET_PYTHON_WORKERS_EXAMPLES"),  # deselected unless set (conftest.py)
+    pytest.mark.skipif(
+        not PYGMENTS_SERVER.is_dir(),
+        reason="set FLARELET_PYTHON_WORKERS_EXAMPLES to a python-workers-examples checkout",
+    ),
+]
 pygments = pytest.importorskip("pygments")
 
 

@@ -23,6 +23,7 @@ WORKFLOWS = EXAMPLES / "10-workflows"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.external(env="FLARELET_PYTHON_WORKERS_EXAMPLES"),  # deselected unless set (conftest.py)
     pytest.mark.skipif(
         not WORKFLOWS.is_dir(), reason="set FLARELET_PYTHON_WORKERS_EXAMPLES to a python-workers-examples checkout"
     ),

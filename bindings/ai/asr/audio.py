@@ -21,25 +21,35 @@ from .. import errors
 
 SAMPLE_RATE = 16_000
 
+#: How errors name the audio: the JSON field it came in, or -- for a raw body (curl
+#: ``--data-binary``, ``env.AI.run(model, bytes)``) -- the body itself, since that caller sent no field.
+AUDIO_FIELD = "'/audio'"
+RAW_BODY = "the request body"
+
 log = logging.getLogger("flarelet.ai")
 
 
-def decode_audio(data: bytes, max_seconds: float | None = None) -> np.ndarray:
+def source_of(inputs: object) -> str:
+    """What errors call the audio of ``inputs`` (see :data:`RAW_BODY`)."""
+    return RAW_BODY if isinstance(inputs, (bytes, bytearray, memoryview)) else AUDIO_FIELD
+
+
+def decode_audio(data: bytes, max_seconds: float | None = None, source: str = AUDIO_FIELD) -> np.ndarray:
     """Decode ``data`` (any container/codec FFmpeg knows) to mono float32 in [-1, 1] at 16 kHz.
 
     Raises :class:`errors.AiError`: 5006 when the bytes hold no decodable audio, 3006 when the
-    audio is longer than ``max_seconds``.
+    audio is longer than ``max_seconds``. ``source`` names the audio in those errors.
     """
     import av  # PyAV: imported here so importing this module stays cheap
 
     if not data:
-        raise errors.bad_input("Error: '/audio' is empty (no audio data)")
+        raise errors.bad_input(f"Error: {source} is empty (no audio data)")
     max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise errors.bad_input(
-            f"Error: '/audio' could not be decoded as audio ({_reason(exc)}); "
+            f"Error: {source} could not be decoded as audio ({_reason(exc)}); "
             "send the bytes of an audio file such as WAV, MP3, FLAC, Ogg/Opus, M4A or WebM"
         ) from None
     chunks: list[np.ndarray] = []
@@ -47,7 +57,7 @@ def decode_audio(data: bytes, max_seconds: float | None = None) -> np.ndarray:
     try:
         stream = next((s for s in container.streams if s.type == "audio"), None)
         if stream is None:
-            raise errors.bad_input("Error: '/audio' contains no audio stream")
+            raise errors.bad_input(f"Error: {source} contains no audio stream")
         stream.thread_type = "AUTO"  # type: ignore[attr-defined]  # AudioStream forwards it to its codec; av's stubs miss it
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
@@ -61,13 +71,13 @@ def decode_audio(data: bytes, max_seconds: float | None = None) -> np.ndarray:
                 total += _append(chunks, out)
         except av.FFmpegError as exc:
             if total == 0:
-                raise errors.bad_input(f"Error: '/audio' could not be decoded as audio ({_reason(exc)})") from None
+                raise errors.bad_input(f"Error: {source} could not be decoded as audio ({_reason(exc)})") from None
             # Damage after good audio (truncated upload, lying header): keep what decoded.
             log.info("audio decoding stopped early after %.2f s: %s", total / SAMPLE_RATE, _reason(exc))
     finally:
         container.close()
     if total == 0:
-        raise errors.bad_input("Error: '/audio' decoded to no audio samples")
+        raise errors.bad_input(f"Error: {source} decoded to no audio samples")
     if max_samples is not None and total > max_samples:
         raise _too_long(max_seconds)
     audio = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]

@@ -280,6 +280,12 @@ def load_engine(
         if engine is None:
             import time
 
+            # said before, not only after: a first request waits here for seconds
+            log.info(
+                "Loading Whisper model %s from %s (once per process; --preload does it at start)...",
+                label or Path(folder).name,
+                folder,
+            )
             started = time.monotonic()
             engine = _backend_class(backend)(
                 Path(folder), device=device, threads=threads, label=label, quantize=quantize

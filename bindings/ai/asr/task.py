@@ -39,7 +39,8 @@ class SpeechRecognition:
         from . import audio, schemas  # pydantic and PyAV: cheap, but keep start-up import-free
 
         request = schemas.parse_inputs(spec, inputs, settings)
-        return SpeechInput(request, audio.decode_audio(request.audio, settings.max_audio_seconds))
+        samples = audio.decode_audio(request.audio, settings.max_audio_seconds, audio.source_of(inputs))
+        return SpeechInput(request, samples)
 
     def side_work(self, request: SpeechInput) -> Callable[[], Any] | None:
         """``vad_filter`` needs the whole clip's speech spans before transcribing starts."""

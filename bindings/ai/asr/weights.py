@@ -258,13 +258,18 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 class _Progress:
-    """A rich progress bar (read bytes, then conversion steps) on stderr, or nothing."""
+    """A rich progress bar (read bytes, then conversion steps) on stderr; without one (no
+    terminal, or ``progress=False``) the same progress as log lines: each quarter of the weights
+    read, and the files being written (each layer at debug level), so a first request that
+    converts is never silent."""
 
     def __init__(self, name: str, total_bytes: int, enabled: bool | None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.name = name
         self.total_bytes = total_bytes
         self._progress: Progress | None = None  # rich is imported only when the bar shows
+        self._read = 0
+        self._quarters = 0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -281,13 +286,25 @@ class _Progress:
                 transient=False,
             )
             progress.start()
-            self._read = progress.add_task(f"Reading Whisper {self.name}", total=self.total_bytes, detail="")
+            self._read_task = progress.add_task(f"Reading Whisper {self.name}", total=self.total_bytes, detail="")
             self._conv = progress.add_task(f"Converting Whisper {self.name}", total=None, detail="")
         return self
 
     def advance_bytes(self, n: int) -> None:
         if self._progress is not None:
-            self._progress.advance(self._read, n)
+            self._progress.advance(self._read_task, n)
+            return
+        self._read += n
+        quarters = min(4, self._read * 4 // max(1, self.total_bytes))
+        if quarters > self._quarters:
+            self._quarters = quarters
+            log.info(
+                "Converting Whisper %s: read %d%% of the weights (%.0f of %.0f MB)",
+                self.name,
+                quarters * 25,
+                self._read / 1e6,
+                self.total_bytes / 1e6,
+            )
 
     def step(self, what: str) -> None:
         if self._progress is not None:
@@ -295,6 +312,11 @@ class _Progress:
             if task.total is None:
                 self._progress.update(self._conv, total=1)
             self._progress.update(self._conv, advance=1, total=max(task.total or 1, task.completed + 2), detail=what)
+            return
+        if what.endswith(" layer 0"):  # once per stack at info; each layer at debug
+            log.info("Converting Whisper %s: %s", self.name, what.replace(" layer 0", " layers"))
+        level = logging.INFO if what.startswith("writing") else logging.DEBUG
+        log.log(level, "Converting Whisper %s: %s", self.name, what)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
