@@ -253,7 +253,11 @@ class DevApp:
             await self._too_large(send, content_length, limit)
             self._log(method, path, 413, started)
             return
-        body = await self._read_body(receive, limit)
+        try:
+            body = await self._read_body(receive, limit)
+        except asyncio.CancelledError:  # the client left mid-body (REQUEST_TASK_KEY): no worker ever runs
+            self._log_canceled(method, path, started)
+            return
         if body is None:
             await self._too_large(send, -1, limit)
             self._log(method, path, 413, started)

@@ -340,6 +340,7 @@ class AiService:
                 raise errors.timeout("request expired while queued")
             item.model = self._load_sync(item.spec)
             item.job = item.task.start(item.model, item.spec, item.request, item.ticket.cancel, item.side)
+            log.debug("Workers AI: started %s", item.spec.id)
         except Exception as exc:  # noqa: BLE001 -- answered with Cloudflare's shape
             self._fail(item, exc)
             return False

@@ -40,9 +40,15 @@ def long_wav(audio_dir: Path) -> bytes:
     return buf.getvalue()
 
 
-def _serve(rest: Any, **env: str) -> Any:
+def _serve(rest: Any, *args: str, **env: str) -> Any:
     return rest.start_serve(
-        "--preload", rest.TINY, "--api-token", rest.TOKEN, env={"FLARELET_AI_TIMEOUT": "600", **env}, timeout=300
+        "--preload",
+        rest.TINY,
+        "--api-token",
+        rest.TOKEN,
+        *args,
+        env={"FLARELET_AI_TIMEOUT": "600", **env},
+        timeout=300,
     )
 
 
@@ -98,10 +104,10 @@ def test_ai_serve_second_ctrl_c_mid_transcription_exits_130_without_traceback(re
 
 def test_a_client_that_goes_away_cancels_its_running_and_queued_work(rest, long_wav, audio_dir):
     # one worker, no batching: the second request waits in the queue behind the first
-    served = _serve(rest, FLARELET_AI_WORKERS="1", FLARELET_AI_MAX_BATCH="1")
+    served = _serve(rest, "--log-level", "debug", FLARELET_AI_WORKERS="1", FLARELET_AI_MAX_BATCH="1")
     try:
         running = _post_raw(served, rest, long_wav)
-        time.sleep(1.5)
+        _wait_for(served, "Workers AI: started", timeout=60)  # on the only worker: the next one must queue
         queued = _post_raw(served, rest, long_wav)
         time.sleep(1.5)  # decoded and queued behind the first
         queued.close()  # gone while queued
