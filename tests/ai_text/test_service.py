@@ -313,7 +313,7 @@ async def test_a_mapped_folder_without_a_model_is_a_clear_error(settings, tmp_pa
 
 
 def test_an_org_slash_name_mapping_is_read_as_a_hugging_face_repo_id():
-    from flarelet.bindings.ai.text.engine import _hub_id
+    from flarelet.bindings.ai.model_folders import is_hub_id
 
-    assert _hub_id("HuggingFaceTB/SmolLM2-360M-Instruct")
-    assert not _hub_id("/models/llama") and not _hub_id("./models/llama") and not _hub_id("models")
+    assert is_hub_id("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert not is_hub_id("/models/llama") and not is_hub_id("./models/llama") and not is_hub_id("models")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..model_folders import mapped_folder, warn_stand_in_once
 from . import tools as tool_format
 from .schemas import GenerationRequest
 
@@ -261,7 +262,6 @@ class _Detokenizer:
 
 _engines: dict[tuple[str, int], TextEngine] = {}
 _engines_lock = threading.Lock()
-_stand_in_logged: set[str] = set()
 
 
 def get_engine(model_id: str, settings: Any) -> TextEngine:
@@ -271,26 +271,14 @@ def get_engine(model_id: str, settings: Any) -> TextEngine:
 
     local = settings.model_paths.get(model_id)
     if local is not None:
-        folder = Path(local)
-        if not (folder / "config.json").is_file() and not _hub_id(local):
-            raise errors.internal(
-                f"the folder {folder} configured for {model_id} is not a Hugging Face model folder (no config.json)"
-            )
-        label = f"{model_id} ({'local folder' if folder.is_dir() else 'Hugging Face repo'} {local})"
+        folder, label = mapped_folder(model_id, local)
     else:
         try:
             folder = ensure_weights(settings.models_dir)
         except WeightsError as exc:
             raise errors.internal(str(exc)) from None
         label = STAND_IN
-        if model_id not in _stand_in_logged:
-            _stand_in_logged.add(model_id)
-            log.warning(
-                "%s is served by %s as a stand-in (no weights for it offline); map it to a local folder "
-                "with [flarelet.ai] models or FLARELET_AI_MODELS for the real model",
-                model_id,
-                STAND_IN,
-            )
+        warn_stand_in_once(model_id, STAND_IN)
     key = (str(folder), settings.threads)
     with _engines_lock:
         engine = _engines.get(key)
@@ -298,10 +286,3 @@ def get_engine(model_id: str, settings: Any) -> TextEngine:
             log.info("Loading text model %s from %s", label, folder)
             engine = _engines[key] = TextEngine(folder, label, settings.threads)
         return engine
-
-
-def _hub_id(value: object) -> bool:
-    """``org/name`` that is not a folder here: a Hugging Face repo id, fetched by transformers on
-    first use where the network (and ``HF_HUB_OFFLINE``) allows, else its own clear error."""
-    text = str(value)
-    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
