@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -50,52 +50,69 @@ def _dynamic_qconfig():
     return per_channel_dynamic_qconfig
 
 
-def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
-    """An int8 dynamically quantized linear layer for ``weight`` ``[out, in]`` (fbgemm):
-    weights int8 per output channel, activations quantized per call. ``weight`` is read, not
-    copied, so quantizing a shared (tied) weight costs no float copy."""
+def _dynamic_linear(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> nn.Module:
+    """A dynamic quantized linear module around ``weight`` (``qint8`` per-channel quantized, or
+    float for the fp16 format), packed once. ``from_float`` would first pack a placeholder weight
+    of the full size (a transient copy as large as the layer): built here from a 1x1 one."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    qconfig = _dynamic_qconfig()
     out_f, in_f = weight.shape
-    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
-    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
-    if bias is not None:
-        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-    float_layer.qconfig = qconfig
     with warnings.catch_warnings():  # torch.ao.quantization announces its successor (torchao)
         warnings.simplefilter("ignore")
-        return DynamicLinear.from_float(float_layer)
+        layer = DynamicLinear(1, 1, bias_=bias is not None, dtype=dtype)
+        layer.set_weight_bias(weight, None if bias is None else bias.detach().float().clone())
+    layer.in_features, layer.out_features = in_f, out_f
+    return layer
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``weight`` ``[out, in]`` quantized as ``per_channel_dynamic_qconfig`` quantizes a linear
+    layer's weight in ``from_float`` (per output row, symmetric int8): ``(int8 values, scales,
+    zero points)``. Rows are independent, so a matrix may be quantized a block of rows at a time
+    (:func:`quantize_blocks`)."""
+    from torch.ao.nn.quantized.modules.utils import _quantize_weight
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        observer = _dynamic_qconfig().weight()
+        w = weight.detach().float()
+        observer(w)
+        scales, zero_points = observer.calculate_qparams()
+        q = _quantize_weight(w, observer)
+    return q.int_repr(), scales.to(torch.double), zero_points.to(torch.int64)
+
+
+def quantize_blocks(blocks: Iterable[torch.Tensor], out_f: int, in_f: int) -> torch.Tensor:
+    """A per-channel ``qint8`` weight ``[out_f, in_f]`` from float row blocks (``[n, in_f]``
+    tensors, in order, ``out_f`` rows in all): each block is quantized and let go before the next
+    is made, so a large weight (the vocab x d output projection) never exists in float all at
+    once. The same values as quantizing the whole matrix (per-row quantization, tested)."""
+    values = torch.empty(out_f, in_f, dtype=torch.int8)
+    scales = torch.empty(out_f, dtype=torch.double)
+    zero_points = torch.empty(out_f, dtype=torch.int64)
+    row = 0
+    for block in blocks:
+        n = block.shape[0]
+        values[row : row + n], scales[row : row + n], zero_points[row : row + n] = quantize_rows(block)
+        row += n
+    if row != out_f:
+        raise ValueError(f"quantize_blocks: {row} rows given, {out_f} expected")
+    return torch._make_per_channel_quantized_tensor(values, scales, zero_points, 0)
+
+
+def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """An int8 dynamically quantized linear layer for ``weight`` ``[out, in]`` (fbgemm):
+    weights int8 per output channel (what ``from_float`` with ``per_channel_dynamic_qconfig``
+    makes), activations quantized per call. ``weight`` is read, not copied."""
+    out_f, in_f = weight.shape
+    return _dynamic_linear(quantize_blocks([weight], out_f, in_f), bias, torch.qint8)
 
 
 def fp16_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     """A linear layer with fp16 weights and fp32 arithmetic (fbgemm's fp16 GEMM): half the weight
     memory traffic of fp32, and exact for Whisper's weights, which are published in fp16."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-    from torch.ao.quantization import float16_dynamic_qconfig
-
     _dynamic_qconfig()
-    out_f, in_f = weight.shape
-    float_layer = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
-    float_layer.weight = nn.Parameter(weight.detach(), requires_grad=False)
-    if bias is not None:
-        float_layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-    float_layer.qconfig = float16_dynamic_qconfig  # type: ignore[assignment]  # read by from_float; not a declared attribute
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return DynamicLinear.from_float(float_layer)
-
-
-def quantize_linears(module: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
-    """Replace ``module``'s ``nn.Linear`` layers (in place) by :func:`int8_linear` ones, except
-    those whose name ends with one of ``skip`` (layers whose inputs have outliers)."""
-    _dynamic_qconfig()
-    for name, child in list(module.named_modules()):
-        for attr, sub in list(child.named_children()):
-            full = f"{name}.{attr}" if name else attr
-            if isinstance(sub, nn.Linear) and not any(full.endswith(x) for x in skip):
-                setattr(child, attr, int8_linear(sub.weight, sub.bias))
-    return module
+    return _dynamic_linear(weight.detach().float(), bias, torch.float16)
 
 
 def fold_layer_norm(
@@ -127,7 +144,7 @@ class _Layer(nn.Module):
     """One decoder layer: projections fused, in fp32, fp16 or int8 (layer norms folded into the
     int8 layers they feed, see :func:`fold_layer_norm`; :data:`INT8_FLOAT_LAYERS` stay fp16)."""
 
-    def __init__(self, sd: dict[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
+    def __init__(self, sd: MutableMapping[str, torch.Tensor], prefix: str, d: int, heads: int, kind: str) -> None:
         super().__init__()
 
         # taken out of the state dict as they are used, so fp32 sources go as soon as converted
@@ -138,7 +155,6 @@ class _Layer(nn.Module):
             return sd.pop(prefix + name + ".bias")
 
         s = (d // heads) ** -0.5  # 1/8 for 64-wide heads: folding it into the weights is exact
-        zeros = torch.zeros(d, dtype=sd[prefix + "fc1.weight"].dtype)
         make = {"int8": int8_linear, "fp16": fp16_linear, "fp32": _linear}[kind]
         make_float = fp16_linear if kind == "int8" else make
         ln1, ln2, ln3 = (
@@ -147,6 +163,7 @@ class _Layer(nn.Module):
             _norm(sd, prefix + "final_layer_norm"),
         )
         fc2_w, fc2_b = w("fc2"), b("fc2")
+        zeros = torch.zeros_like(fc2_b)  # the key projections' absent biases
         qkv_w = torch.cat([w("self_attn.q_proj") * s, w("self_attn.k_proj"), w("self_attn.v_proj")])
         qkv_b = torch.cat([b("self_attn.q_proj") * s, zeros, b("self_attn.v_proj")])
         cq_w, cq_b = w("encoder_attn.q_proj") * s, b("encoder_attn.q_proj") * s
@@ -209,6 +226,64 @@ def _norm(sd: Mapping[str, torch.Tensor], name: str) -> nn.LayerNorm:
     return norm
 
 
+#: rows of the vocab x d token embedding converted at a time while loading (1.5 MB of fp32 for d=384)
+TABLE_BLOCK_ROWS = 1024
+
+
+def _row_blocks(sd: Mapping[str, torch.Tensor], key: str) -> Iterable[torch.Tensor]:
+    """A large tensor a block of rows at a time: read alone from the file when ``sd`` can
+    (:class:`~flarelet.bindings.ai.asr.state_file.LazyState`), else sliced from memory."""
+    rows = getattr(sd, "rows", None)
+    n = sd.shape(key)[0] if hasattr(sd, "shape") else sd[key].shape[0]  # type: ignore[attr-defined]
+    whole = None if rows is not None else sd[key]
+    for start in range(0, n, TABLE_BLOCK_ROWS):
+        stop = min(n, start + TABLE_BLOCK_ROWS)
+        yield rows(key, start, stop) if rows is not None else whole[start:stop]  # type: ignore[index]
+
+
+def _fp16_table(sd: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    """The token embedding in fp16 (exact: Whisper's weights are published in fp16), converted a
+    block of rows at a time."""
+    shape = sd.shape(key) if hasattr(sd, "shape") else tuple(sd[key].shape)  # type: ignore[attr-defined]
+    table = torch.empty(shape, dtype=torch.float16)
+    row = 0
+    for block in _row_blocks(sd, key):
+        table[row : row + block.shape[0]] = block
+        row += block.shape[0]
+    return table
+
+
+def _embedding(sd: Mapping[str, torch.Tensor], key: str) -> Any:
+    """The token embedding lookup when the output projection has its own (int8 / fp16) copy of
+    the table: rows read from the weights file on demand where the state dict can say where they
+    lie (:class:`~flarelet.bindings.ai.asr.state_file.RowFile`: the exact float rows, without 40 MB
+    of fp16 table resident for tiny.en, 51 MB for base), else an fp16 table in memory (exact:
+    Whisper's weights are published in fp16)."""
+    from .state_file import RowFile
+
+    entry = getattr(sd, "entry", lambda _key: None)(key)
+    if entry is not None and entry.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return RowFile(entry)
+    return nn.Embedding.from_pretrained(_fp16_table(sd, key), freeze=True)
+
+
+def _int8_projection(sd: Mapping[str, torch.Tensor], key: str, ln: nn.LayerNorm) -> nn.Module:
+    """The output projection as an int8 layer with the final layer norm folded in
+    (:func:`fold_layer_norm`), quantized a block of rows at a time (its rows are independent:
+    the same values as folding and quantizing the whole matrix, tested)."""
+    shape = sd.shape(key) if hasattr(sd, "shape") else tuple(sd[key].shape)  # type: ignore[attr-defined]
+    biases: list[torch.Tensor] = []
+
+    def folded() -> Iterable[torch.Tensor]:
+        for block in _row_blocks(sd, key):
+            w, b = fold_layer_norm(ln, block.float(), None)
+            biases.append(b)
+            yield w
+
+    qweight = quantize_blocks(folded(), shape[0], shape[1])
+    return _dynamic_linear(qweight, torch.cat(biases), torch.qint8)
+
+
 class LeanDecoder(nn.Module):
     """Whisper's text decoder from a transformers-format state dict (``model.decoder.*``; the
     entries it converts are taken out of ``sd``, so their float originals can go).
@@ -216,11 +291,15 @@ class LeanDecoder(nn.Module):
     ``linears``: ``"fp32"``, ``"fp16"`` or ``"int8"`` for the layers' projections and feed-forward
     layers. ``proj``: the output projection (tied to the token embedding, vocab x d: the largest
     weight read per token) in ``"fp32"``, ``"fp16"`` (fp16 weights, fp32 arithmetic; exact for
-    Whisper's fp16-published weights) or ``"int8"``. Unless fp32, the embedding table is kept in
-    fp16 for lookups (exact for the same reason).
+    Whisper's fp16-published weights) or ``"int8"``. Unless fp32, embedding lookups read their
+    rows from the weights file (:func:`_embedding`), or else from an fp16 copy of the table.
+    The weights are taken from ``sd`` (a dict or a lazy
+    :class:`~flarelet.bindings.ai.asr.state_file.LazyState`) as they are converted.
     """
 
-    def __init__(self, sd: dict[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32") -> None:
+    def __init__(
+        self, sd: MutableMapping[str, torch.Tensor], config: Any, linears: str = "fp32", proj: str = "fp32"
+    ) -> None:
         super().__init__()
         p = "model.decoder."
         self.d = int(config.d_model)
@@ -241,18 +320,22 @@ class LeanDecoder(nn.Module):
                     ]
                 ),
             )
-            table = sd.pop(p + "embed_tokens.weight")
-            out = sd.pop("proj_out.weight", table)  # tied to the embedding unless the folder says otherwise
+            table_key = p + "embed_tokens.weight"
+            # the output projection is tied to the embedding unless the folder says otherwise
+            out_key = "proj_out.weight" if "proj_out.weight" in sd else table_key
             if proj == "fp32":
-                self.embed = nn.Embedding.from_pretrained(table, freeze=True)
-                self.proj: nn.Module = _linear(out, None)
+                table = sd.pop(table_key)
+                self.embed: Any = nn.Embedding.from_pretrained(table, freeze=True)
+                self.proj: nn.Module = _linear(sd.pop(out_key, table), None)
             else:
-                self.embed = nn.Embedding.from_pretrained(table.to(torch.float16), freeze=True)
+                self.embed = _embedding(sd, table_key)
                 if proj == "int8":
-                    self.proj = int8_linear(*fold_layer_norm(self.ln, out, None))
+                    self.proj = _int8_projection(sd, out_key, self.ln)
                     self.ln = _plain_norm(self.ln)
                 else:
-                    self.proj = fp16_linear(out, None)
+                    self.proj = fp16_linear(sd.pop(out_key), None)
+                sd.pop(table_key, None)
+                sd.pop(out_key, None)
         self.plan = token_step.StepPlan.of(self.layers)  # one scripted graph per token, where the kernels allow
 
     # -- per window -------------------------------------------------------------------------------
@@ -260,12 +343,20 @@ class LeanDecoder(nn.Module):
     def cross_kv(self, enc: torch.Tensor) -> CrossKV:
         """Cross-attention keys and values of one encoder output ``[1, frames, d]``."""
         _, frames, _ = enc.shape
-        kv = torch.stack([layer.ckv(enc[0]) for layer in self.layers])  # [layers, frames, 2d]
-        kv = kv.view(len(self.layers), frames, 2, self.heads, self.head_dim)
-        return CrossKV(
-            keys_t=kv[:, :, 0].permute(0, 2, 3, 1).contiguous(),  # [layers, heads, head_dim, frames]
-            values=kv[:, :, 1].permute(0, 2, 1, 3).contiguous(),  # [layers, heads, frames, head_dim]
-        )
+        keys_t = values = None
+        # layer by layer into the final layout (not all layers' products stacked, then permuted
+        # into copies: that held three copies of an 18 MB result at once for tiny.en)
+        for li, layer in enumerate(self.layers):
+            kv = layer.ckv(enc[0]).view(frames, 2, self.heads, self.head_dim)
+            if keys_t is None or values is None:
+                n = len(self.layers)
+                keys_t = kv.new_empty(n, self.heads, self.head_dim, frames)  # [layers, heads, head_dim, frames]
+                values = kv.new_empty(n, self.heads, frames, self.head_dim)  # [layers, heads, frames, head_dim]
+            keys_t[li] = kv[:, 0].permute(1, 2, 0)
+            values[li] = kv[:, 1].permute(1, 0, 2)
+            del kv
+        assert keys_t is not None and values is not None
+        return CrossKV(keys_t=keys_t, values=values)
 
     # -- forward ----------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ through transformers once).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,49 +20,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .decoder import quantize_linears
+from .decoder import int8_linear
 
 
-def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """The model's tensors by transformers' names (``model.encoder.conv1.weight``, ...), as
-    ordinary in-memory tensors (nothing keeps the file mapped)."""
-    from safetensors import safe_open
+def open_state(folder: Path) -> MutableMapping[str, torch.Tensor]:
+    """The model's tensors by transformers' names (``model.encoder.conv1.weight``, ...): for
+    safetensors folders a :class:`~flarelet.bindings.ai.asr.state_file.LazyState` that reads each
+    tensor when a module takes it (close it when done), so loading never holds the whole float
+    model; other formats (``pytorch_model.bin``, ...) through transformers, once, in memory."""
+    from .state_file import LazyState, safetensors_files
 
     folder = Path(folder)
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        shards = json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()
-        files = [folder / name for name in dict.fromkeys(shards)]
-    else:  # pytorch_model.bin and friends: let transformers read them, once
-        from transformers import WhisperForConditionalGeneration
+    files = safetensors_files(folder)
+    if files is not None:
+        return LazyState(files)
+    from transformers import WhisperForConditionalGeneration
 
-        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out: dict[str, torch.Tensor] = {}
-    for path in files:
-        with safe_open(str(path), framework="pt") as fh:
-            for key in fh.keys():
-                out[key] = fh.get_tensor(key).clone()  # (measured: cloning leaves less resident after load)
-    return out
+    model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class _EncoderLayer(nn.Module):
-    def __init__(self, sd: Mapping[str, torch.Tensor], prefix: str, d: int, ffn: int, heads: int) -> None:
+    def __init__(
+        self, sd: Mapping[str, torch.Tensor], prefix: str, d: int, heads: int, int8_skip: Sequence[str] | None
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.head_dim = d // heads
         self.scaling = self.head_dim**-0.5
+
+        def linear(name: str) -> nn.Module:
+            int8 = int8_skip is not None and not any(name.endswith(x) for x in int8_skip)
+            return _linear(sd, prefix + name, int8)
+
         self.ln1 = _norm(sd, prefix + "self_attn_layer_norm", d)
-        self.q_proj = _linear(sd, prefix + "self_attn.q_proj")
-        self.k_proj = _linear(sd, prefix + "self_attn.k_proj")
-        self.v_proj = _linear(sd, prefix + "self_attn.v_proj")
-        self.out_proj = _linear(sd, prefix + "self_attn.out_proj")
+        self.q_proj = linear("self_attn.q_proj")
+        self.k_proj = linear("self_attn.k_proj")
+        self.v_proj = linear("self_attn.v_proj")
+        self.out_proj = linear("self_attn.out_proj")
         self.ln2 = _norm(sd, prefix + "final_layer_norm", d)
-        self.fc1 = _linear(sd, prefix + "fc1")
-        self.fc2 = _linear(sd, prefix + "fc2")
+        self.fc1 = linear("fc1")
+        self.fc2 = linear("fc2")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, d = x.shape
@@ -83,9 +80,13 @@ class _EncoderLayer(nn.Module):
 
 
 class LeanEncoder(nn.Module):
-    """Whisper's encoder: two convolutions, sinusoidal positions, pre-norm transformer layers."""
+    """Whisper's encoder: two convolutions, sinusoidal positions, pre-norm transformer layers.
 
-    def __init__(self, sd: Mapping[str, torch.Tensor], config: Any) -> None:
+    ``int8_skip``: None for float linear layers (the state dict's dtype); else int8 dynamically
+    quantized ones (CPU), each quantized as it is read, except those whose name ends with one of
+    ``int8_skip`` (see engine.ENCODER_FLOAT_LAYERS)."""
+
+    def __init__(self, sd: Mapping[str, torch.Tensor], config: Any, int8_skip: Sequence[str] | None = None) -> None:
         super().__init__()
         d = int(config.d_model)
         p = "model.encoder."
@@ -97,9 +98,7 @@ class LeanEncoder(nn.Module):
         self.positions = _param(sd[p + "embed_positions.weight"])
         self.layers = nn.ModuleList(
             [
-                _EncoderLayer(
-                    sd, f"{p}layers.{i}.", d, int(config.encoder_ffn_dim), int(config.encoder_attention_heads)
-                )
+                _EncoderLayer(sd, f"{p}layers.{i}.", d, int(config.encoder_attention_heads), int8_skip)
                 for i in range(int(config.encoder_layers))
             ]
         )
@@ -114,18 +113,16 @@ class LeanEncoder(nn.Module):
             x = layer(x)
         return self.ln(x)
 
-    def quantize(self, skip: Sequence[str]) -> None:
-        """int8 linear layers (CPU), except those named in ``skip`` (see engine.ENCODER_FLOAT_LAYERS)."""
-        quantize_linears(self.layers, skip=skip)
-
 
 def _param(t: torch.Tensor) -> nn.Parameter:
     return nn.Parameter(t, requires_grad=False)
 
 
-def _linear(sd: Mapping[str, torch.Tensor], name: str) -> nn.Linear:
+def _linear(sd: Mapping[str, torch.Tensor], name: str, int8: bool = False) -> nn.Module:
     w = sd[name + ".weight"]
     b = sd.get(name + ".bias")
+    if int8:
+        return int8_linear(w, b)
     layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
     layer.weight = _param(w)
     if b is not None:

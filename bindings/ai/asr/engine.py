@@ -69,15 +69,12 @@ class WhisperEngine:
         self, folder: Path, device: str = "auto", threads: int = 1, label: str = "", quantize: str = "none"
     ) -> None:
         import torch
-        import transformers
-        from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperTokenizer
 
         from .features import LogMel
         from .logit_rules import LogitRules
+        from .model_files import GenerationSettings, ModelConfig, load_tokenizer
         from .vocabulary import Vocabulary
 
-        transformers.utils.logging.set_verbosity_error()  # deprecation chatter that is not ours to fix
-        transformers.utils.logging.disable_progress_bar()
         self.torch = torch
         self.folder = Path(folder)
         self.label = label or self.folder.name
@@ -86,13 +83,13 @@ class WhisperEngine:
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.threads = threads
         self._set_threads(1)
-        cfg = WhisperConfig.from_pretrained(self.folder, local_files_only=True)
-        self.config = cfg
-        self.generation_config = gen = GenerationConfig.from_pretrained(self.folder, local_files_only=True)
-        self.vocab = Vocabulary(WhisperTokenizer.from_pretrained(self.folder, local_files_only=True), gen, cfg)
+        # the folder's JSON files read directly (transformers' classes cost ~45 MB; model_files.py)
         try:
-            self.log_mel = LogMel(WhisperFeatureExtractor.from_pretrained(self.folder, local_files_only=True))
-        except ValueError as exc:
+            self.config = cfg = ModelConfig.from_folder(self.folder)
+            self.generation_config = gen = GenerationSettings.from_folder(self.folder)
+            self.vocab = Vocabulary(load_tokenizer(self.folder), gen, cfg)
+            self.log_mel = LogMel.from_folder(self.folder)
+        except (ValueError, TypeError, KeyError) as exc:
             raise errors.internal(f"{self.folder}: {exc}") from None
         self._load_modules(quantize)
         heads = getattr(gen, "alignment_heads", None)
@@ -112,23 +109,32 @@ class WhisperEngine:
         """The encoder and decoder on the folder's weights, in the ``quantize`` format (a CPU
         lever, fbgemm kernels; on a GPU the whole model runs in fp16)."""
         from .decoder import LeanDecoder
-        from .encoder import LeanEncoder, read_state_dict
+        from .encoder import LeanEncoder, open_state
 
         torch, cfg = self.torch, self.config
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, not {quantize!r}")
         self.quantize = quantize if self.device.type == "cpu" else "none"
-        with torch.inference_mode(False), torch.no_grad():
-            state = read_state_dict(self.folder)
-            self.encoder = LeanEncoder(state, cfg)
-            if self.quantize == "int8":
-                self.lean = LeanDecoder(state, cfg, linears="int8", proj="int8")
-                self.encoder.quantize(skip=ENCODER_FLOAT_LAYERS)
-            elif self.quantize == "fp16":
-                self.lean = LeanDecoder(state, cfg, linears="fp16", proj="fp16")
-            else:
-                self.lean = LeanDecoder(state, cfg)
+        # Tensor by tensor (a lazy state dict over the file): each weight is read when its module
+        # converts it and let go after, so loading never holds the float model beside its
+        # int8 / fp16 form (the peak while loading was the file's pages + fp32 + int8 copies).
+        state = open_state(self.folder)
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                int8_skip = ENCODER_FLOAT_LAYERS if self.quantize == "int8" else None
+                self.encoder = LeanEncoder(state, cfg, int8_skip=int8_skip)
+                if self.quantize == "int8":
+                    self.lean = LeanDecoder(state, cfg, linears="int8", proj="int8")
+                elif self.quantize == "fp16":
+                    self.lean = LeanDecoder(state, cfg, linears="fp16", proj="fp16")
+                else:
+                    self.lean = LeanDecoder(state, cfg)
+        finally:
+            close = getattr(state, "close", None)
+            if close is not None:
+                close()
             del state
+        with torch.inference_mode(False), torch.no_grad():
             if self.device.type != "cpu":  # fp16 weights and activations on the GPU
                 self.encoder = self.encoder.to(self.device, self.dtype)
                 self.lean = self.lean.to(self.device, self.dtype)

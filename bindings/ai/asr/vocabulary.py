@@ -30,8 +30,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class Vocabulary:
-    """Token ids and text of one Whisper model (``tokenizer``: transformers' ``WhisperTokenizer``;
-    ``gen``/``cfg``: the folder's ``GenerationConfig`` and ``WhisperConfig``)."""
+    """Token ids and text of one Whisper model (``tokenizer``: a
+    :class:`~flarelet.bindings.ai.asr.model_files.TokenizerFile` or transformers' ``WhisperTokenizer``;
+    ``gen``/``cfg``: the folder's generation config and model config, as
+    :mod:`~flarelet.bindings.ai.asr.model_files` or transformers reads them)."""
 
     def __init__(self, tokenizer: Any, gen: Any, cfg: Any) -> None:
         self.tokenizer = tokenizer
@@ -47,7 +49,8 @@ class Vocabulary:
             nospeech = tok("<|nocaptions|>")
         self.no_speech = int(nospeech)
         self.vocab_size = int(cfg.vocab_size)
-        self.multilingual = bool(getattr(gen, "is_multilingual", cfg.vocab_size >= 51865))
+        multilingual = getattr(gen, "is_multilingual", None)
+        self.multilingual = bool(cfg.vocab_size >= 51865 if multilingual is None else multilingual)
         self.lang_to_id: dict[str, int] = {
             k.strip("<|>"): int(v) for k, v in (getattr(gen, "lang_to_id", None) or {}).items()
         }
