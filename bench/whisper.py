@@ -236,9 +236,11 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
     started = time.perf_counter()
     if engine_name.startswith("flarelet"):
         import torch  # noqa: F401
-        import transformers  # noqa: F401
 
         import flarelet.bindings.ai.asr.inference  # noqa: F401  (the imports the engine needs, not its load)
+
+        if engine_name == "flarelet-transformers":  # the lean engine itself never imports transformers
+            import transformers  # noqa: F401
     elif engine_name == "pipeline":
         import transformers  # noqa: F401
         from transformers import pipeline  # noqa: F401

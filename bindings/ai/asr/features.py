@@ -84,15 +84,25 @@ class LogMel:
         the last one too, has 3000 frames)."""
         import torch
 
+        from . import heap
+
         padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(N_FRAMES * HOP_LENGTH, np.float32)])
         with torch.inference_mode():
             stft = torch.stft(
                 torch.from_numpy(padded), self.n_fft, HOP_LENGTH, window=self._window, return_complex=True
             )
-            magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
+            del padded
+            # transformers' operations in its order; in place where a copy would only be freed
+            # again (same values: ``x ** 2`` and ``pow_(2)``, ``maximum(x, m)`` and
+            # ``clamp_(min=m)`` compute the same thing), so a long clip's spectrogram exists in
+            # as few copies as possible at once
+            magnitudes = stft[..., :-1].abs()
             del stft
+            magnitudes.pow_(2)
             mel = self._filters.T @ magnitudes
             del magnitudes
-            log_spec = torch.clamp(mel, min=1e-10).log10()
-            log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-            return ((log_spec + 4.0) / 4.0).numpy()
+            log_spec = mel.clamp_(min=1e-10).log10_()
+            log_spec.clamp_(min=log_spec.max() - 8.0)
+            out = log_spec.add_(4.0).div_(4.0).numpy()
+        heap.release_free_memory()  # the spectrogram's intermediates (tens of MB for a long clip)
+        return out

@@ -98,24 +98,34 @@ class TokenizerFile:
         vocab = data.get("model", {}).get("vocab")
         if not isinstance(vocab, dict):
             raise ValueError(f"{self.path}: no BPE vocabulary (model.vocab)")
-        self._ids: dict[str, int] = {str(k): int(v) for k, v in vocab.items()}
+        ids = {str(k): int(v) for k, v in vocab.items()}
         for added in data.get("added_tokens") or []:
-            self._ids[str(added["content"])] = int(added["id"])
+            ids[str(added["content"])] = int(added["id"])
         del data, vocab
         unk = "<|endoftext|>"
         config = Path(folder) / "tokenizer_config.json"
         if config.is_file():
             token = _read_json(config).get("unk_token")
             unk = token.get("content", unk) if isinstance(token, dict) else token or unk
-        self.unk_token_id = self._ids.get(unk)
+        self.unk_token_id = ids.get(unk)
+        self._ids: dict[str, int] | None = ids
         self._encoder: Any = None
         self._lock = threading.Lock()
 
     def convert_tokens_to_ids(self, token: str) -> int | None:
         """As transformers does: an unknown token gives the unknown token's id."""
+        if self._ids is None:
+            raise RuntimeError("the vocabulary was released (see release_vocabulary)")
         return self._ids.get(token, self.unk_token_id)
 
+    def release_vocabulary(self) -> None:
+        """Drop the token -> id table (~7 MB for Whisper's 51k tokens): called by the
+        vocabulary once it has what it needs; ``encode`` still works (it reads the file)."""
+        self._ids = None
+
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str | None]:
+        if self._ids is None:
+            raise RuntimeError("the vocabulary was released (see release_vocabulary)")
         pieces = {i: t for t, i in self._ids.items()}  # asked once per model: not kept
         return [pieces.get(int(i)) for i in ids]
 

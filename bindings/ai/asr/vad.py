@@ -1,6 +1,8 @@
 """Voice activity detection for ``vad_filter``: Silero VAD's ONNX model, offline.
 
-The ``silero-vad`` wheel ships its models; we run ``silero_vad.onnx`` with onnxruntime on numpy
+The ``silero-vad`` wheel ships its models; we run ``silero_vad_16k_op15.onnx`` (the 16 kHz graph
+alone: the same probabilities as ``silero_vad.onnx``, bit for bit, in ~9 MB less memory than the
+two-rate graph) with onnxruntime on numpy
 arrays (no torch JIT load, which costs seconds) and reuse silero's own
 ``get_speech_timestamps_from_probs`` for turning per-32 ms probabilities into speech spans. The
 parameters are faster-whisper's ``VadOptions`` defaults -- Cloudflare's turbo ``vad_filter`` is
@@ -23,6 +25,7 @@ import numpy as np
 SAMPLE_RATE = 16_000
 WINDOW = 512  # samples per VAD step at 16 kHz
 CONTEXT = 64  # samples of the previous window the v5 model expects in front
+MODEL_FILE = "silero_vad_16k_op15.onnx"
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class SileroVad:
         spec = importlib.util.find_spec("silero_vad")
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("vad_filter needs the silero-vad package (pip install silero-vad)")
-        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / MODEL_FILE
         opts = onnxruntime.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1

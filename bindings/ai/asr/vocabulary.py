@@ -65,6 +65,9 @@ class Vocabulary:
                 self._token_bytes.append(b"")  # specials and timestamps carry no text
             else:
                 self._token_bytes.append(bytes(byte_decoder.get(ch, 0) for ch in piece or ""))
+        release = getattr(tokenizer, "release_vocabulary", None)
+        if release is not None:  # a TokenizerFile: its token table is not needed any more
+            release()
 
     def decode_text(self, tokens: Sequence[int]) -> str:
         return b"".join(self._token_bytes[t] for t in tokens if t < self.eot).decode("utf-8", errors="replace")
