@@ -24,7 +24,6 @@ import pytest
 import torch
 from torch import nn
 
-from flarelet.bindings.ai.asr import heap
 from flarelet.bindings.ai.asr.alignment import median_filter
 from flarelet.bindings.ai.asr.decoder import _int8_projection, fold_layer_norm, fp16_linear, int8_linear
 from flarelet.bindings.ai.asr.features import mel_filters
@@ -164,11 +163,6 @@ def test_median_filter_per_head_equals_the_reference_median():
     reference = np.median(np.lib.stride_tricks.sliding_window_view(padded, 7, axis=-1), axis=-1)
     got = median_filter(x, 7)
     assert got.dtype == x.dtype and np.array_equal(got, reference)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim is Linux-only")
-def test_heap_release_reaches_glibc_on_linux():
-    assert heap.release_free_memory() is True
 
 
 def test_mel_filters_equal_transformers_filter_bank():

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
-from . import alignment, beam, decoding, heap, scheduler, transcribe
+from . import alignment, beam, decoding, scheduler, transcribe
 from .options import TranscribeOptions
 from .results import Decoded, Transcription
 from .work import AlignWork, DecodeWork, Job, Window
@@ -168,7 +168,6 @@ class WhisperEngine:
                         out.append(Window(e, self.lean.cross_kv(e)))
                 finally:
                     self._set_threads(1)
-        heap.release_free_memory()  # each stage's freed blocks back to the OS (heap.py)
         return out
 
     def _set_threads(self, n: int) -> None:
@@ -196,19 +195,13 @@ class WhisperEngine:
         return [(codes[b], float(probs[i, b])) for i, b in enumerate(best)]
 
     def decode_rows(self, works: Sequence[DecodeWork], threads: int | None = None) -> list[Decoded | BaseException]:
-        try:
-            return decoding.decode_rows(self, works, threads)
-        finally:
-            heap.release_free_memory()
+        return decoding.decode_rows(self, works, threads)
 
     def beam_window(self, work: DecodeWork) -> Decoded:
         return beam.beam_window(self, work)
 
     def align_rows(self, works: Sequence[AlignWork], threads: int | None = None) -> list[tuple[np.ndarray, Any]]:
-        try:
-            return alignment.align_rows(self, works, threads)
-        finally:
-            heap.release_free_memory()
+        return alignment.align_rows(self, works, threads)
 
     # -- transcriptions ---------------------------------------------------------------------------
 

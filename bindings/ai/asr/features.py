@@ -84,8 +84,6 @@ class LogMel:
         the last one too, has 3000 frames)."""
         import torch
 
-        from . import heap
-
         padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(N_FRAMES * HOP_LENGTH, np.float32)])
         with torch.inference_mode():
             stft = torch.stft(
@@ -103,6 +101,4 @@ class LogMel:
             del magnitudes
             log_spec = mel.clamp_(min=1e-10).log10_()
             log_spec.clamp_(min=log_spec.max() - 8.0)
-            out = log_spec.add_(4.0).div_(4.0).numpy()
-        heap.release_free_memory()  # the spectrogram's intermediates (tens of MB for a long clip)
-        return out
+            return log_spec.add_(4.0).div_(4.0).numpy()
