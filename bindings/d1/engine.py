@@ -25,6 +25,7 @@ from flarelet.bindings.d1.constants import (
 )
 from flarelet.bindings.d1.errors import D1Error
 from flarelet.bindings.d1.offsets import error_offset
+from flarelet.bindings.d1.rows import RowCounter
 from flarelet.bindings.d1.statements import is_blank_query, split_statements
 from flarelet.bindings.d1.values import out_value
 from flarelet.bindings.storage import paths
@@ -48,6 +49,7 @@ class D1Engine:
     def __init__(self, limits: D1Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self._auth = _AuthState()
+        self.rows = RowCounter()
 
     # connection setup ---------------------------------------------------------------------
 
@@ -72,9 +74,12 @@ class D1Engine:
         return sqlite3.SQLITE_OK
 
     def _internal(self, conn: sqlite3.Connection, sql: str) -> None:
+        self._internal_rows(conn, sql)
+
+    def _internal_rows(self, conn: sqlite3.Connection, sql: str) -> list[tuple]:
         self._auth.internal = True
         try:
-            conn.execute(sql)
+            return conn.execute(sql).fetchall()
         finally:
             self._auth.internal = False
 
@@ -170,8 +175,14 @@ class D1Engine:
         last_before = self._last_row_id(conn)
         columns: list[str] = []
         rows: list[tuple] = []
+        estimate = None
+        last_changes_before = changes_before
         for index, statement in enumerate(statements):
             last = index == len(statements) - 1
+            if last:
+                # D1 reports the last statement's row counters; what they need is read before it runs
+                estimate = self.rows.prepare(conn, statement, params, lambda q: self._internal_rows(conn, q))
+                last_changes_before = conn.total_changes
             try:
                 self._auth.denied_transaction = False
                 cursor = conn.execute(statement, tuple(params) if last else ())
@@ -190,6 +201,7 @@ class D1Engine:
                 columns = [d[0] for d in cursor.description] if cursor.description else []
                 rows = fetched
         changes = conn.total_changes - changes_before
+        counts = estimate.counts(len(rows), conn.total_changes - last_changes_before) if estimate else None
         last_row_id = self._last_row_id(conn)
         size_after = self._size(conn)
         duration = (time.perf_counter() - started) * 1000
@@ -203,10 +215,10 @@ class D1Engine:
                 "last_row_id": last_row_id,
                 "changed_db": changes != 0 or last_row_id != last_before or size_after != size_before,
                 "size_after": size_after,
-                # Python's sqlite3 does not expose SQLite's per-statement row counters: rows
-                # returned stand in for rows read, rows changed for rows written.
-                "rows_read": len(rows),
-                "rows_written": changes,
+                # estimated from the statement's program (flarelet.bindings.d1.rows): Python's
+                # sqlite3 has no row counters
+                "rows_read": counts.read if counts else 0,
+                "rows_written": counts.written if counts else 0,
             },
         }
 
