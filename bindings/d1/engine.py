@@ -213,7 +213,12 @@ class D1Engine:
                 "duration": duration,
                 "changes": changes,
                 "last_row_id": last_row_id,
-                "changed_db": changes != 0 or last_row_id != last_before or size_after != size_before,
+                # a DROP frees pages without shrinking the file or counting a change: D1 still
+                # reports the database changed
+                "changed_db": changes != 0
+                or last_row_id != last_before
+                or size_after != size_before
+                or (estimate is not None and estimate.program.writes_schema),
                 "size_after": size_after,
                 # estimated from the statement's program (flarelet.bindings.d1.rows): Python's
                 # sqlite3 has no row counters

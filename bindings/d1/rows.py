@@ -201,6 +201,14 @@ class Program:
     def cursor(self, op: Op) -> Cursor | None:
         return self.cursor_at.get(op.addr)
 
+    @property
+    def writes_schema(self) -> bool:
+        """The statement changes the schema (``CREATE``, ``DROP``, ``ALTER``)."""
+        return any(
+            op.opcode == "OpenWrite" and (c := self.cursor(op)) is not None and c.table == "sqlite_schema"
+            for op in self.ops
+        )
+
 
 def _dead(ops: list[Op]) -> set[int]:
     """Addresses a D1 database never runs: the foreign-key recount skipped while no constraint

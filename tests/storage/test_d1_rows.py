@@ -156,3 +156,10 @@ async def test_counters_follow_schema_changes_of_the_same_statement(db: D1Databa
     assert await rows(db, "SELECT * FROM cnt WHERE n = 3") == (10, 0)
     await db.exec("CREATE INDEX cnt_n ON cnt(n)")
     assert await rows(db, "SELECT * FROM cnt WHERE n = 3") == (2, 0)
+
+
+async def test_drop_table_reports_the_database_changed_as_d1(db: D1Database) -> None:
+    await db.exec("CREATE TABLE gone (x)")
+    result = await db.prepare("DROP TABLE gone").run()
+    assert result.meta.changed_db is True and result.meta.changes == 0
+    assert (await db.prepare("SELECT 1").run()).meta.changed_db is False
