@@ -148,17 +148,23 @@ class D1Engine:
 
     # queries ---------------------------------------------------------------------------------
 
-    def _size(self, conn: sqlite3.Connection) -> int:
+    def _state(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Database size in bytes and the last inserted rowid.
+
+        The rowid comes with the page count: Python's cursor reads ``sqlite3_last_insert_rowid``
+        after every statement, so it costs no query of its own.
+        """
         self._auth.internal = True
         try:
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            cursor = conn.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
             size = conn.execute("PRAGMA page_size").fetchone()[0]
         finally:
             self._auth.internal = False
-        return int(pages) * int(size)
+        return int(pages) * int(size), int(cursor.lastrowid or 0)
 
-    def _last_row_id(self, conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        return int(self._internal_rows(conn, "PRAGMA schema_version")[0][0])
 
     def query(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any]:
         """Run one query (possibly several statements); results of the last statement."""
@@ -170,9 +176,8 @@ class D1Engine:
         if not statements:
             raise D1Error(f"D1_ERROR: {COMMENTS_ONLY_MESSAGE}", COMMENTS_ONLY_MESSAGE)
         started = time.perf_counter()
-        size_before = self._size(conn)
+        size_before, last_before = self._state(conn)
         changes_before = conn.total_changes
-        last_before = self._last_row_id(conn)
         columns: list[str] = []
         rows: list[tuple] = []
         estimate = None
@@ -181,7 +186,9 @@ class D1Engine:
             last = index == len(statements) - 1
             if last:
                 # D1 reports the last statement's row counters; what they need is read before it runs
-                estimate = self.rows.prepare(conn, statement, params, lambda q: self._internal_rows(conn, q))
+                estimate = self.rows.prepare(
+                    conn, statement, params, self._schema_version(conn), lambda q: self._internal_rows(conn, q)
+                )
                 last_changes_before = conn.total_changes
             try:
                 self._auth.denied_transaction = False
@@ -201,9 +208,8 @@ class D1Engine:
                 columns = [d[0] for d in cursor.description] if cursor.description else []
                 rows = fetched
         changes = conn.total_changes - changes_before
-        counts = estimate.counts(len(rows), conn.total_changes - last_changes_before) if estimate else None
-        last_row_id = self._last_row_id(conn)
-        size_after = self._size(conn)
+        counts = estimate.counts(rows, conn.total_changes - last_changes_before) if estimate else None
+        size_after, last_row_id = self._state(conn)
         duration = (time.perf_counter() - started) * 1000
         return {
             "columns": columns,

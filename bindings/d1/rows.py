@@ -42,6 +42,7 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 #: SQLite's ``OPFLAG_NCHANGE`` (the op counts as a change) and ``OPFLAG_SEEKEQ`` (an
@@ -188,20 +189,48 @@ class Program:
     loops: list[Loop]
     parents: dict[int, int | None] = field(default_factory=dict)  # loop index -> enclosing loop index
 
-    def scanned_tables(self) -> set[str]:
+    @cached_property
+    def shape(self) -> _Shape:
+        return _shape(self)
+
+    @cached_property
+    def scanned_tables(self) -> frozenset[str]:
         """Tables whose size the counts need: those scanned in full and those ``count(*)``-ed."""
         tables: set[str] = set()
         for op in self.ops:
-            if op.opcode in SCAN_OPENERS or op.opcode == "Count":
+            if op.opcode in SCAN_OPENERS or (op.opcode == "Count" and op.addr not in self.counted_columns):
                 cursor = self.cursor(op)
                 if cursor is not None and cursor.kind == "btree" and cursor.table and not cursor.new:
                     tables.add(cursor.table)
-        return tables
+        return frozenset(tables)
+
+    @cached_property
+    def counted_columns(self) -> dict[int, int]:
+        """``count(*)`` ops whose count the statement returns as is: address -> result column.
+
+        ``SELECT count(*) FROM t`` reads the table's rows; its answer is that number, so no
+        second count is needed.
+        """
+        out: dict[int, int] = {}
+        results = [op for op in self.ops if op.opcode == "ResultRow"]
+        if len(results) != 1:
+            return out
+        first, width = results[0].p1, results[0].p2
+        for count in (op for op in self.ops if op.opcode == "Count" and op.p3 == 0):
+            registers = {count.p2}
+            for op in self.ops:
+                if op.opcode in ("Copy", "SCopy") and op.p1 in registers and op.addr > count.addr:
+                    registers.add(op.p2)
+            for register in sorted(registers):
+                if first <= register < first + width:
+                    out[count.addr] = register - first
+                    break
+        return out
 
     def cursor(self, op: Op) -> Cursor | None:
         return self.cursor_at.get(op.addr)
 
-    @property
+    @cached_property
     def writes_schema(self) -> bool:
         """The statement changes the schema (``CREATE``, ``DROP``, ``ALTER``)."""
         return any(
@@ -294,8 +323,9 @@ class Estimate:
     program: Program
     sizes: dict[str, int]
 
-    def counts(self, returned: int, changes: int) -> RowCounts:
-        return _Counting(self.program, self.sizes, returned, changes).run()
+    def counts(self, rows: Sequence[Sequence[Any]], changes: int) -> RowCounts:
+        """The counters once the statement has run: the rows it returned, the rows it changed."""
+        return _Counting(self.program.shape, self.sizes, len(rows), changes, rows[0] if rows else None).run()
 
 
 def _key_fields(op: Op) -> int:
@@ -306,40 +336,132 @@ def _key_fields(op: Op) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class _LoopShape:
+    """What a loop does, read once from the program: the counting only multiplies."""
+
+    loop: Loop
+    parent: int | None
+    cursor: Cursor | None  # the cursor it steps (None for a co-routine or rowid-set loop)
+    once: bool  # built once whatever encloses it (an IN subquery's table)
+    filtered: bool  # a jump to its step skips rows
+    limited: bool  # a LIMIT counter inside
+    early_exit: bool  # leaves after its first row (min() or max())
+    bounded: bool  # a range with an upper end
+    feeders: tuple[int, ...]  # loops that fill the sorter or temporary table it reads
+    constant_inserts: int  # rows put into that table outside any loop (an IN list)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    loops: tuple[_LoopShape, ...]
+    innermost: frozenset[int]  # loops with no loop inside
+    dml: bool  # writes rows of the database's own tables
+    reads: tuple[tuple[str, Cursor | None, Op, int | None], ...]  # one-off reads and the loop they run in
+    writes: tuple[tuple[str, Cursor | None, int | None], ...]  # counted writes and the loop they run in
+    counted_columns: dict[int, int]  # count(*) ops whose count is a result column
+
+
+def _shape(p: Program) -> _Shape:
+    def body(loop: Loop) -> list[Op]:
+        return [op for op in p.ops if loop.start <= op.addr < loop.end]
+
+    def innermost_loop_of(addr: int) -> int | None:
+        best: int | None = None
+        for i, loop in enumerate(p.loops):
+            if loop.start <= addr <= loop.end and (
+                best is None or loop.end - loop.start < p.loops[best].end - p.loops[best].start
+            ):
+                best = i
+        return best
+
+    onces = [(op.addr, op.p2) for op in p.ops if op.opcode == "Once"]
+    inserting = ("SorterInsert", "IdxInsert", "Insert")
+    loops = []
+    for i, loop in enumerate(p.loops):
+        ops = body(loop)
+        first = loop.opener.addr if loop.opener is not None else loop.start
+        target = loop.step.p1
+        loops.append(
+            _LoopShape(
+                loop=loop,
+                parent=p.parents[i],
+                cursor=p.cursor(loop.step) if loop.step.opcode != "Goto" else None,
+                once=any(a < first < b for a, b in onces),
+                filtered=any(op.opcode in COMPARE_JUMPS and op.p2 == loop.end for op in ops),
+                limited=any(op.opcode == "DecrJumpZero" for op in ops),
+                early_exit=any(op.opcode == "Goto" and op.p2 >= loop.exit for op in ops),
+                bounded=any(op.opcode in RANGE_ENDS and op.p2 == loop.exit for op in ops),
+                feeders=tuple(
+                    j
+                    for j, other in enumerate(p.loops)
+                    if any(op.opcode in inserting and op.p1 == target for op in body(other))
+                ),
+                constant_inserts=sum(
+                    1
+                    for op in p.ops
+                    if op.opcode in inserting and op.p1 == target and innermost_loop_of(op.addr) is None
+                ),
+            )
+        )
+    openers = {loop.opener.addr for loop in p.loops if loop.opener is not None}
+    reads = []
+    writes = []
+    for op in p.ops:
+        cursor = p.cursor(op)
+        where = innermost_loop_of(op.addr)
+        if op.opcode == "Count":
+            reads.append(("count", cursor, op, None))
+        elif op.opcode in ROWID_LOOKUPS:
+            reads.append(("lookup", cursor, op, where))
+        elif op.addr not in openers and (op.opcode in SEEK_OPS or op.opcode in SCAN_OPENERS):
+            # a one-row lookup (unique index) or a min()/max() that reads one entry
+            reads.append(("seek_eq" if cursor is not None and cursor.seek_eq else "lookup", cursor, op, where))
+        if op.opcode == "Clear" and op.p3:
+            writes.append(("clear", cursor, where))
+        elif (
+            cursor is not None
+            and cursor.kind == "btree"
+            and (
+                (op.opcode == "Insert" and not op.p5 & OPFLAG_ISNOOP)  # WITHOUT ROWID rows go in by IdxInsert
+                or op.opcode == "IdxInsert"
+                or (op.opcode == "Delete" and op.p2 & OPFLAG_NCHANGE)
+            )
+        ):
+            writes.append(("write", cursor, where))
+    dml = any(
+        op.opcode == "OpenWrite"
+        and (c := p.cursor(op)) is not None
+        and c.kind == "btree"
+        and not c.new
+        and c.table is not None
+        and c.table not in INTERNAL_TABLES
+        for op in p.ops
+    )
+    parents = {shape.parent for shape in loops}
+    innermost = frozenset(i for i in range(len(loops)) if i not in parents)
+    return _Shape(tuple(loops), innermost, dml, tuple(reads), tuple(writes), p.counted_columns)
+
+
 class _Counting:
-    def __init__(self, program: Program, sizes: dict[str, int], returned: int, changes: int) -> None:
-        self.p = program
+    """One run's counts: the program's shape times the sizes, rows returned and rows changed."""
+
+    def __init__(
+        self, shape: _Shape, sizes: dict[str, int], returned: int, changes: int, first_row: Sequence[Any] | None
+    ) -> None:
+        self.s = shape
+        self.first_row = first_row
         self.sizes = sizes
         self.returned = returned
         self.changes = changes
-        self.dml = any(
-            c.kind == "btree" and not c.new and c.table not in INTERNAL_TABLES and c.table is not None
-            for op in program.ops
-            if op.opcode == "OpenWrite"
-            for c in [program.cursor(op)]
-            if c is not None
-        )
+        self.result = changes if shape.dml else returned  # rows an index or sort loop hands on
         self.visits: dict[int, int] = {}
 
-    # -- loops -----------------------------------------------------------------------------
-
-    def _body(self, loop: Loop) -> list[Op]:
-        return [op for op in self.p.ops if loop.start <= op.addr < loop.end]
-
-    def _filtered(self, loop: Loop) -> bool:
-        """A jump from the body to the loop's step skips rows: not every row visited goes on."""
-        return any(op.opcode in COMPARE_JUMPS and op.p2 == loop.end for op in self._body(loop))
-
     def _entries(self, index: int) -> int:
-        parent = self.p.parents[index]
-        loop = self.p.loops[index]
-        first = loop.opener.addr if loop.opener is not None else loop.start
-        if parent is None or any(op.addr < first < op.p2 for op in self.p.ops if op.opcode == "Once"):
-            return 1  # outermost, or built once (an IN subquery's table)
-        return self._visits(parent)
-
-    def _innermost(self, index: int) -> bool:
-        return not any(parent == index for parent in self.p.parents.values())
+        loop = self.s.loops[index]
+        if loop.parent is None or loop.once:
+            return 1
+        return self._visits(loop.parent)
 
     def _visits(self, index: int) -> int:
         """Rows the loop's body runs for, over all its entries."""
@@ -347,58 +469,36 @@ class _Counting:
             self.visits[index] = self._loop_visits(index)
         return self.visits[index]
 
-    def _matches(self, index: int) -> int:
-        """Rows an index or sort loop hands on: the rows returned (or changed) when it is last."""
-        result = self.changes if self.dml else self.returned
-        if self._innermost(index) or self.p.parents[index] is None:
-            return result
-        return result
-
     def _loop_visits(self, index: int) -> int:
-        loop = self.p.loops[index]
-        entries = self._entries(index)
-        opener = loop.opener
-        cursor = self.p.cursor(loop.step) if loop.step.opcode != "Goto" else None
+        shape = self.s.loops[index]
+        opener, cursor = shape.loop.opener, shape.cursor
         if opener is None or cursor is None:
-            return self.changes if self.dml else self.returned
+            return self.result
         if cursor.kind == "btree" and opener.opcode in SCAN_OPENERS:
             size = self.sizes.get(cursor.table or "", 0)
-            if any(op.opcode == "Goto" and op.p2 >= loop.exit for op in self._body(loop)):
-                return entries * min(size, 1)  # leaves after its first row (min() or max())
-            if self.p.parents[index] is None and not self._filtered(loop) and self._limited(loop):
+            entries = self._entries(index)
+            if shape.early_exit:
+                return entries * min(size, 1)
+            if shape.parent is None and not shape.filtered and shape.limited:
                 return min(size, self.returned)
             return entries * size
         if cursor.kind == "sorter" or (cursor.kind == "ephemeral" and opener.opcode in SCAN_OPENERS):
-            return self._fed(loop, cursor)
-        return self._matches(index)
+            return self._fed(shape)
+        return self.result
 
-    def _limited(self, loop: Loop) -> bool:
-        return any(op.opcode == "DecrJumpZero" for op in self._body(loop))
-
-    def _fed(self, loop: Loop, cursor: Cursor) -> int:
+    def _fed(self, shape: _LoopShape) -> int:
         """Rows put into a sorter or temporary table: its feeding loop's rows if unfiltered."""
-        if cursor.kind == "ephemeral" and self.dml:
+        if shape.cursor is not None and shape.cursor.kind == "ephemeral" and self.s.dml:
             return self.changes
-        feeders = [
-            i
-            for i, other in enumerate(self.p.loops)
-            if any(
-                op.opcode in ("SorterInsert", "IdxInsert", "Insert") and op.p1 == loop.step.p1
-                for op in self._body(other)
-            )
-        ]
-        inserts = [
-            op for op in self.p.ops if op.opcode in ("SorterInsert", "IdxInsert", "Insert") and op.p1 == loop.step.p1
-        ]
-        if not feeders and inserts:
-            return len(inserts)  # filled with constants (an IN list)
-        if len(feeders) == 1 and not self._filtered(self.p.loops[feeders[0]]):
-            return self._visits(feeders[0])
+        if not shape.feeders and shape.constant_inserts:
+            return shape.constant_inserts
+        if len(shape.feeders) == 1 and not self.s.loops[shape.feeders[0]].filtered:
+            return self._visits(shape.feeders[0])
         return self.returned
 
     def _loop_reads(self, index: int) -> int:
-        loop = self.p.loops[index]
-        opener = loop.opener
+        shape = self.s.loops[index]
+        opener = shape.loop.opener
         if opener is None:
             return 0  # a co-routine or rowid-set loop: its reads are its ops'
         entries = self._entries(index)
@@ -406,78 +506,45 @@ class _Counting:
         if opener.opcode in SCAN_OPENERS or opener.opcode == "VFilter":
             # Rewind/Last/Sort land on the first entry (one read even when empty); each Next
             # that reaches another entry is one more
-            if self.p.parents[index] is None:
-                return max(visits, 1)
-            return max(visits, entries)
+            return max(visits, 1) if shape.parent is None else max(visits, entries)
         # a seek: one read per entry that lands (an equality seek that finds nothing: none),
         # each row found, and the Next that steps past the range's end
-        cursor = self.p.cursor(opener)
-        bounded = any(op.opcode in RANGE_ENDS and op.p2 == loop.exit for op in self._body(loop))
+        cursor = shape.cursor
         found_entries = min(entries, visits)
         if cursor is not None and cursor.seek_eq:
             if cursor.unique_columns and _key_fields(opener) >= cursor.unique_columns:
                 # equality on every column of a unique index: one row or none (D1's SQLite
                 # plans it as a one-row lookup with no step past it)
                 return found_entries
-            return visits + (found_entries if bounded else 0)
-        return visits + (entries if bounded else entries - found_entries)
+            return visits + (found_entries if shape.bounded else 0)
+        return visits + (entries if shape.bounded else entries - found_entries)
 
-    # -- ops outside loops or run once per pass ----------------------------------------------
-
-    def _innermost_loop_of(self, addr: int) -> int | None:
-        best: int | None = None
-        for i, loop in enumerate(self.p.loops):
-            if loop.start <= addr <= loop.end and (
-                best is None or loop.end - loop.start < self.p.loops[best].end - self.p.loops[best].start
-            ):
-                best = i
-        return best
-
-    def _runs(self, op: Op) -> int:
-        index = self._innermost_loop_of(op.addr)
+    def _runs(self, index: int | None) -> int:
         return 1 if index is None else self._visits(index)
 
     def run(self) -> RowCounts:
-        read = sum(self._loop_reads(i) for i in range(len(self.p.loops)))
-        openers = {loop.opener.addr for loop in self.p.loops if loop.opener is not None}
-        written = 0
-        for op in self.p.ops:
-            cursor = self.p.cursor(op)
-            if op.opcode == "Count" and cursor is not None:
-                read += self.sizes.get(cursor.table or "", 0)
-            elif op.opcode in ROWID_LOOKUPS:
-                read += self._runs(op)
-            elif op.addr not in openers and (op.opcode in SEEK_OPS or op.opcode in SCAN_OPENERS):
-                # a one-row lookup (unique index) or a min()/max() that reads one entry
-                if cursor is not None and cursor.seek_eq:
-                    read += min(self._runs(op), self.returned if not self.dml else self.changes)
+        read = sum(self._loop_reads(i) for i in range(len(self.s.loops)))
+        for kind, cursor, op, where in self.s.reads:
+            if kind == "count":
+                column = self.s.counted_columns.get(op.addr)
+                if column is not None:
+                    value = self.first_row[column] if self.first_row and column < len(self.first_row) else 0
+                    read += value if isinstance(value, int) else 0
                 else:
-                    read += self._runs(op)
-            written += self._writes(op, cursor)
+                    read += self.sizes.get(cursor.table or "", 0) if cursor is not None else 0
+            elif kind == "seek_eq":
+                read += min(self._runs(where), self.result)
+            else:
+                read += self._runs(where)
+        written = 0
+        for kind, cursor, where in self.s.writes:
+            if kind == "clear":
+                written += self.changes
+            elif self.s.dml and cursor is not None and not cursor.new and cursor.table not in INTERNAL_TABLES:
+                written += self.changes
+            else:
+                written += self._runs(where)
         return RowCounts(read, written)
-
-    def _writes(self, op: Op, cursor: Cursor | None) -> int:
-        if op.opcode == "Clear":
-            return self.changes if op.p3 else 0
-        if op.opcode == "Insert":
-            counted = not op.p5 & OPFLAG_ISNOOP  # a WITHOUT ROWID table's row goes in by IdxInsert
-        elif op.opcode == "IdxInsert":
-            counted = True
-        elif op.opcode == "Delete":
-            counted = bool(op.p2 & OPFLAG_NCHANGE)
-        else:
-            return 0
-        if not counted or cursor is None or cursor.kind != "btree":
-            return 0
-        if self.dml and not cursor.new and cursor.table not in INTERNAL_TABLES:
-            return self.changes
-        return self._runs(op)
-
-
-SCHEMA_KEY_SQL = (
-    "SELECT (SELECT schema_version FROM pragma_schema_version), "
-    "group_concat(type || ' ' || name || ' ' || rootpage || ' ' || coalesce(sql, ''), char(10)) FROM sqlite_schema"
-)
 
 
 #: every b-tree of the schema; a unique index with its column count
@@ -494,22 +561,23 @@ class RowCounter:
 
     def __init__(self, max_programs: int = 256) -> None:
         self.max_programs = max_programs
-        self._programs: OrderedDict[tuple[str, str], Program] = OrderedDict()
+        self._programs: OrderedDict[tuple[int, int, str], Program] = OrderedDict()
 
     def prepare(
         self,
         conn: sqlite3.Connection,
         sql: str,
         params: Sequence[Any],
+        schema_version: int,
         internal: Callable[[str], list[tuple]],
     ) -> Estimate | None:
         """The statement's program and the sizes it needs, before it runs; ``None`` if it
         cannot be compiled here (the statement itself then reports why)."""
         if sql.lstrip()[:6].upper() == "PRAGMA":
             return None  # some pragmas act while compiling; none reads a table row by row
-        # the schema's text and root pages, not its version number alone: two databases (or a
-        # database before and after a rebuild) can share a version number
-        key = (sql, str(internal(SCHEMA_KEY_SQL)[0]))
+        # the engine (and so this cache) serves one database; its schema version changes with
+        # every schema change, which may move root pages and change plans
+        key = (id(conn), schema_version, sql)
         program = self._programs.get(key)
         if program is None:
             try:
@@ -523,7 +591,7 @@ class RowCounter:
         else:
             self._programs.move_to_end(key)
         sizes = {}
-        for table in program.scanned_tables():
+        for table in program.scanned_tables:
             quoted = '"' + table.replace('"', '""') + '"'
             sizes[table] = int(internal(f"SELECT count(*) FROM {quoted}")[0][0])
         return Estimate(program, sizes)
