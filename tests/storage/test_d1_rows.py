@@ -6,9 +6,13 @@ on the same data, run through Miniflare (``scripts/storage_diff.py`` runs the sa
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from flarelet.bindings.d1 import D1Database
+from flarelet.bindings.d1.engine import d1_database_path
 
 
 async def rows(db: D1Database, sql: str, *binds: object) -> tuple[int, int]:
@@ -163,3 +167,18 @@ async def test_drop_table_reports_the_database_changed_as_d1(db: D1Database) -> 
     result = await db.prepare("DROP TABLE gone").run()
     assert result.meta.changed_db is True and result.meta.changes == 0
     assert (await db.prepare("SELECT 1").run()).meta.changed_db is False
+
+
+async def test_counters_follow_a_schema_changed_by_another_connection(tmp_path: Path) -> None:
+    db = D1Database.open(tmp_path, "shared")
+    try:
+        await db.exec("CREATE TABLE t (x)")
+        await db.prepare("INSERT INTO t VALUES (1), (2), (3)").run()
+        assert await rows(db, "SELECT * FROM t WHERE x = 2") == (3, 0)
+        other = sqlite3.connect(d1_database_path(tmp_path, "shared"))
+        other.execute("CREATE INDEX t_x ON t(x)")  # a migration applied by `flarelet d1 execute`
+        other.commit()
+        other.close()
+        assert await rows(db, "SELECT * FROM t WHERE x = 2") == (2, 0)
+    finally:
+        await db.aclose()
