@@ -86,6 +86,11 @@ async def test_index_search_reads_the_rows_found_plus_the_range_end_where_a_full
     assert await rows(db, "SELECT * FROM u WHERE id = 99") == (1, 0)  # a rowid lookup reads one
 
 
+async def test_count_over_an_index_range_reads_the_rows_it_counts_as_d1(db: D1Database) -> None:
+    assert await rows(db, "SELECT count(*) AS c FROM u WHERE age > 2") == (3, 0)
+    assert await rows(db, "SELECT count(*) AS c FROM u WHERE age = ?", 3) == (2, 0)  # and the next entry
+
+
 async def test_joins_read_the_outer_rows_and_each_lookup_as_d1(db: D1Database) -> None:
     await db.prepare("INSERT INTO t5 VALUES ('a', 1), ('b', 2), ('c', 3), ('d', 4)").run()
     # 10 outer rows, one rowid lookup each (found or not)
@@ -108,6 +113,11 @@ async def test_limit_without_filter_stops_reading_as_d1(db: D1Database) -> None:
     await db.exec("CREATE INDEX cnt_n ON cnt(n)")
     assert await rows(db, "SELECT max(n) FROM cnt") == (1, 0)
     assert await rows(db, "SELECT n FROM cnt ORDER BY n LIMIT 2") == (2, 0)
+
+
+async def test_filtered_scan_under_limit_reads_the_whole_table_unless_the_limit_stops_it(db: D1Database) -> None:
+    assert await rows(db, "SELECT * FROM cnt WHERE n > 4 LIMIT 50") == (10, 0)  # D1 reads all 10
+    assert await rows(db, "SELECT * FROM cnt WHERE n >= 0 LIMIT 1") == (1, 0)  # the first row matches
 
 
 async def test_update_writes_only_the_indexes_of_changed_columns_as_d1(db: D1Database) -> None:
