@@ -10,6 +10,8 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
 * ``flarelet-transformers`` -- (on request) the same request path on the ``transformers`` backend
   (``engine = "transformers"``: transformers' own model and ``generate``, fp32), side by side;
+* ``flarelet-batched`` -- (on request) the defaults with ``long_form = "batched"`` (chunks cut at
+  silences, decoded as one batch: :mod:`flarelet.bindings.ai.asr.batched`);
 * ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
@@ -89,7 +91,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
 }
 ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
 #: levers that can be switched off for a side-by-side run (``--engines flarelet,flarelet-eager``), not run by default
-EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers")
+EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers", "flarelet-batched")
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -153,6 +155,8 @@ class _FlareletEngine:
             settings = settings.replace(quantize="fp16")
         if variant == "transformers":
             settings = settings.replace(engine="transformers")
+        if variant == "batched":
+            settings = settings.replace(long_form="batched")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -164,7 +168,9 @@ class _FlareletEngine:
         from flarelet.bindings.ai.asr.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
-        return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
+        return inference.transcribe_request(self.spec, self.engine, samples, request, None, self.settings.long_form)[
+            "text"
+        ]
 
 
 class _PipelineEngine:
