@@ -166,8 +166,14 @@ class D1Engine:
     def _schema_version(self, conn: sqlite3.Connection) -> int:
         return int(self._internal_rows(conn, "PRAGMA schema_version")[0][0])
 
-    def query(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any]:
-        """Run one query (possibly several statements); results of the last statement."""
+    def query(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), *, count_rows: bool = True
+    ) -> dict[str, Any]:
+        """Run one query (possibly several statements); results of the last statement.
+
+        ``count_rows=False`` skips ``rows_read``/``rows_written`` (reported as 0): ``exec`` answers
+        only ``{count, duration}``, and reading each line's program would slow it for nothing.
+        """
         if not isinstance(sql, str):
             raise D1Error("D1_ERROR: Query must be a string", "Query must be a string")
         if len(sql.encode("utf-8", "surrogatepass")) > self.limits.max_sql_bytes:
@@ -184,7 +190,7 @@ class D1Engine:
         last_changes_before = changes_before
         for index, statement in enumerate(statements):
             last = index == len(statements) - 1
-            if last:
+            if last and count_rows:
                 # D1 reports the last statement's row counters; what they need is read before it runs
                 estimate = self.rows.prepare(
                     conn, statement, params, self._schema_version(conn), lambda q: self._internal_rows(conn, q)

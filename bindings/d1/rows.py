@@ -48,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 #: SQLite's ``OPFLAG_NCHANGE`` (the op counts as a change) and ``OPFLAG_SEEKEQ`` (an
 #: ``OpenRead`` whose cursor only serves equality seeks)
@@ -130,8 +130,9 @@ EPHEMERAL_OPENS = frozenset({"OpenEphemeral", "OpenAutoindex", "OpenDup"})
 INTERNAL_TABLES = frozenset({"sqlite_schema", "sqlite_master", "sqlite_sequence", "sqlite_stat1", "sqlite_stat4"})
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
+    """One instruction of ``EXPLAIN``'s listing."""
+
     addr: int
     opcode: str
     p1: int
@@ -280,8 +281,18 @@ def _dead(ops: list[Op]) -> set[int]:
     return dead
 
 
+_OTHER_OPENS = {
+    **{opcode: Cursor("ephemeral") for opcode in EPHEMERAL_OPENS},
+    "SorterOpen": Cursor("sorter"),
+    "OpenPseudo": Cursor("pseudo"),
+    "VOpen": Cursor("vtab"),
+}
+_BTREE_OPENS = frozenset({"OpenRead", "OpenWrite", "ReopenIdx"})
+_ALL_OPENS = _BTREE_OPENS | frozenset(_OTHER_OPENS)
+
+
 def _open(op: Op, roots: dict[int, BTree]) -> Cursor | None:
-    if op.opcode in ("OpenRead", "OpenWrite", "ReopenIdx"):
+    if op.opcode in _BTREE_OPENS:
         new = bool(op.p5 & OPFLAG_P2ISREG)
         tree = None if new or op.p3 != 0 else roots.get(op.p2)
         return Cursor(
@@ -291,13 +302,11 @@ def _open(op: Op, roots: dict[int, BTree]) -> Cursor | None:
             new=new,
             unique_columns=tree.unique_columns if tree else 0,
         )
-    if op.opcode in EPHEMERAL_OPENS:
-        return Cursor("ephemeral")
-    return {"SorterOpen": Cursor("sorter"), "OpenPseudo": Cursor("pseudo"), "VOpen": Cursor("vtab")}.get(op.opcode)
+    return _OTHER_OPENS.get(op.opcode)
 
 
 def _parse(rows: Sequence[Sequence[Any]], roots: dict[int, BTree]) -> Program:
-    all_ops = [Op(int(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5], int(r[6] or 0)) for r in rows]
+    all_ops = [Op(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0) for r in rows]
     dead = _dead(all_ops)
     ops = [op for op in all_ops if op.addr not in dead]
     # the preamble (from Init's target: start the transaction, read sqlite_sequence, load
@@ -307,9 +316,10 @@ def _parse(rows: Sequence[Sequence[Any]], roots: dict[int, BTree]) -> Program:
     current: dict[int, Cursor] = {}
     cursor_at: dict[int, Cursor] = {}
     for op in [o for o in ops if o.addr >= preamble] + [o for o in ops if o.addr < preamble]:
-        opened = _open(op, roots)
-        if opened is not None:
-            current[op.p1] = opened
+        if op.opcode in _ALL_OPENS:
+            opened = _open(op, roots)
+            if opened is not None:
+                current[op.p1] = opened
         if op.p1 in current:
             cursor_at[op.addr] = current[op.p1]
     loops: list[Loop] = []
@@ -393,24 +403,27 @@ def _limit(p: Program, body: list[Op]) -> int | None:
     return next((op.p1 for op in p.ops if op.opcode == "Integer" and op.p2 == counter), None)
 
 
+_INSERTING = frozenset({"SorterInsert", "IdxInsert", "Insert"})
+_READ_OPS = frozenset({"Count"}) | ROWID_LOOKUPS | SEEK_OPS | SCAN_OPENERS
+_WRITE_OPS = frozenset({"Clear", "Insert", "IdxInsert", "Delete"})
+
+
 def _shape(p: Program) -> _Shape:
-    def body(loop: Loop) -> list[Op]:
-        return [op for op in p.ops if loop.start <= op.addr < loop.end]
-
-    def innermost_loop_of(addr: int) -> int | None:
-        best: int | None = None
-        for i, loop in enumerate(p.loops):
-            if loop.start <= addr <= loop.end and (
-                best is None or loop.end - loop.start < p.loops[best].end - p.loops[best].start
-            ):
-                best = i
-        return best
-
+    # each address's innermost loop, and each loop's body, in one pass over the loops
+    loop_of: dict[int, int] = {}
+    bodies: list[list[Op]] = []
+    for i, loop in enumerate(p.loops):
+        bodies.append([op for op in p.ops if loop.start <= op.addr < loop.end])
+        for addr in range(loop.start, loop.end + 1):
+            best = loop_of.get(addr)
+            if best is None or loop.end - loop.start < p.loops[best].end - p.loops[best].start:
+                loop_of[addr] = i
     onces = [(op.addr, op.p2) for op in p.ops if op.opcode == "Once"]
-    inserting = ("SorterInsert", "IdxInsert", "Insert")
+    filled: list[set[int]] = [{op.p1 for op in ops if op.opcode in _INSERTING} for ops in bodies]
+    counted_steps = p.counted_steps
     loops = []
     for i, loop in enumerate(p.loops):
-        ops = body(loop)
+        ops = bodies[i]
         first = loop.opener.addr if loop.opener is not None else loop.start
         target = loop.step.p1
         loops.append(
@@ -424,22 +437,12 @@ def _shape(p: Program) -> _Shape:
                 limit=_limit(p, ops),
                 early_exit=any(op.opcode == "Goto" and op.p2 >= loop.exit for op in ops),
                 bounded=any(op.opcode in RANGE_ENDS and op.p2 == loop.exit for op in ops),
-                feeders=tuple(
-                    j
-                    for j, other in enumerate(p.loops)
-                    if any(op.opcode in inserting and op.p1 == target for op in body(other))
-                ),
+                feeders=tuple(j for j in range(len(p.loops)) if target in filled[j]),
                 constant_inserts=sum(
-                    1
-                    for op in p.ops
-                    if op.opcode in inserting and op.p1 == target and innermost_loop_of(op.addr) is None
+                    1 for op in p.ops if op.opcode in _INSERTING and op.p1 == target and op.addr not in loop_of
                 ),
                 counted_by=next(
-                    (
-                        column
-                        for addr, column in p.counted_steps.items()
-                        if loop.start <= addr < loop.end and innermost_loop_of(addr) == i
-                    ),
+                    (column for addr, column in counted_steps.items() if loop_of.get(addr) == i),
                     None,
                 ),
             )
@@ -447,37 +450,41 @@ def _shape(p: Program) -> _Shape:
     openers = {loop.opener.addr for loop in p.loops if loop.opener is not None}
     reads = []
     writes = []
+    dml = False
     for op in p.ops:
+        opcode = op.opcode
+        if opcode not in _READ_OPS and opcode not in _WRITE_OPS and opcode != "OpenWrite":
+            continue
         cursor = p.cursor(op)
-        where = innermost_loop_of(op.addr)
-        if op.opcode == "Count":
+        where = loop_of.get(op.addr)
+        if opcode == "OpenWrite":
+            dml = dml or (
+                cursor is not None
+                and cursor.kind == "btree"
+                and not cursor.new
+                and cursor.table is not None
+                and cursor.table not in INTERNAL_TABLES
+            )
+        elif opcode == "Count":
             reads.append(("count", cursor, op, None))
-        elif op.opcode in ROWID_LOOKUPS:
+        elif opcode in ROWID_LOOKUPS:
             reads.append(("lookup", cursor, op, where))
-        elif op.addr not in openers and (op.opcode in SEEK_OPS or op.opcode in SCAN_OPENERS):
+        elif op.addr not in openers and (opcode in SEEK_OPS or opcode in SCAN_OPENERS):
             # a one-row lookup (unique index) or a min()/max() that reads one entry
             reads.append(("seek_eq" if cursor is not None and cursor.seek_eq else "lookup", cursor, op, where))
-        if op.opcode == "Clear" and op.p3:
-            writes.append(("clear", cursor, where))
+        elif opcode == "Clear":
+            if op.p3:
+                writes.append(("clear", cursor, where))
         elif (
             cursor is not None
             and cursor.kind == "btree"
             and (
-                (op.opcode == "Insert" and not op.p5 & OPFLAG_ISNOOP)  # WITHOUT ROWID rows go in by IdxInsert
-                or op.opcode == "IdxInsert"
-                or (op.opcode == "Delete" and op.p2 & OPFLAG_NCHANGE)
+                (opcode == "Insert" and not op.p5 & OPFLAG_ISNOOP)  # WITHOUT ROWID rows go in by IdxInsert
+                or opcode == "IdxInsert"
+                or (opcode == "Delete" and op.p2 & OPFLAG_NCHANGE)
             )
         ):
             writes.append(("write", cursor, where))
-    dml = any(
-        op.opcode == "OpenWrite"
-        and (c := p.cursor(op)) is not None
-        and c.kind == "btree"
-        and not c.new
-        and c.table is not None
-        and c.table not in INTERNAL_TABLES
-        for op in p.ops
-    )
     parents = {shape.parent for shape in loops}
     innermost = frozenset(i for i in range(len(loops)) if i not in parents)
     return _Shape(tuple(loops), innermost, dml, tuple(reads), tuple(writes), p.counted_columns)
@@ -610,6 +617,16 @@ class RowCounter:
     def __init__(self, max_programs: int = 256) -> None:
         self.max_programs = max_programs
         self._programs: OrderedDict[tuple[int, int, str], Program] = OrderedDict()
+        self._schema: tuple[tuple[int, int], dict[int, BTree]] | None = None
+
+    def _btrees(
+        self, conn: sqlite3.Connection, schema_version: int, internal: Callable[[str], list[tuple]]
+    ) -> dict[int, BTree]:
+        """The schema's b-trees, read once per connection and schema version."""
+        key = (id(conn), schema_version)
+        if self._schema is None or self._schema[0] != key:
+            self._schema = (key, schema_btrees(internal(SCHEMA_BTREES_SQL)))
+        return self._schema[1]
 
     def prepare(
         self,
@@ -632,7 +649,7 @@ class RowCounter:
                 rows = conn.execute("EXPLAIN " + sql, tuple(params)).fetchall()
             except (sqlite3.Error, ValueError, OverflowError):
                 return None
-            program = _parse(rows, schema_btrees(internal(SCHEMA_BTREES_SQL)))
+            program = _parse(rows, self._btrees(conn, schema_version, internal))
             self._programs[key] = program
             if len(self._programs) > self.max_programs:
                 self._programs.popitem(last=False)
