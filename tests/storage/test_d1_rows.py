@@ -192,3 +192,12 @@ async def test_counters_follow_a_schema_changed_by_another_connection(tmp_path: 
         assert await rows(db, "SELECT * FROM t WHERE x = 2") == (2, 0)
     finally:
         await db.aclose()
+
+
+async def test_foreign_key_checks_read_one_parent_row_per_inserted_child_as_d1(db: D1Database) -> None:
+    await db.exec("CREATE TABLE child (id INTEGER PRIMARY KEY, uid INTEGER REFERENCES u(id), note TEXT)")
+    assert await rows(db, "INSERT INTO child (uid, note) VALUES (1, 'a'), (3, 'b'), (5, 'c')") == (3, 3)
+    # the parent's own insert skips the recount of pending child violations (none pending)
+    assert await rows(db, "INSERT INTO u (name, age) VALUES ('f', 6)") == (0, 2)
+    # deleting a parent row scans the child table for rows that still point at it
+    assert await rows(db, "DELETE FROM u WHERE id = 6") == (4, 1)
