@@ -4,7 +4,7 @@ whisper.cpp model file (ggml), so whisper.cpp runs on exactly the weights flarel
 
 Usage::
 
-    .venv/bin/python scripts/whisper_to_ggml.py <converted folder> <out.bin> [--f32]
+    .venv/bin/python scripts/whisper_to_ggml.py <converted folder> <out.bin>
     .venv/bin/python scripts/whisper_to_ggml.py --model tiny.en      # the cached folder -> its cached ggml file
 
 Why our own converter: whisper.cpp's converters need the ``openai/whisper`` repository (for its mel
@@ -15,7 +15,7 @@ The file (all integers little-endian int32, in this order):
 
 1. magic ``0x67676d6c`` ("ggml");
 2. hyper-parameters: ``n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, n_text_ctx,
-   n_text_state, n_text_head, n_text_layer, n_mels, ftype`` (``ftype`` 1 = big tensors in f16, 0 = all f32);
+   n_text_state, n_text_head, n_text_layer, n_mels, ftype`` (``ftype`` 1: the big tensors in f16);
 3. mel filters: ``n_mel, n_freq`` then ``n_mel * n_freq`` float32 -- the feature extractor's own
    (Slaney-scale, Slaney-normalised, 0-8 kHz), whisper.cpp computes its log-mel with them;
 4. vocabulary: a count, then per token its length and its bytes, token ids 0.. in order. Only the
@@ -25,9 +25,11 @@ The file (all integers little-endian int32, in this order):
    (ggml's order: numpy's shape reversed), the name, the data (ttype 0 = f32, 1 = f16).
 
 Tensor names are openai/whisper's (``encoder.blocks.0.attn.query.weight``, ...), which is what
-whisper.cpp looks up; it rejects a file with an unknown, missing or mis-shaped tensor. Types follow
-whisper.cpp's loader: in an f16 file, matrices, convolution kernels and the token embedding are f16;
-vectors, convolution biases (stored ``[n_state, 1]``) and both positional embeddings f32. The keys'
+whisper.cpp looks up; it rejects a file with an unknown, missing or mis-shaped tensor (but accepts
+one with no tensors at all, as an empty test model). Types follow whisper.cpp's loader: matrices,
+convolution kernels and the token embedding f16; vectors, convolution biases (stored ``[n_state,
+1]``) and both positional embeddings f32. Only f16 files are written: the weights are f16 anyway,
+and whisper.cpp 1.8's CPU convolution (``im2col``) aborts on the f32 kernels of an all-f32 file. The keys'
 projections have no bias in Whisper (transformers has none; one that is present must be zero).
 The output projection is the token embedding (tied) and is not stored.
 
@@ -149,7 +151,7 @@ def ggml_name(hf_name: str) -> str | None:
     raise GgmlConversionError(f"unexpected tensor {hf_name!r}")
 
 
-def hyperparameters(config: dict, ftype: int) -> dict[str, int]:
+def hyperparameters(config: dict, ftype: int = F16) -> dict[str, int]:
     if config.get("d_model") is None or config.get("model_type", "whisper") != "whisper":
         raise GgmlConversionError("config.json is not a Whisper config")
     return {
@@ -258,11 +260,11 @@ def _write_tensor(out: BinaryIO, name: str, data: np.ndarray) -> None:
     out.write(np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
-def convert(folder: Path, out_path: Path, *, f16: bool = True) -> ConversionReport:
+def convert(folder: Path, out_path: Path) -> ConversionReport:
     """Write ``out_path`` (atomically: a temporary file beside it, then renamed) from ``folder``."""
     folder, out_path = Path(folder), Path(out_path)
     config = json.loads((folder / "config.json").read_text())
-    hparams = hyperparameters(config, F16 if f16 else F32)
+    hparams = hyperparameters(config)
     filters = mel_filters(folder)
     if filters.shape[0] != hparams["n_mels"]:
         raise GgmlConversionError(f"{filters.shape[0]} mel filters for a {hparams['n_mels']}-bin model")
@@ -344,16 +346,16 @@ def read_ggml(path: Path) -> GgmlModel:
     return model
 
 
-def cached_ggml(model: str, *, f16: bool = True) -> Path:
+def cached_ggml(model: str) -> Path:
     """The ggml file of a bundled model (``tiny.en`` / ``base``), converted once and kept beside its
     converted folder in flarelet's models cache (``<folder>.ggml-f16-v1.bin``; never in the repository)."""
     from flarelet.bindings.ai.asr.weights import ensure_weights
     from flarelet.bindings.ai.settings import AiSettings
 
     folder = ensure_weights(model, AiSettings.from_options({}).models_dir)
-    path = folder.parent / f"{folder.name}.ggml-{'f16' if f16 else 'f32'}-v{GGML_CONVERTER_VERSION}.bin"
+    path = folder.parent / f"{folder.name}.ggml-f16-v{GGML_CONVERTER_VERSION}.bin"
     if not path.is_file():
-        report = convert(folder, path, f16=f16)
+        report = convert(folder, path)
         print(
             f"converted {folder.name} to ggml: {report.tensors} tensors, {report.bytes / 1e6:.1f} MB, "
             f"{report.rounded} values rounded -> {path}",
@@ -367,14 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, help="a converted Hugging Face Whisper folder")
     parser.add_argument("out", nargs="?", type=Path, help="the ggml file to write")
     parser.add_argument("--model", choices=("tiny.en", "base"), help="convert a bundled model into the cache instead")
-    parser.add_argument("--f32", action="store_true", help="all tensors in f32 (default: whisper.cpp's f16 layout)")
     args = parser.parse_args(argv)
     if args.model:
-        print(cached_ggml(args.model, f16=not args.f32))
+        print(cached_ggml(args.model))
         return 0
     if args.folder is None or args.out is None:
         parser.error("give a folder and an output file, or --model")
-    report = convert(args.folder, args.out, f16=not args.f32)
+    report = convert(args.folder, args.out)
     print(f"{report.path}: {report.tensors} tensors, {report.bytes / 1e6:.1f} MB, {report.rounded} values rounded")
     return 0
 
