@@ -651,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
     print(
-        f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, "
+        f"Whisper {args.model}, greedy, language en, threads={args.threads}, flarelet quantize={quantize}, "
         f"{args.runs} runs (+1 warm-up), "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
     )
