@@ -27,11 +27,11 @@ The file (all integers little-endian int32, in this order):
 Tensor names are openai/whisper's (``encoder.blocks.0.attn.query.weight``, ...), which is what
 whisper.cpp looks up; it rejects a file with an unknown, missing or mis-shaped tensor (but accepts
 one with no tensors at all, as an empty test model). Types follow whisper.cpp's loader: matrices,
-convolution kernels and the token embedding f16; vectors, convolution biases (stored ``[n_state,
-1]``) and both positional embeddings f32. Only f16 files are written: the weights are f16 anyway,
-and whisper.cpp 1.8's CPU convolution (``im2col``) aborts on the f32 kernels of an all-f32 file. The keys'
-projections have no bias in Whisper (transformers has none; one that is present must be zero).
-The output projection is the token embedding (tied) and is not stored.
+convolution kernels and the token embedding f16; vectors, convolution biases (stored
+``[n_state, 1]``) and both positional embeddings f32. Only f16 files are written: the weights are
+f16 anyway, and whisper.cpp 1.8's CPU convolution (``im2col``) aborts on the f32 kernels of an
+all-f32 file. The keys' projections have no bias in Whisper (transformers has none; one that is
+present must be zero). The output projection is the token embedding (tied) and is not stored.
 
 Whisper's weights are published in f16 and flarelet's folder holds them as float32 widened from f16,
 so the f16 file holds the same numbers: :func:`convert` counts the values f16 cannot hold exactly
