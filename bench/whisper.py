@@ -12,6 +12,8 @@ recommended settings, except that all decode greedily (beam size 1) on ``--threa
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
 * ``flarelet-transformers`` -- (on request) the same request path on the ``transformers`` backend
   (``engine = "transformers"``: transformers' own model and ``generate``, fp32), side by side;
+* ``flarelet-batched`` -- (on request) the defaults with ``long_form = "batched"`` (chunks cut at
+  silences, decoded as one batch: :mod:`flarelet.bindings.ai.asr.batched`);
 * ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
@@ -113,7 +115,7 @@ CLIPS: dict[str, tuple[str, str | None]] = {
 ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words", "whispercpp")
 #: run on request only: levers that can be switched off for a side-by-side run (``--engines
 #: flarelet,flarelet-eager``) and the other engines' variants
-EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers", "fw-batched", "whispercpp-words")
+EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers", "flarelet-batched", "fw-batched", "whispercpp-words")
 #: engines flarelet's rows are compared with: engine -> column
 RATIO_COLUMNS = {"fw": "x fw", "fw-words": "x fw-words", "whispercpp": "x wcpp", "pipeline": "x pipe"}
 #: a run is on a quiet machine when the 1-minute load average before it is below this
@@ -193,6 +195,8 @@ class _FlareletEngine:
             settings = settings.replace(quantize="fp16")
         if variant == "transformers":
             settings = settings.replace(engine="transformers")
+        if variant == "batched":
+            settings = settings.replace(long_form="batched")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -204,7 +208,9 @@ class _FlareletEngine:
         from flarelet.bindings.ai.asr.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
-        return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
+        return inference.transcribe_request(self.spec, self.engine, samples, request, None, self.settings.long_form)[
+            "text"
+        ]
 
 
 class _PipelineEngine:
