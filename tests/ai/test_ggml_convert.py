@@ -238,7 +238,7 @@ def test_bundled_tiny_en_converts_exactly_and_whisper_cpp_transcribes_jfk(
     folder = ensure_weights("tiny.en", ai_settings.models_dir)
     report = conv.convert(folder, tmp_path / "tiny.en.bin")
     assert report.rounded == 0 and report.tensors == len(whisper_cpp_names(4, 4))
-    model = Model(str(report.path), redirect_whispercpp_logs_to=None, n_threads=2, language="en", print_progress=False)
+    model = Model(str(report.path), redirect_whispercpp_logs_to=None, n_threads=1, language="en", print_progress=False)
     samples = decode_audio(clip("jfk.flac"))
     text = " ".join(s.text.strip() for s in model.transcribe(samples))
     assert wer_fn(manifest["jfk.flac"]["reference"], text) == 0.0, text
