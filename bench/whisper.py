@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Whisper speed on this CPU: flarelet's engine vs a plain transformers pipeline vs faster-whisper.
+"""Whisper speed on this CPU: flarelet's engine vs a plain transformers pipeline, faster-whisper and whisper.cpp.
 
-Same weights for all three (the CTranslate2 package flarelet converts from), same decoded audio
-(16 kHz mono float32, decoded once by the parent), greedy decoding, English:
+Same weights for all (the CTranslate2 package flarelet converts from; whisper.cpp reads them converted
+to ggml f16 by ``scripts/whisper_to_ggml.py``, which is exact), same decoded audio (16 kHz mono
+float32, decoded once by the parent), greedy decoding, English. Every engine runs with its own
+recommended settings, except that all decode greedily (beam size 1) on ``--threads`` threads:
 
 * ``flarelet``     -- ``flarelet.bindings.ai.asr.inference.transcribe_request`` on the engine the service uses
   (whatever ``[flarelet.ai]`` / ``FLARELET_AI_*`` settings say -- by default int8 weights;
@@ -10,14 +12,31 @@ Same weights for all three (the CTranslate2 package flarelet converts from), sam
 * ``flarelet-fp16`` -- the same with ``quantize="fp16"`` (fp32 encoder, fp16-stored decoder: exact);
 * ``flarelet-transformers`` -- (on request) the same request path on the ``transformers`` backend
   (``engine = "transformers"``: transformers' own model and ``generate``, fp32), side by side;
+* ``flarelet-batched`` -- (on request) the defaults with ``long_form = "batched"`` (chunks cut at
+  silences, decoded as one batch: :mod:`flarelet.bindings.ai.asr.batched`);
 * ``flarelet-eager`` -- (on request) the defaults with the decoder step run eagerly instead of as one
   TorchScript graph: that lever's effect, side by side;
 * ``pipeline``     -- ``pipeline("automatic-speech-recognition", model=<converted folder>)``, fp32,
   ``return_timestamps=True``, ``generate_kwargs={"num_beams": 1}`` (greedy; the 5.x pipeline
   would otherwise add beam search from the checkpoint's generation config), sequential long-form;
-* ``fw``           -- faster-whisper, ``compute_type="int8"``, ``beam_size=1``, its defaults
-  otherwise (segments only);
-* ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet).
+* ``fw``           -- faster-whisper as its README recommends for the CPU: ``WhisperModel(folder,
+  device="cpu", compute_type="int8", cpu_threads=--threads)`` (``num_workers=1``, its default: more
+  workers only help concurrent ``transcribe`` calls from several Python threads). ``transcribe`` with
+  ``beam_size=1`` (its default is 5; greedy here, as every engine), ``language="en"`` for base, and its
+  defaults otherwise: sequential 30 s windows with timestamp tokens (``without_timestamps=False``), no
+  VAD (``vad_filter=False``), ``condition_on_previous_text=True``, temperature fallback 0.0-1.0;
+* ``fw-words``     -- the same with ``word_timestamps=True`` (like for like with flarelet);
+* ``fw-batched``   -- (on request) faster-whisper's ``BatchedInferencePipeline`` with ``batch_size=8``
+  (the batch size of its README's CPU benchmark), ``beam_size=1``, its defaults otherwise: the clip cut
+  at silences by its Silero VAD (``vad_filter=True``) into chunks of at most 30 s decoded as one batch,
+  ``without_timestamps=True``;
+* ``whispercpp``   -- whisper.cpp through pywhispercpp (``pip install pywhispercpp==1.5.1``, in the
+  ``bench`` extra) on the ggml f16 file converted from the same folder (cached beside it in flarelet's
+  models cache): greedy sampling (``params_sampling_strategy=0``), ``n_threads=--threads``,
+  ``language="en"``, progress and real-time printing off, whisper.cpp's defaults otherwise
+  (``no_context=True``, temperature fallback by 0.2, ``greedy.best_of=5`` for the fallback);
+* ``whispercpp-words`` -- (on request) the same with its word-level timestamps: ``token_timestamps=True,
+  max_len=1, split_on_word=True`` (whisper.cpp's ``-ml 1 -sow``: one segment per word).
 
 Why one script, one subprocess per engine: each engine runs in its own process so its peak RSS
 (``ru_maxrss``) is honest, and the parent drives them *round-robin* -- one transcription at a time,
@@ -25,17 +44,23 @@ the other engines idle, the order rotated every round -- so on a busy shared mac
 sees the same contention and the ratios hold even when the absolute numbers move. The load
 average before and after is printed; trust ratios over absolutes.
 
+Quiet machine: a run counts as on a quiet machine when the 1-minute load average before it is
+below 0.5 (``QUIET_LOAD``); the output says ``quiet machine: yes/no (load average X before, threshold
+0.5)`` and the JSON result carries ``quiet``. ``--wait-quiet SECONDS`` first waits (polling the load
+average) up to that long for the machine to get quiet, and says so if it never did.
+
 Columns: ``load s`` = model construction (after imports), ``latency s`` = median of ``--runs``
 timed transcriptions after one warm-up [min-max], ``RTF`` = latency / clip length, ``RSS MB`` = peak
 resident memory of that engine's process, ``WER`` = word error rate against the known text
-(lowercase, no punctuation, numbers as words), ``x fw`` / ``x pipe`` = flarelet latency divided by
-that engine's (< 1 means flarelet is faster).
+(lowercase, no punctuation, numbers as words), ``x fw`` / ``x fw-words`` / ``x wcpp`` / ``x pipe`` =
+flarelet latency divided by that engine's (< 1 means flarelet is faster).
 
 Usage::
 
     .venv/bin/python bench/whisper.py                       # tiny.en, 1 thread, 5 runs
     .venv/bin/python bench/whisper.py --model base --threads 2 --runs 3
     .venv/bin/python bench/whisper.py --clips c60,sonnet --engines flarelet,fw
+    .venv/bin/python bench/whisper.py --clips jfk,sonnet --engines flarelet,fw,fw-words,whispercpp --wait-quiet 600
 """
 
 from __future__ import annotations
@@ -87,9 +112,14 @@ CLIPS: dict[str, tuple[str, str | None]] = {
     "jfk": ("jfk.flac", None),  # 11 s, real speech; reference from the audio manifest
     "sonnet": ("librivox_sonnet001.mp3", None),  # 53 s, real read speech
 }
-ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words")
-#: levers that can be switched off for a side-by-side run (``--engines flarelet,flarelet-eager``), not run by default
-EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers")
+ENGINES = ("flarelet", "flarelet-fp16", "pipeline", "fw", "fw-words", "whispercpp")
+#: run on request only: levers that can be switched off for a side-by-side run (``--engines
+#: flarelet,flarelet-eager``) and the other engines' variants
+EXTRA_ENGINES = ("flarelet-eager", "flarelet-transformers", "flarelet-batched", "fw-batched", "whispercpp-words")
+#: engines flarelet's rows are compared with: engine -> column
+RATIO_COLUMNS = {"fw": "x fw", "fw-words": "x fw-words", "whispercpp": "x wcpp", "pipeline": "x pipe"}
+#: a run is on a quiet machine when the 1-minute load average before it is below this
+QUIET_LOAD = 0.5
 
 
 # -- word error rate ---------------------------------------------------------------------------------
@@ -132,6 +162,18 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` where Linux has it, else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` on Linux: it survives ``exec``, so a child started (vfork + exec) by a parent
+    holding 360 MB reports at least 360 MB however little it uses itself; ``VmHWM`` is the peak of
+    the child's own address space."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -153,6 +195,8 @@ class _FlareletEngine:
             settings = settings.replace(quantize="fp16")
         if variant == "transformers":
             settings = settings.replace(engine="transformers")
+        if variant == "batched":
+            settings = settings.replace(long_form="batched")
         self.spec = catalog.resolve("@cf/openai/whisper-tiny-en" if model == "tiny.en" else "@cf/openai/whisper")
         self.engine = engine.get_engine(self.spec, settings)
         self.settings = settings
@@ -164,7 +208,9 @@ class _FlareletEngine:
         from flarelet.bindings.ai.asr.schemas import AsrRequest
 
         request = AsrRequest(audio=b"", language="en" if self.spec.id == "@cf/openai/whisper" else None)
-        return inference.transcribe_request(self.spec, self.engine, samples, request, None)["text"]
+        return inference.transcribe_request(self.spec, self.engine, samples, request, None, self.settings.long_form)[
+            "text"
+        ]
 
 
 class _PipelineEngine:
@@ -192,18 +238,64 @@ class _PipelineEngine:
 
 
 class _FasterWhisperEngine:
-    def __init__(self, model: str, threads: int | None, words: bool) -> None:
-        from faster_whisper import WhisperModel
+    def __init__(self, model: str, threads: int | None, words: bool, batched: bool = False) -> None:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         self.words = words
         self.language = None if model == "tiny.en" else "en"
         self.model = WhisperModel(str(ct2_folder(model)), device="cpu", compute_type="int8", cpu_threads=threads or 1)
+        self.batched = BatchedInferencePipeline(model=self.model) if batched else None
 
     def transcribe(self, samples: Any) -> str:
-        segments, _info = self.model.transcribe(
-            samples, beam_size=1, word_timestamps=self.words, language=self.language
-        )
+        if self.batched is not None:
+            segments, _info = self.batched.transcribe(
+                samples, batch_size=FW_CPU_BATCH_SIZE, beam_size=1, language=self.language
+            )
+        else:
+            segments, _info = self.model.transcribe(
+                samples, beam_size=1, word_timestamps=self.words, language=self.language
+            )
         return "".join(s.text for s in segments)
+
+
+#: faster-whisper's README benchmarks BatchedInferencePipeline on the CPU with this batch size
+FW_CPU_BATCH_SIZE = 8
+
+
+def _ggml_converter() -> Any:
+    """``scripts/whisper_to_ggml.py`` as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("whisper_to_ggml", REPO / "scripts" / "whisper_to_ggml.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("whisper_to_ggml", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _WhisperCppEngine:
+    def __init__(self, model: str, threads: int | None, words: bool) -> None:
+        from pywhispercpp.model import Model
+
+        words_params = {"token_timestamps": True, "max_len": 1, "split_on_word": True} if words else {}
+        self.model = Model(
+            str(_ggml_converter().cached_ggml(model)),
+            params_sampling_strategy=0,  # greedy
+            redirect_whispercpp_logs_to=None,  # its load log, not the protocol's stdout
+            n_threads=threads or 1,
+            language="en",
+            print_progress=False,
+            print_realtime=False,
+            print_timestamps=False,
+            **words_params,
+        )
+
+    def transcribe(self, samples: Any) -> str:
+        import numpy as np
+
+        segments = self.model.transcribe(np.ascontiguousarray(samples, dtype=np.float32))
+        return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
 def ct2_folder(model: str) -> Path:
@@ -229,9 +321,14 @@ def ct2_folder(model: str) -> Path:
 
 
 def worker_main(engine_name: str, model: str, threads: int | None) -> None:
-    """Child process: load one engine, then answer ``{"clip": path.npy}`` lines with timings."""
+    """Child process: load one engine, then answer ``{"clip": path.npy}`` lines with timings.
+
+    The answers go to the original stdout; anything an engine prints (a native library writes to file
+    descriptor 1 directly) goes to stderr instead, so it never corrupts the protocol."""
     import numpy as np
 
+    reply_to = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     if engine_name.startswith("flarelet"):
@@ -244,6 +341,8 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
     elif engine_name == "pipeline":
         import transformers  # noqa: F401
         from transformers import pipeline  # noqa: F401
+    elif engine_name.startswith("whispercpp"):
+        import pywhispercpp.model  # noqa: F401
     else:
         import faster_whisper  # noqa: F401
     imported = time.perf_counter()
@@ -251,11 +350,13 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         eng: Any = _FlareletEngine(model, threads, engine_name.partition("-")[2] or None)
     elif engine_name == "pipeline":
         eng = _PipelineEngine(model, threads)
+    elif engine_name.startswith("whispercpp"):
+        eng = _WhisperCppEngine(model, threads, words=engine_name == "whispercpp-words")
     else:
-        eng = _FasterWhisperEngine(model, threads, words=engine_name == "fw-words")
+        eng = _FasterWhisperEngine(model, threads, words=engine_name == "fw-words", batched=engine_name == "fw-batched")
     loaded = time.perf_counter()
     reply = {"import_s": imported - started, "load_s": loaded - imported, "rss_mb": _rss_mb()}
-    print(json.dumps(reply), flush=True)
+    print(json.dumps(reply), file=reply_to, flush=True)
     cache: dict[str, Any] = {}
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -270,6 +371,7 @@ def worker_main(engine_name: str, model: str, threads: int | None) -> None:
         seconds = time.perf_counter() - t0
         print(
             json.dumps({"text": text, "seconds": seconds, "cpu_s": time.process_time() - cpu0, "rss_mb": _rss_mb()}),
+            file=reply_to,
             flush=True,
         )
 
@@ -388,10 +490,57 @@ def summarize(clips: list[Clip], engines: list[str], cells: dict) -> dict[str, d
         }
     for name, row in out.items():
         if name.startswith("flarelet"):
-            for other in ("fw", "pipeline"):
+            for other in RATIO_COLUMNS:
                 if other in out:
                     row[f"x_{other}"] = f"{row['latency_s'] / out[other]['latency_s']:.2f}"
     return out
+
+
+# -- the quiet-machine rule ------------------------------------------------------------------------------
+
+
+@dataclass
+class Quiet:
+    """What the load average said before the run: quiet means the 1-minute average below ``threshold``."""
+
+    load: float
+    threshold: float = QUIET_LOAD
+    waited_s: float = 0.0
+    #: None: not waited for; False: ``--wait-quiet`` ran out first
+    got_quiet: bool | None = None
+
+    @property
+    def quiet(self) -> bool:
+        return self.load < self.threshold
+
+    def line(self) -> str:
+        text = (
+            f"quiet machine: {'yes' if self.quiet else 'no'} "
+            f"(load average {self.load:.2f} before, threshold {self.threshold})"
+        )
+        if self.got_quiet is not None:
+            text += f"; waited {self.waited_s:.0f} s" + ("" if self.got_quiet else ", it never got quiet")
+        return text
+
+
+def wait_quiet(
+    limit_s: float,
+    threshold: float = QUIET_LOAD,
+    poll_s: float = 5.0,
+    loadavg: Any = os.getloadavg,
+    sleep: Any = time.sleep,
+    clock: Any = time.monotonic,
+) -> Quiet:
+    """Poll the 1-minute load average until it is below ``threshold`` or ``limit_s`` has passed.
+
+    Sleeping between polls (never spinning): the wait itself must not keep the machine busy."""
+    start = clock()
+    load = loadavg()[0]
+    while load >= threshold and clock() - start < limit_s:
+        print(f"waiting for a quiet machine: load average {load:.2f} >= {threshold}", file=sys.stderr, flush=True)
+        sleep(max(0.0, min(poll_s, limit_s - (clock() - start))))
+        load = loadavg()[0]
+    return Quiet(load, threshold, clock() - start, load < threshold)
 
 
 @dataclass
@@ -429,6 +578,14 @@ def main(argv: list[str] | None = None) -> int:
         help="another checkout (e.g. `git worktree add /tmp/base <commit>`): adds its `flarelet` engine as "
         "`baseline`, run round-robin with the others",
     )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"first wait up to SECONDS for the 1-minute load average to drop below {QUIET_LOAD} "
+        "(the quiet-machine rule); the run starts anyway after that, and says it was not quiet",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -447,6 +604,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(engines) - set(ENGINES) - set(EXTRA_ENGINES) - ({"baseline"} if args.baseline else set())
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
+    if any(e.startswith("whispercpp") for e in engines):
+        import importlib.util
+
+        if importlib.util.find_spec("pywhispercpp") is None:
+            parser.error("the whispercpp engines need pywhispercpp: pip install pywhispercpp==1.5.1 (the bench extra)")
+        _ggml_converter().cached_ggml(args.model)  # converted once, before any engine's load time is taken
+    if args.wait_quiet is not None:
+        quiet = wait_quiet(args.wait_quiet)
+    else:
+        quiet = Quiet(os.getloadavg()[0])
+    print(quiet.line(), file=sys.stderr, flush=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="flarelet-bench-") as tmp:
         clips = prepare_clips([c for c in args.clips.split(",") if c], Path(tmp))
@@ -480,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "loadavg_before": load_before,
         "loadavg_after": load_after,
+        "quiet": quiet.quiet,
+        "quiet_threshold": quiet.threshold,
+        "quiet_load": quiet.load,
+        "quiet_waited_s": quiet.waited_s if quiet.got_quiet is not None else None,
         "cells": [],
     }
     print()
@@ -487,12 +659,13 @@ def main(argv: list[str] | None = None) -> int:
 
     quantize = os.environ.get("FLARELET_AI_QUANTIZE") or f"{DEFAULT_QUANTIZE} (default)"
     print(
-        f"Whisper {args.model}, greedy, threads={args.threads}, flarelet quantize={quantize}, "
+        f"Whisper {args.model}, greedy, language en, threads={args.threads}, flarelet quantize={quantize}, "
         f"{args.runs} runs (+1 warm-up), "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
     )
+    print(quiet.line())
     print()
-    header = ["clip", "engine", "load s", "latency s (min-max)", "RTF", "RSS MB", "WER", "x fw", "x fw-words", "x pipe"]
+    header = ["clip", "engine", "load s", "latency s (min-max)", "RTF", "RSS MB", "WER", *RATIO_COLUMNS.values()]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for clip in clips:
@@ -517,9 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{med / clip.seconds:.3f}",
                 f"{rss.get(name, float('nan')):.0f}",
                 f"{w:.3f}" + ("" if cell.consistent else "*"),
-                ratio("fw"),
-                ratio("fw-words"),
-                ratio("pipeline"),
+                *(ratio(other) for other in RATIO_COLUMNS),
             ]
             rows.append(row)
             print("| " + " | ".join(row) + " |")
@@ -538,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     print()
     print(
-        "x fw / x fw-words / x pipe: that flarelet row's latency divided by that engine's (< 1 = flarelet faster). "
+        "x fw / x fw-words / x wcpp / x pipe: that flarelet row's latency divided by that engine's "
+        "(fw, fw-words, whispercpp, pipeline; < 1 = flarelet faster). "
         "* = transcript changed between runs."
     )
     summary = summarize(clips, engines, cells)
@@ -550,13 +722,11 @@ def main(argv: list[str] | None = None) -> int:
             "WER = all word errors / all reference words"
         )
         print()
-        print("| engine | latency s | RTF | WER | x fw | x pipe |")
-        print("|---|---|---|---|---|---|")
+        print("| engine | latency s | RTF | WER | " + " | ".join(RATIO_COLUMNS.values()) + " |")
+        print("|---|---|---|---|" + "---|" * len(RATIO_COLUMNS))
         for name, row in summary.items():
-            print(
-                f"| {name} | {row['latency_s']:.2f} | {row['rtf']:.3f} | {row['wer']:.3f} | "
-                f"{row.get('x_fw', '')} | {row.get('x_pipeline', '')} |"
-            )
+            ratios = " | ".join(row.get(f"x_{other}", "") for other in RATIO_COLUMNS)
+            print(f"| {name} | {row['latency_s']:.2f} | {row['rtf']:.3f} | {row['wer']:.3f} | {ratios} |")
     for clip in clips:
         if "flarelet" in engines:
             print(f"\n{clip.name} flarelet: {cells[(clip.name, 'flarelet')].text.strip()[:300]}", end="")

@@ -59,6 +59,13 @@ QUANTIZE_MODES = ("fp16", "int8", "none")
 #: runs, at transformers' speed, one request at a time. README "Workers AI".
 DEFAULT_ENGINE = "lean"
 ENGINES = ("lean", "transformers")
+#: How a clip longer than one 30 s window is transcribed: "sequential" (default) = Whisper's own
+#: long-form loop, each window prompted with the text before it; "batched" = cut at silences (VAD)
+#: into chunks of at most 30 s, decoded together as one batch (faster-whisper's batched pipeline:
+#: flarelet.bindings.ai.asr.batched). Sequential stays the default: its transcripts were as good or
+#: better on every long test clip, and on a CPU batching the chunks saves little. README "Speed".
+DEFAULT_LONG_FORM = "sequential"
+LONG_FORM_MODES = ("sequential", "batched")
 #: Inference workers: threads sharing the loaded model, each transcribing its own batch. Two keep
 #: both cores of a small machine busy under load (one encodes while the other decodes; the
 #: encoder's threads are shared out between busy workers) -- bench/concurrency.py, README "Speed".
@@ -80,6 +87,7 @@ ENV_VARS: dict[str, str] = {
     "FLARELET_AI_DEVICE": "device",
     "FLARELET_AI_QUANTIZE": "quantize",
     "FLARELET_AI_ENGINE": "engine",
+    "FLARELET_AI_LONG_FORM": "long_form",
     "FLARELET_AI_WORKERS": "workers",
     "FLARELET_AI_MAX_BATCH": "max_batch",
     "FLARELET_AI_BATCH_WINDOW_MS": "batch_window_ms",
@@ -133,6 +141,7 @@ class AiSettings:
     device: str = "auto"
     quantize: str = DEFAULT_QUANTIZE
     engine: str = DEFAULT_ENGINE
+    long_form: str = DEFAULT_LONG_FORM
     workers: int = DEFAULT_WORKERS
     max_batch: int = DEFAULT_MAX_BATCH
     batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS
@@ -155,6 +164,8 @@ class AiSettings:
             raise SettingsError("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.engine not in ENGINES:
             raise SettingsError("engine", f"must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.long_form not in LONG_FORM_MODES:
+            raise SettingsError("long_form", f"must be one of {', '.join(LONG_FORM_MODES)}, got {self.long_form!r}")
         _check_positive("workers", self.workers, int)
         _check_positive("max_batch", self.max_batch, int)
         if (
@@ -179,6 +190,7 @@ class AiSettings:
                 self.device,
                 self.quantize,
                 self.engine,
+                self.long_form,
                 self.workers,
                 self.max_batch,
                 self.batch_window_ms,
@@ -276,7 +288,7 @@ def _coerce(key: str, name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
             return float(value)
-        if name in ("device", "quantize", "engine"):
+        if name in ("device", "quantize", "engine", "long_form"):
             return str(value).lower()
     except (TypeError, ValueError, json.JSONDecodeError) as exc:
         raise SettingsError(key, f"invalid value {value!r}: {exc}") from None

@@ -181,7 +181,7 @@ class D1Database:
             results = []
             for line in queries:
                 try:
-                    results.append(engine.query(conn, line))
+                    results.append(engine.query(conn, line, count_rows=False))
                 except (sqlite3.Error, D1Error) as exc:
                     engine._rollback(conn)
                     return fail(engine.error_message(exc))

@@ -25,6 +25,7 @@ from flarelet.bindings.d1.constants import (
 )
 from flarelet.bindings.d1.errors import D1Error
 from flarelet.bindings.d1.offsets import error_offset
+from flarelet.bindings.d1.rows import RowCounter
 from flarelet.bindings.d1.statements import is_blank_query, split_statements
 from flarelet.bindings.d1.values import out_value
 from flarelet.bindings.storage import paths
@@ -48,6 +49,7 @@ class D1Engine:
     def __init__(self, limits: D1Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self._auth = _AuthState()
+        self.rows = RowCounter()
 
     # connection setup ---------------------------------------------------------------------
 
@@ -72,9 +74,12 @@ class D1Engine:
         return sqlite3.SQLITE_OK
 
     def _internal(self, conn: sqlite3.Connection, sql: str) -> None:
+        self._internal_rows(conn, sql)
+
+    def _internal_rows(self, conn: sqlite3.Connection, sql: str) -> list[tuple]:
         self._auth.internal = True
         try:
-            conn.execute(sql)
+            return conn.execute(sql).fetchall()
         finally:
             self._auth.internal = False
 
@@ -143,20 +148,32 @@ class D1Engine:
 
     # queries ---------------------------------------------------------------------------------
 
-    def _size(self, conn: sqlite3.Connection) -> int:
+    def _state(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Database size in bytes and the last inserted rowid.
+
+        The rowid comes with the page count: Python's cursor reads ``sqlite3_last_insert_rowid``
+        after every statement, so it costs no query of its own.
+        """
         self._auth.internal = True
         try:
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            cursor = conn.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
             size = conn.execute("PRAGMA page_size").fetchone()[0]
         finally:
             self._auth.internal = False
-        return int(pages) * int(size)
+        return int(pages) * int(size), int(cursor.lastrowid or 0)
 
-    def _last_row_id(self, conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        return int(self._internal_rows(conn, "PRAGMA schema_version")[0][0])
 
-    def query(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any]:
-        """Run one query (possibly several statements); results of the last statement."""
+    def query(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), *, count_rows: bool = True
+    ) -> dict[str, Any]:
+        """Run one query (possibly several statements); results of the last statement.
+
+        ``count_rows=False`` skips ``rows_read``/``rows_written`` (reported as 0): ``exec`` answers
+        only ``{count, duration}``, and reading each line's program would slow it for nothing.
+        """
         if not isinstance(sql, str):
             raise D1Error("D1_ERROR: Query must be a string", "Query must be a string")
         if len(sql.encode("utf-8", "surrogatepass")) > self.limits.max_sql_bytes:
@@ -165,13 +182,20 @@ class D1Engine:
         if not statements:
             raise D1Error(f"D1_ERROR: {COMMENTS_ONLY_MESSAGE}", COMMENTS_ONLY_MESSAGE)
         started = time.perf_counter()
-        size_before = self._size(conn)
+        size_before, last_before = self._state(conn)
         changes_before = conn.total_changes
-        last_before = self._last_row_id(conn)
         columns: list[str] = []
         rows: list[tuple] = []
+        estimate = None
+        last_changes_before = changes_before
         for index, statement in enumerate(statements):
             last = index == len(statements) - 1
+            if last and count_rows:
+                # D1 reports the last statement's row counters; what they need is read before it runs
+                estimate = self.rows.prepare(
+                    conn, statement, params, self._schema_version(conn), lambda q: self._internal_rows(conn, q)
+                )
+                last_changes_before = conn.total_changes
             try:
                 self._auth.denied_transaction = False
                 cursor = conn.execute(statement, tuple(params) if last else ())
@@ -190,8 +214,8 @@ class D1Engine:
                 columns = [d[0] for d in cursor.description] if cursor.description else []
                 rows = fetched
         changes = conn.total_changes - changes_before
-        last_row_id = self._last_row_id(conn)
-        size_after = self._size(conn)
+        counts = estimate.counts(rows, conn.total_changes - last_changes_before) if estimate else None
+        size_after, last_row_id = self._state(conn)
         duration = (time.perf_counter() - started) * 1000
         return {
             "columns": columns,
@@ -201,12 +225,17 @@ class D1Engine:
                 "duration": duration,
                 "changes": changes,
                 "last_row_id": last_row_id,
-                "changed_db": changes != 0 or last_row_id != last_before or size_after != size_before,
+                # a DROP frees pages without shrinking the file or counting a change: D1 still
+                # reports the database changed
+                "changed_db": changes != 0
+                or last_row_id != last_before
+                or size_after != size_before
+                or (estimate is not None and estimate.program.writes_schema),
                 "size_after": size_after,
-                # Python's sqlite3 does not expose SQLite's per-statement row counters: rows
-                # returned stand in for rows read, rows changed for rows written.
-                "rows_read": len(rows),
-                "rows_written": changes,
+                # estimated from the statement's program (flarelet.bindings.d1.rows): Python's
+                # sqlite3 has no row counters
+                "rows_read": counts.read if counts else 0,
+                "rows_written": counts.written if counts else 0,
             },
         }
 

@@ -11,6 +11,12 @@ converted twice, and both conversions are reproduced here:
   have no JSON form and arrive as NULL. So ``5`` and ``5.0`` both bind as INTEGER 5 and ``2.5``
   as REAL. (Miniflare hands Numbers to SQLite as doubles, so under ``wrangler dev`` ``5`` binds
   as REAL: a difference from production that flarelet does not copy.)
+* **Other Python values** (the ``workers`` runtime SDK wraps ``env.DB`` and converts each argument
+  with ``python_to_rpc``): ``None`` becomes JS ``null``, which binds NULL (a bare Pyodide call would
+  pass ``undefined``, which D1 rejects); ``bytes`` and ``memoryview`` become a ``Uint8Array`` and a
+  list an ``Array``, which D1 binds as a BLOB when every item is a byte; a tuple or ``bytearray``
+  is a ``TypeError`` (``<class 'tuple'> cannot be sent over RPC.``); a dict or any other list is a
+  ``D1_TYPE_ERROR`` quoting ``String(value)`` (``[object Object]``, ``1,2,300``).
 * **Out** (results): D1 answers JSON, read into JS Numbers, which Pyodide turns into ``int``
   when integral and within +-2^53, else ``float``. So an INTEGER beyond 2^53 loses precision
   (9007199254740993 reads as 9007199254740992; INT64 max as the float 9.223372036854776e18),

@@ -485,32 +485,30 @@ def test_manifest_has_the_clips_these_tests_use(manifest):
 # -- the adaptive thread policy of a decoding step -------------------------------------------------
 
 
-@pytest.mark.slow  # a subprocess or timed wait: kept out of the fast subset
-def test_wide_policy_follows_the_faster_mode_and_notices_load():
-    """Measures both modes first, then uses the faster one, probing the other a few steps in every
-    PROBE_EVERY; when the machine gets busy (the wide mode slows down) it switches back."""
-    from flarelet.bindings.ai.asr.decoder import WidePolicy
+def test_step_policy_follows_the_fastest_mode_and_notices_load():
+    """Measures each mode first, then uses the fastest, probing the others in turn a few steps in
+    every PROBE_EVERY; when the machine gets busy (the wide modes slow down) it switches back."""
+    from flarelet.bindings.ai.asr.decoder import NARROW, WIDE_ALL, WIDE_PROJ, StepPolicy
 
-    policy = WidePolicy()
-    cost = {False: 0.0075, True: 0.0058}  # idle machine: wide is faster
+    policy = StepPolicy()
+    cost = {NARROW: 0.0075, WIDE_PROJ: 0.0064, WIDE_ALL: 0.0050}  # idle machine: all-wide is fastest
 
-    def run(steps: int) -> list[bool]:
+    def run(steps: int) -> list[int]:
         chosen = []
         for _ in range(steps):
-            wide = policy.wide()
-            policy.record(wide, cost[wide])
-            chosen.append(wide)
+            mode = policy.choose()
+            policy.record(mode, cost[mode])
+            chosen.append(mode)
         return chosen
 
-    first = run(2)
-    assert first == [False, True]  # each mode measured once
-    assert policy.avg == {False: 0.0075, True: 0.0058}
-    idle = run(256)
-    assert sum(idle) / len(idle) > 0.9  # wide, with narrow probes
-    assert not all(idle)  # ... which do happen
-    cost[True] = 0.023  # another process now holds the second core
-    busy = run(256)
-    assert sum(busy[-128:]) / 128 < 0.1  # narrow again, within a probe or two
-    cost[True] = 0.0058
-    again = run(256)
-    assert sum(again[-128:]) / 128 > 0.9
+    assert run(3) == [NARROW, WIDE_PROJ, WIDE_ALL]  # each mode measured once
+    assert policy.avg == [0.0075, 0.0064, 0.0050]
+    idle = run(512)
+    assert idle.count(WIDE_ALL) / len(idle) > 0.9  # the fastest, with probes of the others
+    assert NARROW in idle and WIDE_PROJ in idle  # ... which do happen, for both
+    cost[WIDE_PROJ], cost[WIDE_ALL] = 0.011, 0.023  # another process now holds the second core
+    busy = run(512)
+    assert busy[-256:].count(NARROW) / 256 > 0.9  # narrow again, within a probe or two
+    cost[WIDE_PROJ], cost[WIDE_ALL] = 0.0064, 0.0050
+    again = run(512)
+    assert again[-256:].count(WIDE_ALL) / 256 > 0.9

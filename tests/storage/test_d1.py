@@ -26,7 +26,9 @@ async def test_all_first_raw_run_shapes(db: D1Database) -> None:
     assert inserted.success is True
     assert inserted.meta.changes == 1 and inserted.meta.last_row_id == 1
     assert inserted.meta.changed_db is True
-    assert inserted.meta.rows_written == 1
+    # D1's counters: the row, its UNIQUE index entry and sqlite_sequence's row written, after
+    # reading sqlite_sequence (empty: one read, the Rewind)
+    assert inserted.meta.rows_written == 3 and inserted.meta.rows_read == 1
     assert set(inserted.meta) >= {
         "duration",
         "changes",
@@ -92,6 +94,45 @@ def test_bind_rejects_unsupported_types(d1: D1Database, value, message) -> None:
     with pytest.raises(JsException) as info:
         d1.prepare("SELECT ?").bind(value)
     assert info.value.message == message
+
+
+async def test_bind_none_binds_null_as_the_runtime_sdk_sends_jsnull(db: D1Database) -> None:
+    # workers-runtime-sdk wraps env.DB: python_to_rpc turns None into JS null, which D1's
+    # bind() accepts (a bare Pyodide call would pass undefined, which D1 rejects)
+    row = await db.prepare("SELECT ? IS NULL AS n, typeof(?) AS t").bind(None, None).first()
+    assert row == {"n": 1, "t": "null"}
+    await db.prepare("INSERT INTO users (email, score) VALUES (?, ?)").bind("n@x", None).run()
+    assert await db.prepare("SELECT score FROM users WHERE email = ?").bind("n@x").first("score") is None
+
+
+async def test_bind_bytes_memoryview_and_byte_lists_bind_as_blobs_as_to_js_typed_arrays(db: D1Database) -> None:
+    # to_js turns a buffer into a Uint8Array and a list into an Array; D1's bind() keeps an
+    # Array of 0..255 and copies a typed array into one: both arrive as BLOBs
+    row = (
+        await db.prepare("SELECT typeof(?) AS a, typeof(?) AS b, typeof(?) AS c")
+        .bind(b"\x01", memoryview(b"\x02"), [3])
+        .first()
+    )
+    assert row == {"a": "blob", "b": "blob", "c": "blob"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ((1, 2), "<class 'tuple'> cannot be sent over RPC."),
+        (bytearray(b"x"), "<class 'bytearray'> cannot be sent over RPC."),
+    ],
+)
+def test_bind_tuple_and_bytearray_raise_type_error_as_python_to_rpc(d1: D1Database, value, message) -> None:
+    with pytest.raises(TypeError) as info:
+        d1.prepare("SELECT ?").bind(value)
+    assert str(info.value) == message
+
+
+def test_bind_list_beyond_a_byte_is_d1_type_error_with_the_js_array_text(d1: D1Database) -> None:
+    with pytest.raises(JsException) as info:
+        d1.prepare("SELECT ?").bind([1, 2, 300])
+    assert info.value.message == "D1_TYPE_ERROR: Type 'object' not supported for value '1,2,300'"
 
 
 def test_bind_returns_a_new_statement(d1: D1Database) -> None:

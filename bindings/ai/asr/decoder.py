@@ -480,44 +480,51 @@ class LeanDecoder(nn.Module):
         return self.proj(hidden).float()
 
 
-class WidePolicy:
-    """Whether a decoding step runs its output projection (vocab x d: the largest weight a step
-    reads) on the extra threads now: measured, not assumed.
+class StepPolicy:
+    """How a decoding step uses the extra threads now: measured, not assumed.
 
-    Why measured: on an idle 2-core machine a step takes ~15 % less with the second core reading
-    half of that weight (tiny.en int8: 7.5 -> 6.4 ms a step; 63 s clip end to end 3.00 -> 2.76 s,
-    interleaved runs); but while anything else keeps that core busy, the split waits for a time
-    slice and the step takes 1.5x as long (7.8 -> 11.6 ms). So both modes' step times are tracked
-    (moving averages), the faster one is used, and the other is re-tried for a few steps out of
-    every ``PROBE_EVERY``, so a change in the machine's load is noticed within a second or so of
-    decoding. (Splitting the cross-attention reads too looked 10 % better in isolation and was
-    6 % worse end to end: not done.)
+    Three modes: :data:`NARROW` (the whole step on one thread), :data:`WIDE_PROJ` (the output
+    projection -- vocab x d, the largest weight a step reads -- split across the threads) and
+    :data:`WIDE_ALL` (the layers too: their cross-attention reads and int8 products split).
+
+    Why measured: a step is bound by memory reads, and a second core that is free brings its own
+    bandwidth, so on an idle machine the wide modes are faster; but while anything else keeps that
+    core busy, a split waits for a time slice and the step takes 1.5x as long. So each mode's step
+    time is tracked (a moving average of the mode in use), the fastest is used, and the others are
+    re-tried in turn for a few steps out of every ``PROBE_EVERY``, so a change in the machine's load
+    is noticed within a second or so of decoding. One policy per batch size (rows cost differently).
     """
 
     PROBE_EVERY = 64
     PROBE_STEPS = 3  # the first warms the other mode up; the mean of the rest replaces its average
     ALPHA = 0.2  # moving average of the mode in use
 
-    def __init__(self) -> None:
-        self.avg: dict[bool, float | None] = {False: None, True: None}
+    def __init__(self, modes: int = 3) -> None:
+        self.avg: list[float | None] = [None] * modes
         self.steps = 0
         self._probe: list[float] = []
 
     def _probing(self) -> bool:
         return self.steps % self.PROBE_EVERY < self.PROBE_STEPS
 
-    def wide(self) -> bool:
-        self.steps += 1
-        narrow, wide = self.avg[False], self.avg[True]
-        if narrow is None or wide is None:
-            return narrow is not None  # measure each mode once to start with
-        best = wide <= narrow
-        return (not best) if self._probing() else best
+    def _best(self) -> int:
+        return min(range(len(self.avg)), key=lambda m: self.avg[m] or 0.0)
 
-    def record(self, wide: bool, seconds: float) -> None:
-        old = self.avg[wide]
+    def choose(self) -> int:
+        self.steps += 1
+        for mode, avg in enumerate(self.avg):
+            if avg is None:  # measure each mode once to start with
+                return mode
+        best = self._best()
+        if not self._probing():
+            return best
+        others = [m for m in range(len(self.avg)) if m != best]
+        return others[(self.steps // self.PROBE_EVERY) % len(others)]
+
+    def record(self, mode: int, seconds: float) -> None:
+        old = self.avg[mode]
         if old is None:
-            self.avg[wide] = seconds
+            self.avg[mode] = seconds
         elif self._probing():
             phase = self.steps % self.PROBE_EVERY
             if phase == 0:
@@ -525,13 +532,18 @@ class WidePolicy:
             else:
                 self._probe.append(seconds)
             if phase == self.PROBE_STEPS - 1 and self._probe:  # a fresh measurement, not a blend
-                self.avg[wide] = sum(self._probe) / len(self._probe)
+                self.avg[mode] = sum(self._probe) / len(self._probe)
         else:
-            self.avg[wide] = old + self.ALPHA * (seconds - old)
+            self.avg[mode] = old + self.ALPHA * (seconds - old)
 
 
-#: one per process: all decoding shares the machine whose load it measures
-WIDE_POLICY = WidePolicy()
+NARROW, WIDE_PROJ, WIDE_ALL = 0, 1, 2
+#: one per batch size and process: all decoding shares the machine whose load it measures
+_STEP_POLICIES: dict[int, StepPolicy] = {}
+
+
+def step_policy(rows: int) -> StepPolicy:
+    return _STEP_POLICIES.setdefault(min(rows, 8), StepPolicy())
 
 
 class _threads:
@@ -578,8 +590,8 @@ class DecodeBatch:
 
     def __init__(self, lean: LeanDecoder, cross: Sequence[CrossKV], max_len: int, threads: int = 1) -> None:
         """``threads``: CPU threads for the wide operations -- whole prompts (many tokens at once),
-        and per step the output projection when :data:`WIDE_POLICY` finds that faster -- while the
-        per-token layers stay on one (the engine's thread policy)."""
+        and per step the output projection, or the whole step, when :class:`StepPolicy` finds
+        that faster; otherwise a step runs on one thread (the engine's thread policy)."""
         self.lean = lean
         self.threads = threads if lean.positions.device.type == "cpu" else 1
         self.cross = list(cross)
@@ -640,14 +652,16 @@ class DecodeBatch:
         uniform = self.B == 1 or not bool((pos != K - 1).any())
         if not uniform:  # rows at different lengths
             mask = (torch.arange(K, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
-        wide = self.threads > 1 and WIDE_POLICY.wide()
+        policy = step_policy(self.B) if self.threads > 1 else None
+        mode = policy.choose() if policy is not None else NARROW
         started = time.perf_counter()
-        hidden = self.lean.forward_token(
-            tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
-        )
-        logits = self.logits(hidden, wide)
-        if self.threads > 1:
-            WIDE_POLICY.record(wide, time.perf_counter() - started)
+        with _threads(self.threads if mode == WIDE_ALL else 1):
+            hidden = self.lean.forward_token(
+                tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
+            )
+        logits = self.logits(hidden, mode != NARROW)
+        if policy is not None:
+            policy.record(mode, time.perf_counter() - started)
         self.lengths = pos + 1
         return logits
 

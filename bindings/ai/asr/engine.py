@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
-from . import alignment, beam, decoding, scheduler, transcribe
+from . import alignment, batched, beam, decoding, scheduler, transcribe
 from .options import TranscribeOptions
 from .results import Decoded, Transcription
 from .work import AlignWork, DecodeWork, Job, Window
@@ -212,6 +212,12 @@ class WhisperEngine:
     def start(self, audio: np.ndarray, options: TranscribeOptions) -> Job:
         """A transcription of ``audio`` that :meth:`run_round` advances (the backend interface)."""
         return Job(self.transcribe_steps(audio, options))
+
+    def start_batched(self, audio: np.ndarray, speech: list[dict[str, int]], options: TranscribeOptions):
+        """Batched long-form (:mod:`flarelet.bindings.ai.asr.batched`): ``audio`` cut into chunks
+        of at most 30 s around the VAD's ``speech`` spans, transcribed together."""
+        chunks = batched.chunk_spans(speech)
+        return batched.BatchedJob(audio, chunks, options, self.transcribe_steps, self.vocab.multilingual)
 
     def run_round(self, jobs: Sequence[Job], threads: int | None = None) -> None:
         scheduler.run_round(self, jobs, threads)

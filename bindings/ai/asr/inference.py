@@ -61,6 +61,14 @@ def filter_spans(samples: np.ndarray, request: AsrRequest) -> list[dict[str, int
     return vad.get_vad().speech_spans(samples, vad.VadOptions())
 
 
+def chunk_speech(samples: np.ndarray) -> list[dict[str, int]]:
+    """Batched long-form's speech spans (:data:`vad.CHUNKING`), in samples; like
+    :func:`filter_spans`, computed on the service's VAD thread."""
+    from . import vad
+
+    return vad.get_vad().speech_spans(samples, vad.CHUNKING)
+
+
 @dataclass
 class Prepared:
     """A request ready for the engine: its transcription :class:`Job` (None when there is nothing
@@ -86,17 +94,33 @@ def prepare(
     request: AsrRequest,
     cancel: threading.Event | None,
     spans: concurrent.futures.Future[list[dict[str, int]]] | None = None,
+    long_form: str = "sequential",
 ) -> Prepared:
     """Start ``request``'s transcription: the :class:`Job` that :meth:`WhisperEngine.run_round`
     advances (alone, or batched with other requests' jobs).
 
-    ``spans``: for ``vad_filter``, :func:`filter_spans` being computed elsewhere (None = compute
-    it here). Without ``vad_filter`` the silence gate asks its questions as the engine goes.
+    ``spans``: for ``vad_filter``, :func:`filter_spans` being computed elsewhere (for batched
+    long-form without it, :func:`chunk_speech`; None = compute it here). Otherwise the silence
+    gate asks its questions as the engine goes. ``long_form``: ``AiSettings.long_form``; batched
+    needs an engine that can start a :class:`~flarelet.bindings.ai.asr.batched.BatchedJob`
+    (the lean one), others transcribe sequentially.
     """
     from . import vad
 
     options = options_for(request, cancel)
     duration = samples.shape[0] / SAMPLE_RATE
+    if long_form == "batched" and hasattr(engine, "start_batched"):
+        # vad_filter's spans (faster-whisper's filter) or the chunking VAD's; either way the
+        # chunks are stretches of the clip, so timestamps need no mapping back
+        if spans is not None:
+            found = spans.result()
+        else:
+            found = filter_spans(samples, request) if request.vad_filter else chunk_speech(samples)
+        if not found:
+            return Prepared(spec, request, None, duration, 0.0)
+        kept = sum(s["end"] - s["start"] for s in found) / SAMPLE_RATE
+        after_vad = kept if request.vad_filter else duration
+        return Prepared(spec, request, engine.start_batched(samples, found, options), duration, after_vad)
     if request.vad_filter:
         found = spans.result() if spans is not None else filter_spans(samples, request)
         speech = vad.collect(samples, found)
@@ -131,10 +155,15 @@ def finish(prepared: Prepared) -> dict:
 
 
 def transcribe_request(
-    spec: ModelSpec, engine: Any, samples: np.ndarray, request: AsrRequest, cancel: threading.Event | None
+    spec: ModelSpec,
+    engine: Any,
+    samples: np.ndarray,
+    request: AsrRequest,
+    cancel: threading.Event | None,
+    long_form: str = "sequential",
 ) -> dict:
-    """One request start to finish on the calling thread (no batching)."""
-    prepared = prepare(spec, engine, samples, request, cancel)
+    """One request start to finish on the calling thread (no batching with other requests)."""
+    prepared = prepare(spec, engine, samples, request, cancel, long_form=long_form)
     if prepared.job is not None:
         while not prepared.job.finished:
             engine.run_round([prepared.job])

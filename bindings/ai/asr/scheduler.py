@@ -32,8 +32,10 @@ def run_round(engine: Any, jobs: Sequence[Job], threads: int | None = None) -> N
     """Advance every unfinished job by (about) one window, serving their work in batches.
 
     A job's error (cancellation, a bad option) finishes that job only. ``threads``: the
-    encoder's threads for this round (default: the engine's).
+    encoder's threads for this round (default: the engine's). A batched long-form job
+    (:class:`~flarelet.bindings.ai.asr.batched.BatchedJob`) takes part as its chunks' jobs.
     """
+    jobs = [part for job in jobs for part in (job.active() if hasattr(job, "active") else (job,))]
     for job in jobs:
         if job.pending is None and not job.finished:
             job.advance(None)

@@ -28,6 +28,7 @@ class SpeechInput:
 
     request: Any  # schemas.AsrRequest
     samples: Any  # np.ndarray
+    long_form: str = "sequential"  # AiSettings.long_form
 
 
 class SpeechRecognition:
@@ -40,15 +41,18 @@ class SpeechRecognition:
 
         request = schemas.parse_inputs(spec, inputs, settings)
         samples = audio.decode_audio(request.audio, settings.max_audio_seconds, audio.source_of(inputs))
-        return SpeechInput(request, samples)
+        return SpeechInput(request, samples, settings.long_form)
 
     def side_work(self, request: SpeechInput) -> Callable[[], Any] | None:
-        """``vad_filter`` needs the whole clip's speech spans before transcribing starts."""
-        if not request.request.vad_filter:
-            return None
+        """``vad_filter`` and batched long-form need the whole clip's speech spans before
+        transcribing starts."""
         from . import inference
 
-        return functools.partial(inference.filter_spans, request.samples, request.request)
+        if request.request.vad_filter:
+            return functools.partial(inference.filter_spans, request.samples, request.request)
+        if request.long_form == "batched":
+            return functools.partial(inference.chunk_speech, request.samples)
+        return None
 
     def load(self, spec: ModelSpec, settings: AiSettings) -> Any:
         from . import engine
@@ -58,7 +62,7 @@ class SpeechRecognition:
     def start(self, model: Any, spec: ModelSpec, request: SpeechInput, cancel: threading.Event, side: Future | None):
         from . import inference
 
-        return inference.prepare(spec, model, request.samples, request.request, cancel, side)
+        return inference.prepare(spec, model, request.samples, request.request, cancel, side, request.long_form)
 
     def run_round(self, model: Any, jobs: Sequence[Any], threads: int) -> None:
         model.run_round([prepared.job for prepared in jobs], threads)

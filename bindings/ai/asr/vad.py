@@ -37,6 +37,9 @@ class VadOptions:
     speech_pad_ms: int = 400
 
 
+#: Batched long-form's chunking (flarelet.bindings.ai.asr.batched): faster-whisper's batched
+#: pipeline's settings -- short pauses (160 ms) are cut points, no span runs past one window.
+CHUNKING = VadOptions(min_silence_duration_ms=160, max_speech_duration_s=30.0)
 #: The silence gate (see flarelet.bindings.ai.asr.inference): lenient, so quiet speech is never gated away.
 GATE = VadOptions(threshold=0.35, min_speech_duration_ms=100, min_silence_duration_ms=500, speech_pad_ms=400)
 
