@@ -230,22 +230,30 @@ def _norm(sd: Mapping[str, torch.Tensor], name: str) -> nn.LayerNorm:
 TABLE_BLOCK_ROWS = 1024
 
 
+def _shape(sd: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    """A tensor's shape without reading it where ``sd`` can say (a lazy state dict)."""
+    shape = getattr(sd, "shape", None)
+    return tuple(shape(key)) if shape is not None else tuple(sd[key].shape)
+
+
 def _row_blocks(sd: Mapping[str, torch.Tensor], key: str) -> Iterable[torch.Tensor]:
     """A large tensor a block of rows at a time: read alone from the file when ``sd`` can
     (:class:`~flarelet.bindings.ai.asr.state_file.LazyState`), else sliced from memory."""
+    n = _shape(sd, key)[0]
     rows = getattr(sd, "rows", None)
-    n = sd.shape(key)[0] if hasattr(sd, "shape") else sd[key].shape[0]  # type: ignore[attr-defined]
-    whole = None if rows is not None else sd[key]
+    if rows is not None:
+        for start in range(0, n, TABLE_BLOCK_ROWS):
+            yield rows(key, start, min(n, start + TABLE_BLOCK_ROWS))
+        return
+    whole = sd[key]
     for start in range(0, n, TABLE_BLOCK_ROWS):
-        stop = min(n, start + TABLE_BLOCK_ROWS)
-        yield rows(key, start, stop) if rows is not None else whole[start:stop]  # type: ignore[index]
+        yield whole[start : start + TABLE_BLOCK_ROWS]
 
 
 def _fp16_table(sd: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
     """The token embedding in fp16 (exact: Whisper's weights are published in fp16), converted a
     block of rows at a time."""
-    shape = sd.shape(key) if hasattr(sd, "shape") else tuple(sd[key].shape)  # type: ignore[attr-defined]
-    table = torch.empty(shape, dtype=torch.float16)
+    table = torch.empty(_shape(sd, key), dtype=torch.float16)
     row = 0
     for block in _row_blocks(sd, key):
         table[row : row + block.shape[0]] = block
@@ -271,7 +279,7 @@ def _int8_projection(sd: Mapping[str, torch.Tensor], key: str, ln: nn.LayerNorm)
     """The output projection as an int8 layer with the final layer norm folded in
     (:func:`fold_layer_norm`), quantized a block of rows at a time (its rows are independent:
     the same values as folding and quantizing the whole matrix, tested)."""
-    shape = sd.shape(key) if hasattr(sd, "shape") else tuple(sd[key].shape)  # type: ignore[attr-defined]
+    shape = _shape(sd, key)
     biases: list[torch.Tensor] = []
 
     def folded() -> Iterable[torch.Tensor]:

@@ -97,7 +97,8 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
 def read_into(fd: int, buf: torch.Tensor, offset: int) -> None:
     """Fill the contiguous tensor ``buf`` with the bytes at ``offset`` (``pread``: no shared file
     position, so threads may read at once)."""
-    view = memoryview(buf.reshape(-1).view(torch.uint8).numpy()).cast("B")  # reshape: 0-d tensors too
+    array = buf.reshape(-1).view(torch.uint8).numpy()  # reshape: 0-d tensors too
+    view = memoryview(array.data).cast("B")
     done = 0
     while done < len(view):
         got = os.preadv(fd, [view[done:]], offset + done)
