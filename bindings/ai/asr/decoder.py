@@ -489,25 +489,26 @@ class LeanDecoder(nn.Module):
 
 
 class StepPolicy:
-    """How a decoding step uses the extra threads now: measured, not assumed.
-
-    Three modes: :data:`NARROW` (the whole step on one thread), :data:`WIDE_PROJ` (the output
-    projection -- vocab x d, the largest weight a step reads -- split across the threads) and
-    :data:`WIDE_ALL` (the layers too: their cross-attention reads and int8 products split).
+    """Whether a decoding step splits its output projection (vocab x d: the largest weight a step
+    reads) across the extra threads now: measured, not assumed.
 
     Why measured: a step is bound by memory reads, and a second core that is free brings its own
-    bandwidth, so on an idle machine the wide modes are faster; but while anything else keeps that
-    core busy, a split waits for a time slice and the step takes 1.5x as long. So each mode's step
-    time is tracked (a moving average of the mode in use), the fastest is used, and the others are
-    re-tried in turn for a few steps out of every ``PROBE_EVERY``, so a change in the machine's load
-    is noticed within a second or so of decoding. One policy per batch size (rows cost differently).
+    bandwidth, so on an idle machine the split step is faster (tiny.en: 5.7 -> 5.1 ms a step, median);
+    but while anything else keeps that core busy, the split waits for a time slice and the step takes
+    1.5x as long. So each mode's step time is tracked (a moving average of the mode in use), the
+    fastest is used, and the others are re-tried in turn for a few steps out of every
+    ``PROBE_EVERY``, so a change in the machine's load is noticed within a second or so of
+    decoding. One policy per batch size (rows cost differently). Splitting the layers too (their
+    cross-attention reads and small int8 products) was slower even on an idle machine -- 7.3 ms a
+    step, 14.9 vs 11.8 ms at 4 rows: with threads that sleep between operations, waking them for
+    each small operation costs more than the split saves -- so it is not a mode.
     """
 
     PROBE_EVERY = 64
     PROBE_STEPS = 3  # the first warms the other mode up; the mean of the rest replaces its average
     ALPHA = 0.2  # moving average of the mode in use
 
-    def __init__(self, modes: int = 3) -> None:
+    def __init__(self, modes: int = 2) -> None:
         self.avg: list[float | None] = [None] * modes
         self.steps = 0
         self._probe: list[float] = []
@@ -545,7 +546,7 @@ class StepPolicy:
             self.avg[mode] = old + self.ALPHA * (seconds - old)
 
 
-NARROW, WIDE_PROJ, WIDE_ALL = 0, 1, 2
+NARROW, WIDE_PROJ = 0, 1
 #: one per batch size and process: all decoding shares the machine whose load it measures
 _STEP_POLICIES: dict[int, StepPolicy] = {}
 
@@ -598,8 +599,8 @@ class DecodeBatch:
 
     def __init__(self, lean: LeanDecoder, cross: Sequence[CrossKV], max_len: int, threads: int = 1) -> None:
         """``threads``: CPU threads for the wide operations -- whole prompts (many tokens at once),
-        and per step the output projection, or the whole step, when :class:`StepPolicy` finds
-        that faster; otherwise a step runs on one thread (the engine's thread policy)."""
+        and per step the output projection when :class:`StepPolicy` finds that faster -- while the
+        per-token layers stay on one (the engine's thread policy)."""
         self.lean = lean
         self.threads = threads if lean.positions.device.type == "cpu" else 1
         self.cross = list(cross)
@@ -663,11 +664,10 @@ class DecodeBatch:
         policy = step_policy(self.B) if self.threads > 1 else None
         mode = policy.choose() if policy is not None else NARROW
         started = time.perf_counter()
-        with _threads(self.threads if mode == WIDE_ALL else 1):
-            hidden = self.lean.forward_token(
-                tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
-            )
-        logits = self.logits(hidden, mode != NARROW)
+        hidden = self.lean.forward_token(
+            tokens, pos, self.k, self.v, self.cross, mask, K, position=K - 1 if uniform else None
+        )
+        logits = self.logits(hidden, mode == WIDE_PROJ)
         if policy is not None:
             policy.record(mode, time.perf_counter() - started)
         self.lengths = pos + 1
