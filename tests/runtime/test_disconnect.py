@@ -38,8 +38,10 @@ async def on_fetch(request, env, ctx):
 
 
 def _wait_for(path: Path, timeout: float = 10.0) -> str:
+    """The file's text once the worker has written it (``write_text`` creates the file before it
+    writes: an existing but empty file is not written yet)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not (path.exists() and path.read_text()):
         assert time.monotonic() < deadline, f"{path.name} never appeared"
         time.sleep(0.02)
     return path.read_text()
