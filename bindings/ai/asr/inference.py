@@ -116,10 +116,10 @@ def prepare(
             found = spans.result()
         else:
             found = filter_spans(samples, request) if request.vad_filter else chunk_speech(samples)
-        if not found:
-            return Prepared(spec, request, None, duration, 0.0)
         kept = sum(s["end"] - s["start"] for s in found) / SAMPLE_RATE
-        after_vad = kept if request.vad_filter else duration
+        after_vad = kept if request.vad_filter else duration  # (without vad_filter nothing is cut)
+        if not found:
+            return Prepared(spec, request, None, duration, after_vad)
         return Prepared(spec, request, engine.start_batched(samples, found, options), duration, after_vad)
     if request.vad_filter:
         found = spans.result() if spans is not None else filter_spans(samples, request)
