@@ -276,10 +276,10 @@ class DevServer:
 
     def start_in_thread(self, timeout: float = 30.0) -> DevServer:
         """Serve from a daemon thread with its own event loop; returns once ready."""
-        import uvicorn
+        from .shutdown import PromptServer
 
         config = self._config()
-        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn = PromptServer(config)
 
         def target() -> None:
             if config.loop == "uvloop":
@@ -298,7 +298,7 @@ class DevServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+            self._uvicorn.request_exit()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

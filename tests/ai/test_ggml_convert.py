@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# every test here builds (or converts) a checkpoint with transformers: ~3.5 s, so out of the fast subset
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import uvicorn
 
+from flarelet.runtime.shutdown import PromptServer
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "flarelet-test-token-0123456789abcdefghij"
 OTHER_TOKEN = "second-token-for-the-same-server"
@@ -38,7 +40,7 @@ def serve_app(app: Any, timeout: float = 20.0) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = PromptServer(config)  # stops without uvicorn's fixed waits
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -49,7 +51,7 @@ def serve_app(app: Any, timeout: float = 20.0) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.request_exit()
         thread.join(timeout)
         sock.close()
 
