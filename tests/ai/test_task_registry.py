@@ -6,17 +6,13 @@ loopback server -- exactly as Whisper does, and nothing under ``bindings/ai/asr`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from flarelet.bindings.ai import catalog, errors
 from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
@@ -25,6 +21,7 @@ from flarelet.bindings.ai.rest import create_app
 from flarelet.bindings.ai.rest_auth import RestCredentials
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
+from tests.rest.conftest import serve_app
 
 #: Not "Text Embeddings": that task name is the real BGE task's (bindings/ai/embeddings).
 TOY_TASK = TaskInfo(id="toy-text-embeddings", name="Toy Embeddings", description="A test-only toy task.")
@@ -166,32 +163,12 @@ def test_whisper_models_stay_registered_beside_the_new_task(toy):
     assert catalog.task_of(catalog.resolve(TOY)) is toy
 
 
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn, 127.0.0.1, a free port; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.mark.slow
 def test_a_registered_task_is_served_by_the_rest_api(toy, settings):
     credentials = RestCredentials(tokens=(TOKEN,), account_id=None, token_source="command line")
     app = create_app(settings, credentials=credentials, service=AiService(settings))
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with serve(app) as base:
+    with serve_app(app) as base:
         api = f"{base}/client/v4/accounts/{ACCOUNT}/ai"
         ok = httpx.post(f"{api}/run/{TOY}", json={"text": "hello"}, headers=auth)
         bad = httpx.post(f"{api}/run/{TOY}", json={"txt": "hello"}, headers=auth)

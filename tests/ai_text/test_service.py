@@ -5,17 +5,13 @@ mapping a user writes in ``[flarelet.ai] models``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from flarelet.bindings.ai import errors
 from flarelet.bindings.ai.binding import Ai, InferenceUpstreamError
@@ -24,6 +20,7 @@ from flarelet.bindings.ai.rest_auth import RestCredentials
 from flarelet.bindings.ai.service import AiService
 from flarelet.bindings.ai.settings import AiSettings
 from flarelet.bindings.jsobject import ByteStream
+from tests.rest.conftest import serve_app
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 LLAMA_70B = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
@@ -210,30 +207,11 @@ def test_models_name_the_stand_ins():
 # -- REST, on a loopback server ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture
 def api(settings, no_eos) -> Iterator[str]:
     credentials = RestCredentials(tokens=(TOKEN,), account_id=None, token_source="command line")
     app = create_app(settings, credentials=credentials, service=AiService(settings))
-    with serve(app) as base:
+    with serve_app(app) as base:
         yield f"{base}/client/v4/accounts/{ACCOUNT}/ai"
 
 
